@@ -114,7 +114,9 @@ def check_sample(rgb: np.ndarray, depth: np.ndarray, name: str) -> Sample:
     if depth.ndim != 2 or depth.dtype.kind != "f":
         raise DataError(f"{name}: depth must be float HxW metres, got {depth.dtype} {depth.shape}")
     if depth.shape != rgb.shape[:2]:
-        raise DataError(f"{name}: depth is {depth.shape} but RGB is {rgb.shape[:2]}; they must match")
+        raise DataError(
+            f"{name}: depth is {depth.shape} but RGB is {rgb.shape[:2]}; they must match"
+        )
     if not np.isfinite(depth).all():
         raise DataError(f"{name}: depth contains NaN or inf; use 0 for missing measurements")
     if depth.min() < 0:
@@ -309,7 +311,9 @@ class NyuTestZip(DepthDataset):
             )
         h, w = self.rgb.shape[1:3]
         if crop.size != 4 or not (0 <= crop[0] <= crop[1] < h and 0 <= crop[2] <= crop[3] < w):
-            raise DataError(f"{self.path}: eigen_test_crop.npy {crop.tolist()} does not fit {h}x{w}")
+            raise DataError(
+                f"{self.path}: eigen_test_crop.npy {crop.tolist()} does not fit {h}x{w}"
+            )
         self.crop = tuple(int(c) for c in crop)
 
     def __len__(self) -> int:
@@ -378,10 +382,15 @@ class LabeledMat(DepthDataset):
                 f"{sorted(f.keys())})"
             )
         images, depths = f["images"], f["depths"]
-        if images.ndim != 4 or images.shape[1] != 3 or depths.shape != (
-            images.shape[0],
-            images.shape[2],
-            images.shape[3],
+        if (
+            images.ndim != 4
+            or images.shape[1] != 3
+            or depths.shape
+            != (
+                images.shape[0],
+                images.shape[2],
+                images.shape[3],
+            )
         ):
             raise DataError(
                 f"{self.path}: images {images.shape} / depths {depths.shape} are not "
@@ -573,7 +582,9 @@ def depth_to_nyu8(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(depth / NYU8_MAX_DEPTH * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_nyu_data_zip(path: str | os.PathLike[str], train: Sequence[Sample], test: Sequence[Sample]) -> Path:
+def write_nyu_data_zip(
+    path: str | os.PathLike[str], train: Sequence[Sample], test: Sequence[Sample]
+) -> Path:
     """Write DenseDepth's ``nyu_data.zip`` layout: JPEG + 8-bit depth train, PNG + mm16 test."""
     path = Path(path)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -656,7 +667,9 @@ def write_labeled_mat(
     return path
 
 
-def write_pairs(folder: str | os.PathLike[str], samples: Sequence[Sample], prefix: str = "") -> Path:
+def write_pairs(
+    folder: str | os.PathLike[str], samples: Sequence[Sample], prefix: str = ""
+) -> Path:
     """Write ``NAME_rgb.png`` + ``NAME_depth.png`` (uint16 mm) pairs into ``folder``."""
     folder = Path(folder)
     for i, (rgb, depth) in enumerate(samples):

@@ -1,0 +1,359 @@
+"""Depth metrics and the Eigen evaluation protocol, in pure numpy (no torch).
+
+``compute_metrics(gt, pred)`` gives delta1..3, rel, rms and log10 pooled over every valid pixel
+of a whole set (valid: ``gt > 0`` and finite), computed in float64.
+
+``eigen_evaluate(predict, rgb, depth)`` runs a predictor (RGB float32 NCHW in [0,1] -> metres
+at half resolution) over a test set batch by batch. Two protocols:
+
+- ``"eigen"`` (ours, the default): every image is scored, the remainder batch included; the
+  half-resolution predictions are clamped to [0.1, 10] m and upsampled 2x bilinearly with
+  half-pixel centres and edge clamping (``upsample2x``, torch's ``align_corners=False``); the
+  prediction is averaged with the mirrored prediction of the mirrored image; prediction and
+  ground truth are cropped (inclusive Eigen crop 20..459 x 24..615 at 480x640) and clamped to
+  [0.1, 10] m; only valid ground-truth pixels (``gt > 0`` and finite, decided before the clamp)
+  count; ``rel = mean(|gt - pred| / gt)``.
+- ``"densedepth"`` reproduces the original DenseDepth ``evaluate()`` (evaluate.py), quirks
+  included, so tables compare with the paper:
+
+  1. batch size 4 by default, and only ``N // batch_size`` full batches are scored: the last
+     ``N % batch_size`` images are dropped (654 test images, bs 4: 652 scored);
+  2. upsampling is ``skimage.transform.resize(order=1, mode='reflect', anti_aliasing=True)``:
+     bilinear with half-pixel centres but mirrored at the border, so the outermost output
+     pixels are ``0.75 * edge + 0.25 * next`` instead of the edge value
+     (``upsample2x_skimage``);
+  3. predictions are clipped to [0.1, 10] m before upsampling but the ground truth is never
+     clamped;
+  4. no validity mask: every cropped pixel counts, holes included, so the ground truth must be
+     filled (a zero makes log10 infinite; we raise instead);
+  5. the metric function is called with its arguments swapped
+     (``compute_errors(predictions, ground_truth)``), so ``rel = mean(|gt - pred| / pred)``
+     divides by the prediction; delta, rms and log10 are symmetric and unaffected.
+
+  Flip averaging (0.5 * pred + 0.5 * mirrored flip prediction), the crop and the pooling over
+  every pixel of the set are the same in both protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from densedepth.errors import DataError
+
+# Same values as densedepth.depth (which imports torch; this module must not).
+MIN_DEPTH = 0.1  # metres
+MAX_DEPTH = 10.0  # metres
+
+EIGEN_CROP = (20, 459, 24, 615)  # rows top..bottom, cols left..right, inclusive, at 480x640
+METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
+PROTOCOLS = ("eigen", "densedepth")
+DEFAULT_BATCH_SIZE = {"eigen": 8, "densedepth": 4}
+
+Crop = tuple[int, int, int, int]
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _sums(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Sufficient statistics of the metrics over paired 1-D float64 arrays.
+
+    ``[count, n(delta<1.25), n(<1.25^2), n(<1.25^3), sum rel, sum sq err, sum |log10 ratio|]``,
+    with ``rel`` dividing by ``gt``.
+    """
+    ratio = np.maximum(gt / pred, pred / gt)
+    err = gt - pred
+    return np.array(
+        [
+            gt.size,
+            np.count_nonzero(ratio < 1.25),
+            np.count_nonzero(ratio < 1.25**2),
+            np.count_nonzero(ratio < 1.25**3),
+            np.sum(np.abs(err) / gt),
+            np.sum(err * err),
+            np.sum(np.abs(np.log10(gt) - np.log10(pred))),
+        ],
+        dtype=np.float64,
+    )
+
+
+def _finish(sums: np.ndarray) -> dict[str, float]:
+    n = sums[0]
+    return {
+        "delta1": float(sums[1] / n),
+        "delta2": float(sums[2] / n),
+        "delta3": float(sums[3] / n),
+        "rel": float(sums[4] / n),
+        "rms": float(np.sqrt(sums[5] / n)),
+        "log10": float(sums[6] / n),
+    }
+
+
+def _valid_sums(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Checked ``_sums`` over the valid pixels of ``gt`` (> 0, finite, and ``mask``)."""
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    if gt.shape != pred.shape:
+        raise DataError(
+            f"ground truth {gt.shape} and prediction {pred.shape} differ in shape; "
+            "bring the prediction to the ground truth's resolution first"
+        )
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > 0)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != gt.shape:
+            raise DataError(
+                f"mask {mask.shape} and ground truth {gt.shape} differ in shape; "
+                "pass a boolean mask of the ground truth's shape"
+            )
+        valid &= mask.astype(bool)
+    g = gt[valid].astype(np.float64)
+    p = pred[valid].astype(np.float64)
+    bad = np.count_nonzero(~(np.isfinite(p) & (p > 0)))
+    if bad:
+        raise DataError(
+            f"{bad} predictions at valid pixels are NaN, infinite or <= 0; clamp predictions "
+            f"to the valid range [{MIN_DEPTH}, {MAX_DEPTH}] m before computing metrics"
+        )
+    return _sums(g, p)
+
+
+def compute_metrics(
+    gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, float]:
+    """delta1..3, rel, rms, log10 pooled over every valid pixel of ``gt`` (any shape).
+
+    Valid: ``gt > 0``, finite, and ``mask`` where given. ``rel = mean(|gt - pred| / gt)``,
+    ``rms = sqrt(mean((gt - pred)^2))``, ``log10 = mean(|log10 gt - log10 pred|)``,
+    ``delta_k`` the fraction with ``max(gt/pred, pred/gt) < 1.25**k``. float64 throughout.
+    """
+    sums = _valid_sums(gt, pred, mask)
+    if sums[0] == 0:
+        raise DataError(
+            "no valid ground-truth pixels (none is finite and > 0, or the mask excludes all); "
+            "check the depth maps and the mask"
+        )
+    return _finish(sums)
+
+
+# --------------------------------------------------------------------------------------------
+# Crop and upsampling
+
+
+def _check_crop(crop: Crop, h: int, w: int) -> tuple[int, int, int, int]:
+    try:
+        top, bottom, left, right = (int(c) for c in crop)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"crop {crop!r} is not four integers (top, bottom, left, right; inclusive)"
+        ) from None
+    if not (0 <= top <= bottom < h and 0 <= left <= right < w):
+        raise DataError(
+            f"crop {crop!r} (top, bottom, left, right; inclusive) does not fit {h}x{w} images; "
+            "pass a crop inside the image or crop=None"
+        )
+    return top, bottom, left, right
+
+
+def eigen_crop(x: np.ndarray, crop: Crop = EIGEN_CROP) -> np.ndarray:
+    """``x[..., top:bottom+1, left:right+1]`` (inclusive bounds; 480x640 -> 440x592)."""
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise DataError(f"eigen_crop needs an array of at least 2 dims, got shape {x.shape}")
+    top, bottom, left, right = _check_crop(crop, *x.shape[-2:])
+    return x[..., top : bottom + 1, left : right + 1]
+
+
+def _float(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+
+
+def _upsample_axis(x: np.ndarray, axis: int, pad_mode: str) -> np.ndarray:
+    """2x linear upsampling of one axis with half-pixel centres.
+
+    Output ``2k`` samples input coordinate ``k - 0.25`` and ``2k + 1`` samples ``k + 0.25``,
+    so the weights are always 0.25 / 0.75; the border sample comes from ``np.pad``'s
+    ``pad_mode`` (``edge``: clamp; ``reflect``: mirror about the edge pixel's centre).
+    """
+    n = x.shape[axis]
+    if n == 0:
+        raise DataError(f"cannot upsample an empty axis (shape {x.shape})")
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (1, 1)
+    p = np.pad(x, widths, mode=pad_mode if n > 1 else "edge")
+    prev = np.take(p, np.arange(0, n), axis=axis)
+    mid = np.take(p, np.arange(1, n + 1), axis=axis)
+    nxt = np.take(p, np.arange(2, n + 2), axis=axis)
+    even = 0.25 * prev + 0.75 * mid
+    odd = 0.75 * mid + 0.25 * nxt
+    out = np.stack([even, odd], axis=axis + 1)
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    return out.reshape(shape).astype(x.dtype, copy=False)
+
+
+def _upsample2x(x: np.ndarray, pad_mode: str) -> np.ndarray:
+    x = _float(x)
+    if x.ndim < 2:
+        raise DataError(f"upsampling needs an array (..., h, w), got shape {x.shape}")
+    return _upsample_axis(_upsample_axis(x, x.ndim - 2, pad_mode), x.ndim - 1, pad_mode)
+
+
+def upsample2x(depth_half: np.ndarray) -> np.ndarray:
+    """Bilinear 2x upsampling of (..., h, w) to (..., 2h, 2w), half-pixel centres, edge-clamped
+    (torch ``interpolate(mode="bilinear", align_corners=False)``). Keeps a float dtype."""
+    return _upsample2x(depth_half, "edge")
+
+
+def upsample2x_skimage(depth_half: np.ndarray) -> np.ndarray:
+    """The original DenseDepth ``scale_up(2, ...)``: ``skimage.transform.resize(order=1,
+    mode='reflect', anti_aliasing=True, preserve_range=True)`` to (..., 2h, 2w), i.e. bilinear
+    with half-pixel centres, mirrored about the edge pixel (anti-aliasing does nothing when
+    upsampling)."""
+    return _upsample2x(depth_half, "reflect")
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation protocols
+
+
+def _check_inputs(rgb: np.ndarray, depth: np.ndarray) -> tuple[int, int, int]:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 4:
+        raise DataError(
+            f"rgb must be a uint8 array N x H x W x 3, got "
+            f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}; "
+            "pass the images as loaded (0..255), not normalised"
+        )
+    n, h, w, c = rgb.shape
+    if c != 3:
+        raise DataError(f"rgb must be N x H x W x 3, got shape {rgb.shape} ({c} channels)")
+    if not isinstance(depth, np.ndarray) or depth.shape != (n, h, w):
+        raise DataError(
+            f"depth must be an array N x H x W = {(n, h, w)} matching rgb, got "
+            f"{getattr(depth, 'shape', type(depth).__name__)}"
+        )
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise DataError(f"depth must be float metres, got dtype {depth.dtype}")
+    if n == 0:
+        raise DataError("the test set is empty; pass at least one image")
+    if h % 2 or w % 2:
+        raise DataError(
+            f"images are {h}x{w}; the network predicts at half resolution, so H and W must be "
+            "even: resize or crop the inputs"
+        )
+    return n, h, w
+
+
+def _predict_half(predict: Predictor, x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``predict(x)`` as float64 (n, h/2, w/2) metres, shape-checked."""
+    out = np.asarray(predict(np.ascontiguousarray(x)))
+    n = x.shape[0]
+    if out.ndim == 4 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.shape != (n, h // 2, w // 2):
+        raise DataError(
+            f"the predictor returned shape {out.shape} for a batch {x.shape}; it must return "
+            f"depth in metres at half resolution, ({n}, 1, {h // 2}, {w // 2}) or "
+            f"({n}, {h // 2}, {w // 2})"
+        )
+    return out.astype(np.float64)
+
+
+def _flip_averaged(
+    predict: Predictor, rgb_batch: np.ndarray, h: int, w: int, upsample: Callable
+) -> np.ndarray:
+    """Clamped, upsampled prediction averaged with the mirrored prediction of the mirror."""
+    x = rgb_batch.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+    pred = np.clip(_predict_half(predict, x, h, w), MIN_DEPTH, MAX_DEPTH)
+    pred_flip = np.clip(_predict_half(predict, x[..., ::-1], h, w), MIN_DEPTH, MAX_DEPTH)
+    return 0.5 * upsample(pred) + 0.5 * upsample(pred_flip)[..., ::-1]
+
+
+def eigen_evaluate(
+    predict: Predictor,
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    crop: Crop | None = EIGEN_CROP,
+    batch_size: int | None = None,
+    protocol: str = "eigen",
+) -> dict[str, float | int | str]:
+    """Metrics of ``predict`` on a test set under ``protocol`` (see the module docstring).
+
+    ``predict``: float32 NCHW RGB in [0,1] -> metres at half resolution, (N,1,h,w) or (N,h,w).
+    ``rgb``: N x H x W x 3 uint8 (a memmap is read batch by batch); ``depth``: N x H x W metres.
+    ``crop``: inclusive (top, bottom, left, right), or None for the whole image.
+    ``batch_size``: None for the protocol's default (eigen 8, densedepth 4).
+    Returns the six metrics plus ``n_images`` (images scored) and ``protocol``.
+    """
+    if protocol not in PROTOCOLS:
+        raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    n, h, w = _check_inputs(rgb, depth)
+    bs = DEFAULT_BATCH_SIZE[protocol] if batch_size is None else int(batch_size)
+    if bs < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    top, bottom, left, right = (0, h - 1, 0, w - 1) if crop is None else _check_crop(crop, h, w)
+    rows, cols = slice(top, bottom + 1), slice(left, right + 1)
+
+    if protocol == "eigen":
+        n_scored = n
+        upsample = upsample2x
+    else:
+        n_scored = (n // bs) * bs  # the original's `for i in range(N // bs)`
+        upsample = upsample2x_skimage
+        if n_scored == 0:
+            raise DataError(
+                f"the densedepth protocol scores only full batches: {n} images < batch size "
+                f"{bs}; pass more images or a smaller batch_size"
+            )
+
+    sums = np.zeros(7, dtype=np.float64)
+    for start in range(0, n_scored, bs):
+        stop = min(start + bs, n_scored)
+        pred = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)[:, rows, cols]
+        gt = np.asarray(depth[start:stop], dtype=np.float64)[:, rows, cols]
+        if protocol == "eigen":
+            with np.errstate(invalid="ignore"):
+                valid = np.isfinite(gt) & (gt > 0)
+            gt = np.clip(gt, MIN_DEPTH, MAX_DEPTH)
+            pred = np.clip(pred, MIN_DEPTH, MAX_DEPTH)
+            sums += _valid_sums(gt, pred, valid)
+        else:
+            bad = np.count_nonzero(~(np.isfinite(gt) & (gt > 0)))
+            if bad:
+                raise DataError(
+                    f"{bad} ground-truth pixels in the crop of images {start}..{stop - 1} are "
+                    "0, negative or not finite; the densedepth protocol has no validity mask "
+                    "and needs filled ground truth (use protocol='eigen' for raw depth)"
+                )
+            if not np.isfinite(pred).all():
+                raise DataError(
+                    f"the predictor returned NaN or infinite depth for images {start}..{stop - 1}; "
+                    "check the model and its inputs"
+                )
+            # compute_errors(gt=predictions, pred=ground truth): rel divides by the prediction.
+            sums += _sums(pred.ravel(), gt.ravel())
+
+    if sums[0] == 0:
+        raise DataError(
+            "no valid ground-truth pixels in the crop of any image (none finite and > 0); "
+            "check the depth maps and the crop"
+        )
+    return {**_finish(sums), "n_images": n_scored, "protocol": protocol}
+
+
+__all__ = [
+    "EIGEN_CROP",
+    "METRIC_KEYS",
+    "PROTOCOLS",
+    "compute_metrics",
+    "eigen_crop",
+    "eigen_evaluate",
+    "upsample2x",
+    "upsample2x_skimage",
+]

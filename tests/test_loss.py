@@ -1,0 +1,211 @@
+"""DepthLoss: every term against an independent numpy implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import correlate2d
+
+from densedepth.errors import DataError
+from densedepth.loss import DepthLoss, image_gradients, ssim
+
+
+def pair(shape: tuple[int, ...] = (2, 1, 16, 20), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A target in the reciprocal range [1, 100] and a noisy prediction of it."""
+    rng = np.random.default_rng(seed)
+    true = rng.uniform(1.0, 100.0, shape)
+    pred = np.clip(true + rng.normal(0.0, 15.0, shape), 1.0, 100.0)
+    return pred, true
+
+
+def t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a)
+
+
+# --- independent references -------------------------------------------------------------------
+
+
+def ref_gaussian_2d(size: int, sigma: float) -> np.ndarray:
+    r = np.arange(size) - (size - 1) / 2.0
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    g = np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ref_ssim_image(a: np.ndarray, b: np.ndarray, max_val: float, size: int) -> float:
+    """SSIM of two 2-D images, window by window (explicit loops), VALID region, averaged."""
+    w = ref_gaussian_2d(size, 1.5)
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    vals = []
+    for i in range(a.shape[0] - size + 1):
+        for j in range(a.shape[1] - size + 1):
+            pa, pb = a[i : i + size, j : j + size], b[i : i + size, j : j + size]
+            ma, mb = (w * pa).sum(), (w * pb).sum()
+            va = (w * (pa - ma) ** 2).sum()
+            vb = (w * (pb - mb) ** 2).sum()
+            cov = (w * (pa - ma) * (pb - mb)).sum()
+            vals.append(
+                (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+            )
+    return float(np.mean(vals))
+
+
+def ref_ssim(a: np.ndarray, b: np.ndarray, max_val: float = 100.0) -> float:
+    size = min(11, a.shape[-2], a.shape[-1])
+    per_image = [
+        np.mean([ref_ssim_image(a[n, c], b[n, c], max_val, size) for c in range(a.shape[1])])
+        for n in range(a.shape[0])
+    ]
+    return float(np.mean(per_image))
+
+
+def ref_ssim_correlate(a: np.ndarray, b: np.ndarray, max_val: float = 100.0) -> float:
+    """The same with scipy's 2-D correlation (one image pair)."""
+    w = ref_gaussian_2d(11, 1.5)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return correlate2d(x, w, mode="valid")
+
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    ma, mb = f(a), f(b)
+    va, vb, cov = f(a * a) - ma**2, f(b * b) - mb**2, f(a * b) - ma * mb
+    s = (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def ref_gradients(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dy = np.zeros_like(x)
+    dx = np.zeros_like(x)
+    h, w = x.shape[-2:]
+    for i in range(h - 1):
+        dy[..., i, :] = x[..., i + 1, :] - x[..., i, :]
+    for j in range(w - 1):
+        dx[..., :, j] = x[..., :, j + 1] - x[..., :, j]
+    return dy, dx
+
+
+def ref_terms(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    dyp, dxp = ref_gradients(pred)
+    dyt, dxt = ref_gradients(true)
+    return {
+        "l1": float(np.abs(pred - true).mean()),
+        "grad": float((np.abs(dyp - dyt) + np.abs(dxp - dxt)).mean()),
+        "ssim": float(np.clip((1 - ref_ssim(true, pred)) / 2, 0, 1)),
+    }
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_image_gradients_match_forward_differences() -> None:
+    x, _ = pair((2, 1, 5, 7))
+    dy, dx = image_gradients(t(x))
+    rdy, rdx = ref_gradients(x)
+    assert dy.shape == dx.shape == x.shape
+    np.testing.assert_allclose(dy.numpy(), rdy, atol=1e-12)
+    np.testing.assert_allclose(dx.numpy(), rdx, atol=1e-12)
+    assert not dy[:, :, -1].any() and not dx[..., -1].any()
+
+
+def test_ssim_matches_window_loops_and_scipy() -> None:
+    pred, true = pair()
+    ours = float(ssim(t(true), t(pred)))
+    assert ours == pytest.approx(ref_ssim(true, pred), abs=1e-10)
+    by_scipy = np.mean([ref_ssim_correlate(true[n, 0], pred[n, 0]) for n in range(2)])
+    assert ours == pytest.approx(by_scipy, abs=1e-10)
+    # float32 agrees closely too
+    ours32 = float(ssim(t(true).float(), t(pred).float()))
+    assert ours32 == pytest.approx(ours, abs=1e-5)
+
+
+def test_ssim_matches_skimage_on_the_valid_region() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    pred, true = pair()
+    # skimage pads with 'reflect' and then averages the map cropped by (win - 1) / 2 = 5 on
+    # every side: exactly the VALID region, so its mean SSIM is ours per image.
+    sk = [
+        metrics.structural_similarity(
+            true[n, 0],
+            pred[n, 0],
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=100,
+        )
+        for n in range(2)
+    ]
+    assert float(ssim(t(true), t(pred))) == pytest.approx(float(np.mean(sk)), abs=1e-10)
+
+
+def test_ssim_small_images_use_a_smaller_window_and_channels_average() -> None:
+    pred, true = pair((2, 2, 6, 9), seed=1)  # 6 px high: a 6x6 window
+    assert float(ssim(t(true), t(pred))) == pytest.approx(ref_ssim(true, pred), abs=1e-10)
+
+
+def test_identical_inputs_give_ssim_one_and_loss_zero() -> None:
+    _, true = pair()
+    x = t(true).float()
+    assert float(ssim(x, x.clone())) == pytest.approx(1.0, abs=1e-6)
+    loss_fn = DepthLoss()
+    assert float(loss_fn(x, x.clone())) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_each_term_and_the_total_match_numpy() -> None:
+    pred, true = pair()
+    loss_fn = DepthLoss()
+    total = float(loss_fn(t(pred), t(true)))
+    terms = loss_fn.last_terms
+    ref = ref_terms(pred, true)
+    assert set(terms) == {"l1", "grad", "ssim"}
+    for k in ref:
+        assert terms[k] == pytest.approx(ref[k], rel=1e-9), k
+    assert total == pytest.approx(0.1 * ref["l1"] + ref["grad"] + ref["ssim"], rel=1e-9)
+    assert total == pytest.approx(0.1 * terms["l1"] + terms["grad"] + terms["ssim"], rel=1e-12)
+    other = float(DepthLoss(l1_weight=1.0)(t(pred), t(true)))
+    assert other == pytest.approx(ref["l1"] + ref["grad"] + ref["ssim"], rel=1e-9)
+
+
+def test_backward_gives_finite_gradients() -> None:
+    pred, true = pair()
+    p = t(pred).float().requires_grad_(True)
+    loss = DepthLoss()(p, t(true).float())
+    loss.backward()
+    assert p.grad is not None
+    assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_autocast_computes_in_float32() -> None:
+    pred, true = pair()
+    p, y = t(pred).float(), t(true).float()
+    expected = float(DepthLoss()(p, y))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = DepthLoss()(p, y)
+        half = DepthLoss()(p.bfloat16(), y.bfloat16())
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    assert torch.isfinite(half) and half.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [((2, 1, 16, 20), (2, 1, 16, 21)), ((1, 16, 20), (1, 16, 20)), ((2, 1, 8, 8), (1, 1, 8, 8))],
+)
+def test_shape_errors(a: tuple[int, ...], b: tuple[int, ...]) -> None:
+    with pytest.raises(DataError, match="same shape"):
+        DepthLoss()(torch.ones(a), torch.ones(b))
+    with pytest.raises(DataError, match="same shape"):
+        ssim(torch.ones(a), torch.ones(b))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    pred, true = pair()
+    p, y = t(pred).float(), t(true).float()
+    cpu = DepthLoss()(p, y)
+    loss_fn = DepthLoss()
+    with torch.autocast("cuda", dtype=torch.float16):
+        gpu = loss_fn(p.cuda().requires_grad_(True), y.cuda())
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
+    assert float(gpu) == pytest.approx(float(cpu), rel=1e-4)
+    gpu.backward()

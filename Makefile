@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest
+	NYU_SAMPLES_DIR=$${NYU_SAMPLES_DIR:-$(abspath $(wildcard ../shared/nyu-samples))} $(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

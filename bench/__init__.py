@@ -1,0 +1,1 @@
+"""Benchmarks and reports over runners: comparison of models, latency and accuracy."""

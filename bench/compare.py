@@ -1,0 +1,140 @@
+"""Compare models on the same test images: metrics table (Markdown + JSON) and one figure."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densedepth.data import open_dataset
+from densedepth.errors import DenseDepthError
+from densedepth.evaluation import evaluate_dataset
+from densedepth.viz import save_grid
+from engines import load_runner
+from engines.predict import predict_image
+
+METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
+
+# Published figures on the NYU Depth v2 Eigen test split (not measured by this toolkit).
+PUBLISHED = [
+    {
+        "model": "DenseDepth-169, paper (published)",
+        "source": "Alhashim & Wonka 2018, Table 1, NYU Depth v2",
+        "delta1": 0.846,
+        "delta2": 0.974,
+        "delta3": 0.994,
+        "rel": 0.123,
+        "rms": 0.465,
+        "log10": 0.053,
+    },
+]
+
+
+def model_label(runner: Any, path: Path) -> str:
+    """A short column label: backbone and file, e.g. ``densenet169 (d169/best.pt)``."""
+    backbone = getattr(runner, "backbone", "") or runner.name
+    return f"{backbone} ({path.parent.name}/{path.name})"
+
+
+def figure_indices(n_total: int, n_images: int) -> list[int]:
+    """``n_images`` indices spread evenly over the set, the same for every model."""
+    n = min(n_images, n_total)
+    return sorted({round(float(i)) for i in np.linspace(0, n_total - 1, n)}) if n else []
+
+
+def compare_models(
+    models: list[str | os.PathLike[str]],
+    data: str,
+    out: str | os.PathLike[str],
+    n_images: int = 4,
+    protocol: str = "eigen",
+    limit: int = 0,
+    device: str = "auto",
+    published: bool = True,
+    data_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every model on the same test images and write report.md, report.json and
+    compare.png (rows RGB | ground truth | one column per model, one jet scale per row)."""
+    if len(models) < 1:
+        raise DenseDepthError("compare needs at least one model")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(data, "test", **(data_kwargs or {}))
+    rows = []
+    runners = []
+    for path in map(Path, models):
+        runner = load_runner(path, device=device)
+        size = runner.input_shape[2:]
+        metrics = evaluate_dataset(runner, dataset, size, protocol=protocol, limit=limit)
+        label = model_label(runner, path)
+        rows.append({"model": label, "path": str(path), "input_size": list(size), **metrics})
+        runners.append((label, runner))
+    idx = figure_indices(len(dataset) if limit <= 0 else min(limit, len(dataset)), n_images)
+    samples = [dataset[i] for i in idx]
+    columns = {"ground truth": [d for _, d in samples]}
+    for label, runner in runners:
+        columns[label] = [predict_image(runner, rgb) for rgb, _ in samples]
+    figure = save_grid(
+        out / "compare.png",
+        [rgb for rgb, _ in samples],
+        columns,
+        range_per="row",
+        title=f"{getattr(dataset, 'name', data)}: test images {idx}",
+    )
+    report = {
+        "data": getattr(dataset, "name", data),
+        "protocol": protocol,
+        "figure": str(figure),
+        "figure_indices": idx,
+        "measured": rows,
+        "published": PUBLISHED if published else [],
+    }
+    _write_text(out / "report.json", json.dumps(report, indent=2, default=float) + "\n")
+    _write_text(out / "report.md", markdown_report(report))
+    return report
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The comparison as Markdown: measured rows, then published rows clearly labelled."""
+    lines = [
+        "# Model comparison",
+        "",
+        f"Test data: {report['data']}; protocol: {report['protocol']}. "
+        f"Higher is better for δ1..δ3, lower for rel, rms (m), log10.",
+        "",
+        "| model | δ1 | δ2 | δ3 | rel | rms | log10 | images |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["measured"]:
+        vals = " | ".join(f"{r[k]:.3f}" for k in METRIC_KEYS)
+        lines.append(f"| {r['model']} | {vals} | {r.get('n_images', '')} |")
+    if report["published"]:
+        lines += [
+            "",
+            "Published figures (NYU Depth v2 Eigen split; not measured here, not comparable "
+            "with synthetic-data rows):",
+            "",
+            "| model | δ1 | δ2 | δ3 | rel | rms | log10 | source |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in report["published"]:
+            vals = " | ".join(f"{r[k]:.3f}" for k in METRIC_KEYS)
+            lines.append(f"| {r['model']} | {vals} | {r['source']} |")
+    lines += [
+        "",
+        f"![qualitative comparison]({Path(report['figure']).name})",
+        "",
+        f"Rows: the same test images {report['figure_indices']} for every model; "
+        "columns RGB | ground truth | each model; one jet scale per row (blue near, red far).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

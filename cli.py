@@ -1,0 +1,348 @@
+#!/usr/bin/env python
+"""DenseDepth edge toolkit command line: each verb parses options and calls the library."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from densedepth.data import FORMATS, open_dataset, write_synthetic
+from densedepth.errors import DenseDepthError
+from densedepth.model import BACKBONES
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment.",
+)
+console = Console()
+
+Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
+DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print our errors as one line on stderr and exit 1 (no traceback)."""
+    try:
+        yield
+    except DenseDepthError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> Path:
+    """Refuse an existing non-empty output folder unless ``overwrite``; create it."""
+    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
+    if occupied:
+        if not overwrite:
+            raise DenseDepthError(f"output {out} already exists; pass --overwrite or another --out")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DenseDepthError(f"cannot create output folder {out}: {exc.strerror}") from None
+    return out
+
+
+@app.command()
+def info() -> None:
+    """List the backbones: parameters, encoder skips (module, stride, channels), weight files."""
+    from densedepth.model import DenseDepth, count_parameters, feature_info, imagenet_weights_path
+
+    table = Table(title="DenseDepth backbones (decoder width 1.0)")
+    for col in ("backbone", "parameters", "skips: module /stride channels", "ImageNet file"):
+        table.add_column(col)
+    for name in BACKBONES:
+        params = count_parameters(DenseDepth(name))
+        rows = feature_info(name)
+        skips = ", ".join(f"{r['module']} /{r['stride']} {r['channels']}" for r in rows)
+        path = imagenet_weights_path(name)
+        state = "found" if path.is_file() else "absent"
+        table.add_row(name, f"{params:,}", skips, f"{path} ({state})")
+    console.print(table)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write into.")],
+    fmt: Annotated[DataFormat, typer.Option("--format", help="File layout to write.")] = "pairs",
+    train: Annotated[int, typer.Option(min=0, help="Training scenes.")] = 16,
+    test: Annotated[int, typer.Option(min=1, help="Test scenes.")] = 8,
+    seed: Annotated[int, typer.Option(help="Train seed; test scenes use seed + 1.")] = 0,
+    height: Annotated[int, typer.Option(min=8, help="Image height.")] = 480,
+    width: Annotated[int, typer.Option(min=8, help="Image width.")] = 640,
+) -> None:
+    """Render synthetic indoor scenes with exact depth and write them in a real NYU layout."""
+    with user_errors():
+        t0 = time.perf_counter()
+        path = write_synthetic(out, str(fmt.value), train, test, seed, height, width)
+        seconds = time.perf_counter() - t0
+        console.print(f"saved {path} ({train} train + {test} test, {seconds:.1f} s)")
+
+
+def dataset_table(ds: Sequence[tuple], n: int) -> tuple[Table, list, list]:
+    """A table of the first ``n`` samples (shapes, valid share, depth range) and the samples."""
+    import numpy as np
+
+    table = Table(title=f"{getattr(ds, 'name', 'dataset')}: {len(ds)} samples")
+    for col in ("index", "rgb", "depth", "valid", "min m", "median m", "max m"):
+        table.add_column(col)
+    rgbs, depths = [], []
+    for i in range(min(n, len(ds))):
+        rgb, depth = ds[i]
+        valid = depth[depth > 0]
+        stats = (valid.min(), np.median(valid), valid.max()) if valid.size else (0, 0, 0)
+        table.add_row(
+            str(i),
+            f"{rgb.shape} {rgb.dtype}",
+            f"{depth.shape} {depth.dtype}",
+            f"{valid.size / depth.size:.0%}",
+            *(f"{v:.2f}" for v in stats),
+        )
+        rgbs.append(rgb)
+        depths.append(depth)
+    return table, rgbs, depths
+
+
+@app.command()
+def inspect(
+    data: Annotated[str, typer.Argument(help="Dataset path (zip, .mat, folder) or 'synthetic'.")],
+    split: Annotated[Split, typer.Option(help="Which split to read.")] = Split.test,
+    n: Annotated[int, typer.Option(min=1, help="Samples to show.")] = 4,
+    grid: Annotated[Path | None, typer.Option(help="Write a RGB | depth grid PNG here.")] = None,
+) -> None:
+    """Open a dataset, check the first samples and print their shapes and depth ranges."""
+    from densedepth.viz import save_grid
+
+    with user_errors():
+        table, rgbs, depths = dataset_table(open_dataset(data, split.value), n)
+        console.print(table)
+        if grid is not None:
+            console.print(f"saved {save_grid(grid, rgbs, {'depth': depths})}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x640"`` -> (480, 640); a clear error otherwise."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DenseDepthError(f"size {text!r} is not HEIGHTxWIDTH (e.g. 480x640)") from None
+    from densedepth.model import check_input_size
+
+    check_input_size(h, w)
+    return h, w
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Protocol(str, Enum):
+    eigen = "eigen"
+    densedepth = "densedepth"
+
+
+@app.command()
+def train(
+    backbone: Annotated[Backbone, typer.Option(help="Encoder.")] = "densenet169",
+    data: Annotated[str, typer.Option(help="Dataset path or 'synthetic'.")] = "synthetic",
+    val_data: Annotated[
+        str | None, typer.Option(help="Validation set (default: --data test).")
+    ] = None,
+    weights: Annotated[
+        str, typer.Option(help="Encoder init: imagenet (offline cache), none, or a FILE.")
+    ] = "imagenet",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 20,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size (paper: 8).")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (paper: 1e-4).")] = 1e-4,
+    input_size: Annotated[str, typer.Option(help="Network input HEIGHTxWIDTH.")] = "480x640",
+    decoder_width: Annotated[float, typer.Option(min=0.01, help="Decoder width factor.")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, config, logs).")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.pt.")] = False,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed of init, data order and augmentation.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between last.pt.")] = 200,
+    val_samples: Annotated[int, typer.Option(min=0, help="Validation images (0 = all).")] = 64,
+    synthetic_train: Annotated[int, typer.Option(min=1, help="Synthetic train scenes.")] = 1000,
+    synthetic_test: Annotated[int, typer.Option(min=1, help="Synthetic test scenes.")] = 100,
+) -> None:
+    """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
+    from train.config import TrainConfig
+    from train.loop import TrainingInterrupted, fit
+
+    with user_errors():
+        cfg = TrainConfig(
+            backbone=str(backbone.value),
+            decoder_width=decoder_width,
+            data=data,
+            val_data=val_data,
+            weights=weights,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            input_size=parse_size(input_size),
+            out=str(out),
+            device=device.value,
+            seed=seed,
+            workers=workers,
+            checkpoint_every=checkpoint_every,
+            val_samples=val_samples,
+            synthetic_train=synthetic_train,
+            synthetic_test=synthetic_test,
+        )
+        try:
+            summary = fit(cfg, resume=resume, console=console)
+        except TrainingInterrupted as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(130) from None
+        console.print(
+            f"done: {summary['steps']} steps, {summary['img_per_s']:.1f} img/s; "
+            f"best {summary['best_path']}, last {summary['last']}"
+        )
+
+
+def metrics_table(title: str, rows: list[dict]) -> Table:
+    """The six metrics per row (rich)."""
+    table = Table(title=title)
+    table.add_column("model", overflow="fold")
+    for col in ("δ1", "δ2", "δ3", "rel", "rms", "log10", "images"):
+        table.add_column(col)
+    for r in rows:
+        vals = [f"{r[k]:.4f}" for k in ("delta1", "delta2", "delta3", "rel", "rms", "log10")]
+        table.add_row(r["model"], *vals, str(r.get("n_images", "")))
+    return table
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
+    data: Annotated[str, typer.Option(help="Test set path or 'synthetic'.")] = "synthetic",
+    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth (original).")] = (
+        Protocol.eigen
+    ),
+    limit: Annotated[int, typer.Option(min=0, help="Evaluate the first N images (0 = all).")] = 0,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Evaluate a model on a test set with the Eigen protocol; print and save the metrics."""
+    import json
+
+    from densedepth.evaluation import evaluate_dataset
+    from engines import load_runner
+
+    with user_errors():
+        runner = load_runner(model, device=device.value)
+        dataset = open_dataset(data, "test")
+        metrics = evaluate_dataset(
+            runner, dataset, runner.input_shape[2:], protocol=protocol.value, limit=limit
+        )
+        row = {"model": str(model), "data": getattr(dataset, "name", data), **metrics}
+        console.print(metrics_table(f"{row['data']} ({protocol.value} protocol)", [row]))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(row, indent=2, default=float) + "\n")
+            console.print(f"saved {out}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/predict"),
+    flip: Annotated[bool, typer.Option(help="Average with the mirrored prediction.")] = True,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+) -> None:
+    """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image."""
+    from engines import load_runner
+    from engines.predict import predict_files
+
+    with user_errors():
+        runner = load_runner(model, device=device.value)
+        written = predict_files(runner, inputs, out, flip=flip)
+        console.print(f"saved {len(written)} depth maps (+ jet PNGs) in {out}")
+
+
+@app.command()
+def compare(
+    models: Annotated[list[Path], typer.Argument(help="Two or more checkpoints or engines.")],
+    data: Annotated[str, typer.Option(help="Test set path or 'synthetic'.")] = "synthetic",
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/compare"),
+    images: Annotated[int, typer.Option(min=1, help="Rows of the qualitative figure.")] = 4,
+    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth.")] = Protocol.eigen,
+    limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
+    published: Annotated[bool, typer.Option(help="Add the paper's published row.")] = True,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+) -> None:
+    """Evaluate models on the same test images; write report.md, report.json, compare.png."""
+    from bench.compare import compare_models
+
+    with user_errors():
+        report = compare_models(
+            models, data, out, images, protocol.value, limit, device.value, published
+        )
+        console.print(metrics_table(f"{report['data']} ({protocol.value})", report["measured"]))
+        console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/demo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
+    input_size: Annotated[str, typer.Option(help="Network input HEIGHTxWIDTH.")] = "64x96",
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per backbone.")] = 150,
+    train_scenes: Annotated[int, typer.Option(min=1, help="Synthetic training scenes.")] = 600,
+    test_scenes: Annotated[int, typer.Option(min=1, help="Held-out test scenes.")] = 48,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+) -> None:
+    """The main job: synthetic data -> train both backbones -> evaluate -> compare -> report."""
+    from demo import DemoConfig, run_demo
+
+    with user_errors():
+        cfg = DemoConfig(
+            out=prepare_out_dir(out, overwrite),
+            input_size=parse_size(input_size),
+            steps=steps,
+            train_scenes=train_scenes,
+            test_scenes=test_scenes,
+            device=device.value,
+        )
+        result = run_demo(cfg, console, lambda ds: console.print(dataset_table(ds, 4)[0]))
+        console.print(f"demo finished in {result['wall_seconds']:.0f} s; report: {out / 'demo.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point (``python cli.py ...``)."""
+    app(args=argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,116 @@
+"""Checkpoints: a plain dict, written atomically, read with ``torch.load(weights_only=True)``.
+
+Layout (``FORMAT_VERSION`` 1)::
+
+    {"format": "densedepth", "format_version": 1,
+     "model": state_dict, "optimizer": state_dict | None, "scaler": state_dict | None,
+     "epoch": int, "step": int, "config": {...}, "metrics": {...}}
+
+``config`` carries at least ``backbone``, ``decoder_width`` and ``input_size`` so a checkpoint
+rebuilds its own model. ``weights_only=True`` means a checkpoint cannot run code when loaded: a
+file holding pickled objects other than tensors and plain containers is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from densedepth.errors import DenseDepthError
+from densedepth.model import DenseDepth
+
+FORMAT = "densedepth"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(DenseDepthError):
+    """A checkpoint cannot be read, is not ours, or does not fit what was asked."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (temp file, fsync, rename).
+
+    On any failure (disk full, unwritable folder) the previous file at ``path`` is untouched.
+    """
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **checkpoint}
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint "
+            f"is intact, free space or choose another --out"
+        ) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a checkpoint (tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refusing {path}: it contains pickled code or objects, which a checkpoint must "
+                f"not ({first[:160]})"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not a DenseDepth checkpoint of this toolkit")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}, newer than this toolkit's "
+            f"{FORMAT_VERSION}; upgrade the toolkit"
+        )
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or "backbone" not in config:
+        raise CheckpointError(f"{path} has no model config (backbone); it cannot be rebuilt")
+    return ckpt
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any] | str | os.PathLike[str], backbone: str | None = None
+) -> DenseDepth:
+    """Rebuild the model a checkpoint describes and load its weights (strict).
+
+    ``backbone``, when given, must match the checkpoint's (else a clear error naming both).
+    """
+    source = "" if isinstance(ckpt, dict) else f"{ckpt}: "
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    config = ckpt["config"]
+    if backbone is not None and backbone != config["backbone"]:
+        raise CheckpointError(
+            f"{source}checkpoint is a {config['backbone']} model but {backbone} was asked for"
+        )
+    model = DenseDepth(config["backbone"], decoder_width=float(config.get("decoder_width", 1.0)))
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise CheckpointError(
+            f"{source}weights do not fit a {config['backbone']} DenseDepth "
+            f"(width {config.get('decoder_width', 1.0)}): {detail[:160]}"
+        ) from None
+    return model

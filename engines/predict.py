@@ -1,0 +1,80 @@
+"""Depth maps for image files: 16-bit PNG in millimetres plus a jet-coloured PNG per image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from densedepth.data import atomic_path, decode_rgb, depth_to_mm16, encode_png, resize_rgb
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH
+from densedepth.errors import DataError
+from densedepth.metrics import upsample2x
+from densedepth.viz import colorize
+from engines.base import Runner
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders into their images (sorted); files are kept as given."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    if not found:
+        raise DataError("no images found in the inputs; pass image files or folders of them")
+    return found
+
+
+def predict_image(runner: Runner, rgb: np.ndarray, flip: bool = True) -> np.ndarray:
+    """Metres at the image's own resolution, preprocessed exactly as evaluation does.
+
+    The image is resized to the runner's input, predicted (averaged with the mirrored
+    prediction when ``flip``), upsampled 2x, resized back to the image size and clamped.
+    """
+    _, _, h, w = runner.input_shape
+    x = resize_rgb(rgb, (h, w)).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    pred = np.asarray(runner(x), dtype=np.float32).reshape(h // 2, w // 2)
+    if flip:
+        mirrored = np.asarray(runner(np.ascontiguousarray(x[..., ::-1])), np.float32)
+        pred = 0.5 * (pred + mirrored.reshape(h // 2, w // 2)[:, ::-1])
+    full = upsample2x(pred)
+    if full.shape != rgb.shape[:2]:
+        full = cv2.resize(full, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(full, MIN_DEPTH, MAX_DEPTH).astype(np.float32)
+
+
+def predict_files(
+    runner: Runner,
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    flip: bool = True,
+    vrange: tuple[float, float] | None = None,
+) -> list[tuple[Path, Path]]:
+    """Write ``NAME_depth.png`` (uint16 mm) and ``NAME_depth_jet.png`` for every input image."""
+    out = Path(out_dir)
+    written = []
+    for path in list_images(inputs):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        depth = predict_image(runner, decode_rgb(data, str(path)), flip=flip)
+        lo, hi = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
+        pair = (out / f"{path.stem}_depth.png", out / f"{path.stem}_depth_jet.png")
+        for target, array in zip(
+            pair, (depth_to_mm16(depth), colorize(depth, lo, hi)), strict=True
+        ):
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(encode_png(array))
+        written.append(pair)
+    return written

@@ -1,0 +1,47 @@
+"""PyTorch eager runner for DenseDepth checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densedepth.checkpoint import model_from_checkpoint
+from densedepth.device import resolve_device
+from densedepth.errors import DenseDepthError
+
+
+class TorchRunner:
+    """A checkpoint run by PyTorch eager in float32 (``precision`` 'fp32')."""
+
+    precision = "fp32"
+
+    def __init__(
+        self, checkpoint: str | os.PathLike[str] | torch.nn.Module, device: str = "auto"
+    ) -> None:
+        self.torch_device = resolve_device(device)
+        if isinstance(checkpoint, torch.nn.Module):
+            self.model = checkpoint
+            self.name = f"torch:{getattr(checkpoint, 'backbone', 'model')}"
+            size = getattr(checkpoint, "input_size", (480, 640))
+        else:
+            from densedepth.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(checkpoint)
+            self.model = model_from_checkpoint(ckpt)
+            self.name = f"torch:{Path(checkpoint).name}"
+            size = tuple(ckpt["config"].get("input_size", (480, 640)))
+        self.model = self.model.to(self.torch_device).eval()
+        self.device = str(self.torch_device)
+        self.input_shape = (1, 3, int(size[0]), int(size[1]))
+        self.backbone = getattr(self.model, "backbone", "")
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise DenseDepthError(f"expected an RGB batch (N,3,H,W), got {batch.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.torch_device)
+        return self.model.predict_depth(x).float().cpu().numpy()

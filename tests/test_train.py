@@ -1,0 +1,364 @@
+"""Training: learning happens, exact resume, kill-and-resume, DDP on gloo, faults."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from densedepth.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from densedepth.data import TorchDepthDataset, open_dataset
+from densedepth.depth import depth_to_target
+from densedepth.loss import DepthLoss
+from densedepth.model import DenseDepth
+from train.config import TrainConfig
+from train.loop import EpochSampler, TrainingError, fit, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "backbone": "densenet121",
+    "decoder_width": 0.125,
+    "weights": "none",
+    "input_size": (64, 64),
+    "batch_size": 2,
+    "synthetic_train": 8,
+    "synthetic_test": 4,
+    "val_samples": 4,
+    "device": "cpu",
+    "lr": 3e-4,
+}
+
+
+def tiny_config(out: Path, **kw: object) -> TrainConfig:
+    return TrainConfig(**{**TINY, "out": str(out), **kw})
+
+
+def state_of(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    data = TorchDepthDataset(
+        open_dataset("synthetic", "train", n=2, height=64, width=64), (64, 64), train=False
+    )
+    x = torch.stack([data[i][0] for i in range(2)])
+    y = depth_to_target(torch.stack([data[i][1] for i in range(2)]))
+    model = DenseDepth("densenet121", decoder_width=0.125)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    loss_fn = DepthLoss()
+    losses = []
+    for _ in range(12):
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_overfitting_four_images_reaches_delta1_above_0_9() -> None:
+    torch.manual_seed(0)
+    base = open_dataset("synthetic", "train", n=4, height=64, width=64)
+    data = TorchDepthDataset(base, (64, 64), train=False)
+    x = torch.stack([data[i][0] for i in range(4)])
+    y = depth_to_target(torch.stack([data[i][1] for i in range(4)]))
+    model = DenseDepth("densenet121", decoder_width=0.25)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = DepthLoss()
+    rgb = np.stack([base[i][0] for i in range(4)])
+    gt = np.stack([base[i][1] for i in range(4)])
+    metrics = {}
+    for step in range(1, 401):
+        model.train()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            metrics = validate(model, rgb, gt, None, torch.device("cpu"))
+            if metrics["delta1"] > 0.9:
+                break
+    assert metrics["delta1"] > 0.9, metrics
+
+
+def test_epoch_sampler_is_a_resumable_sharded_permutation() -> None:
+    s = EpochSampler(10, seed=3)
+    s.set_epoch(1)
+    full = list(s)
+    assert sorted(full) == list(range(10))
+    s.set_epoch(1, skip=4)
+    assert list(s) == full[4:] and len(s) == 6
+    s.set_epoch(2)
+    assert list(s) != full
+    shards = []
+    for rank in range(3):
+        r = EpochSampler(10, seed=3, rank=rank, world=3)
+        r.set_epoch(1)
+        shards.append(list(r))
+    assert [len(x) for x in shards] == [4, 4, 4]
+    assert set().union(*shards) == set(range(10))
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
+    full = fit(tiny_config(tmp_path / "full", max_steps=6, checkpoint_every=2))
+    assert full["steps"] == 6
+    fit(tiny_config(tmp_path / "part", max_steps=3, checkpoint_every=2))
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 3
+    resumed = fit(tiny_config(tmp_path / "part", max_steps=6, checkpoint_every=2), resume=True)
+    assert resumed["steps"] == 6
+    assert_same_weights(
+        state_of(tmp_path / "full" / "last.pt"), state_of(tmp_path / "part" / "last.pt")
+    )
+    ckpt = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert ckpt["config"]["backbone"] == "densenet121" and ckpt["optimizer"]["state"]
+    assert (tmp_path / "full" / "config.json").is_file() and (
+        tmp_path / "full" / "best.pt"
+    ).is_file()
+
+
+def _train_cmd(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "train",
+        "--backbone",
+        "densenet121",
+        "--decoder-width",
+        "0.125",
+        "--weights",
+        "none",
+        "--input-size",
+        "64x64",
+        "--batch-size",
+        "2",
+        "--synthetic-train",
+        "8",
+        "--synthetic-test",
+        "4",
+        "--val-samples",
+        "4",
+        "--device",
+        "cpu",
+        "--lr",
+        "3e-4",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def _wait_for_step(path: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"training ended early: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        if path.exists():
+            try:
+                got = load_checkpoint(path)["step"]
+            except CheckpointError:
+                got = -1  # never happens with atomic writes; tolerate anyway
+            if got >= step:
+                return got
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint at step {step} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_loses_only_steps_since_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["--checkpoint-every", "2", "--max-steps", "12", "--epochs", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_train_cmd(out, *args), stderr=subprocess.PIPE, text=True, env=env)
+    saved = _wait_for_step(out / "last.pt", 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = load_checkpoint(out / "last.pt")["step"]
+    assert at_kill >= saved and at_kill % 2 == 0  # a checkpoint boundary
+    done = subprocess.run(
+        _train_cmd(out, *args, "--resume"), capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"at step {at_kill}" in done.stdout
+    assert load_checkpoint(out / "last.pt")["step"] == 12
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 above: same reduction order, same bits
+    try:
+        reference = fit(tiny_config(tmp_path / "ref", max_steps=12, epochs=5, checkpoint_every=2))
+    finally:
+        torch.set_num_threads(threads)
+    assert reference["steps"] == 12
+    assert_same_weights(state_of(tmp_path / "ref" / "last.pt"), state_of(out / "last.pt"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd(out, "--checkpoint-every", "1", "--max-steps", "400", "--epochs", "100"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_step(out / "last.pt", 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = load_checkpoint(out / "last.pt")["step"]
+    assert f"interrupted at step {step}" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.loop as loop
+
+    real_open = loop.open_dataset
+
+    class PoisonAt:
+        """The training set with one image full of NaN (a corrupt sample)."""
+
+        def __init__(self, base: object, bad: set[int]) -> None:
+            self.base, self.bad = base, bad
+
+        def __len__(self) -> int:
+            return len(self.base)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            rgb, depth = self.base[i]
+            return rgb, (depth * np.nan if i in self.bad else depth)
+
+    def poisoned(path: str, split: str, **kw: object) -> object:
+        ds = real_open(path, split, **kw)
+        return PoisonAt(ds, set(range(len(ds)))) if split == "train" and poisoned.on else ds
+
+    poisoned.on = False
+    monkeypatch.setattr(loop, "open_dataset", poisoned)
+    fit(tiny_config(tmp_path, max_steps=2, checkpoint_every=1))
+    good = state_of(tmp_path / "last.pt")
+    poisoned.on = True
+    with pytest.raises(TrainingError, match=r"loss became nan at step 3 .*last good checkpoint"):
+        fit(tiny_config(tmp_path, max_steps=6, checkpoint_every=1), resume=True)
+    assert_same_weights(good, state_of(tmp_path / "last.pt"))
+
+
+def test_full_disk_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(
+        tmp_path / "last.pt", {"model": {"w": torch.ones(2)}, "config": {"backbone": "x"}}
+    )
+    before = path.read_bytes()
+
+    def full(_: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(
+        CheckpointError, match=r"No space left on device.*previous checkpoint is intact"
+    ):
+        save_checkpoint(path, {"model": {"w": torch.zeros(2)}, "config": {"backbone": "x"}})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_unwritable_output_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TrainingError, match="not writable"):
+        fit(tiny_config(blocker / "run", max_steps=1))
+
+
+def test_checkpoint_faults(tmp_path: Path) -> None:
+    from densedepth.checkpoint import model_from_checkpoint
+
+    model = DenseDepth("densenet121", decoder_width=0.125)
+    cfg = {"backbone": "densenet121", "decoder_width": 0.125}
+    path = save_checkpoint(tmp_path / "m.pt", {"model": model.state_dict(), "config": cfg})
+    with pytest.raises(CheckpointError, match="is a densenet121 model but densenet169 was asked"):
+        model_from_checkpoint(path, backbone="densenet169")
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "densedepth", "format_version": 99, "model": {}, "config": cfg}, newer)
+    with pytest.raises(CheckpointError, match="format 99, newer than this toolkit's 1"):
+        load_checkpoint(newer)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "densedepth", "format_version": 1, "model": {}, "x": Exploit()}, evil)
+    with pytest.raises(CheckpointError, match=r"refusing .*pickled code"):
+        load_checkpoint(evil)
+    assert not (tmp_path / "pwned").exists()
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a DenseDepth checkpoint"):
+        load_checkpoint(foreign)
+    wide = save_checkpoint(
+        tmp_path / "wide.pt",
+        {"model": model.state_dict(), "config": {**cfg, "decoder_width": 0.25}},
+    )
+    with pytest.raises(CheckpointError, match="do not fit a densenet121"):
+        model_from_checkpoint(wide)
+
+
+class Exploit:
+    """Pickles to a call that would create a file on load (if the loader allowed code)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {Path(__file__).parent / 'pwned'}",))
+
+
+def test_resume_with_the_other_backbone_is_refused(tmp_path: Path) -> None:
+    fit(tiny_config(tmp_path, max_steps=1))
+    with pytest.raises(TrainingError, match="is a densenet121 run but --backbone densenet169"):
+        fit(tiny_config(tmp_path, backbone="densenet169", max_steps=2), resume=True)
+    with pytest.raises(TrainingError, match="pass --resume to continue it"):
+        fit(tiny_config(tmp_path, max_steps=2))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_gloo_processes_keeps_ranks_identical(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(tmp_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    params = [r["parameters"] for r in ranks]
+    assert_same_weights(params[0], params[1])  # gradients were averaged over both ranks
+    # BatchNorm statistics are per rank (DDP broadcasts rank 0's at each forward): after the
+    # last step they differ, which shows the ranks trained on different shards.
+    assert any(
+        not torch.equal(ranks[0]["buffers"][k], ranks[1]["buffers"][k]) for k in ranks[0]["buffers"]
+    )
+    torch.manual_seed(0)  # fit's seed: the initial weights of the run
+    initial = DenseDepth("densenet121", decoder_width=0.125).state_dict()
+    changed = [k for k in params[0] if not torch.equal(params[0][k], initial[k])]
+    assert changed, "weights did not move"
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 3
+    written = {k: ckpt["model"][k] for k in params[0]}
+    assert_same_weights(written, params[0])  # rank 0 wrote what both ranks hold
+    persistent = {k: v for k, v in ranks[0]["buffers"].items() if k in ckpt["model"]}
+    assert persistent and all(torch.equal(ckpt["model"][k], v) for k, v in persistent.items())

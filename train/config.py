@@ -1,0 +1,57 @@
+"""The resolved configuration of a training run (saved as config.json next to its outputs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run. Defaults are the paper's recipe."""
+
+    backbone: str = "densenet169"
+    decoder_width: float = 1.0
+    data: str = "synthetic"
+    val_data: str | None = None  # default: the test split of ``data``
+    weights: str = "imagenet"  # imagenet | none | FILE
+    epochs: int = 20
+    max_steps: int | None = None  # stop after this many optimiser steps in total
+    batch_size: int = 8
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    input_size: tuple[int, int] = (480, 640)
+    out: str = "runs/train"
+    device: str = "auto"
+    amp: bool = True  # automatic mixed precision on CUDA (ignored on CPU)
+    seed: int = 0
+    workers: int = 0
+    checkpoint_every: int = 200  # optimiser steps between last.pt writes
+    val_samples: int = 64  # images of the validation set evaluated each epoch (0 = all)
+    synthetic_train: int = 1000  # scenes, when data is "synthetic"
+    synthetic_test: int = 100
+    synthetic_size: tuple[int, int] | None = None  # render size; default: input_size
+    log_every: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; unknown keys are ignored, tuples restored."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for key in ("betas", "input_size", "synthetic_size"):
+            if isinstance(kw.get(key), list):
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+    def save(self, path: Path) -> None:
+        """Write config.json atomically."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)

@@ -1,0 +1,503 @@
+"""Training: plain ``train_one_epoch`` / ``validate`` functions and ``fit`` that runs a whole job.
+
+``fit`` resumes at the exact optimiser step it stopped at: data order comes from
+``(seed, epoch)`` and augmentation from ``(seed, epoch, index)``, and ``last.pt`` records how
+many batches of the current epoch are done, so a run killed after a checkpoint loses only the
+steps since then, and a resumed CPU run ends with the same weights as an uninterrupted one.
+
+Multi-GPU / multi-node: launch with ``torchrun``; each rank takes a disjoint shard of every
+epoch's permutation, gradients are averaged by DistributedDataParallel, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Sampler
+
+from densedepth.checkpoint import load_checkpoint, save_checkpoint
+from densedepth.data import TorchDepthDataset, open_dataset
+from densedepth.depth import depth_to_target
+from densedepth.device import resolve_device
+from densedepth.errors import DenseDepthError
+from densedepth.evaluation import evaluation_arrays
+from densedepth.loss import DepthLoss
+from densedepth.metrics import eigen_evaluate
+from densedepth.model import DenseDepth
+from train.config import TrainConfig
+
+
+class TrainingError(DenseDepthError):
+    """Training stopped for a reason the user must act on (one line)."""
+
+
+class TrainingInterrupted(DenseDepthError):
+    """Ctrl-C: the state was saved; ``--resume`` continues."""
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed set-up and the epoch sampler
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistInfo:
+    """This process's place in a (possibly single-process) job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 is the only writer."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1), else run alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch from ``(seed, epoch)``, sharded over ranks, resumable mid-epoch.
+
+    The permutation is padded (wrapping around) to a multiple of the world size so every rank
+    takes the same number of samples, as DistributedSampler does.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Choose the epoch's permutation and skip its first ``skip`` samples of this rank."""
+        self.epoch, self.skip = epoch, skip
+
+    def shard(self) -> list[int]:
+        """This rank's samples of the epoch, before skipping."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        total = math.ceil(self.n / self.world) * self.world
+        perm += perm[: total - self.n]
+        return perm[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.shard()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(self.n / self.world) - self.skip)
+
+
+# --------------------------------------------------------------------------------------------
+# One epoch, validation
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[dict[str, bool]]:
+    """Turn Ctrl-C into a flag the loop checks between steps (main thread only)."""
+    flag = {"stop": False}
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: flag.__setitem__("stop", True))
+    except ValueError:  # not the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class LoopState:
+    """Where the run is: the next epoch to finish and the steps done."""
+
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: DepthLoss,
+    state: LoopState,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    amp: bool,
+    on_step: Any,
+    should_stop: Any,
+) -> bool:
+    """Run the rest of ``state.epoch``; ``on_step(loss, n_images)`` after each step.
+
+    Returns False when stopped early (``should_stop()`` or ``on_step`` returned True).
+    """
+    model.train()
+    for images, depth in loader:
+        images = images.to(device, non_blocking=True)
+        target = depth_to_target(depth.to(device, non_blocking=True))
+        autocast = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
+        with autocast:
+            pred = model(images)
+        loss = loss_fn(pred.float(), target)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(float(loss.detach()))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        state.step += 1
+        state.batch_in_epoch += 1
+        if on_step(float(loss.detach()), images.shape[0]) or should_stop():
+            return False
+    return True
+
+
+class NonFiniteLoss(Exception):
+    """Raised inside the loop; ``fit`` turns it into a TrainingError naming the step."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+@torch.inference_mode()
+def validate(
+    model: torch.nn.Module,
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    crop: tuple[int, int, int, int] | None,
+    device: torch.device,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """The Eigen-protocol metrics of ``model`` on arrays made by ``evaluation_arrays``."""
+    was_training = model.training
+    model.eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(device)
+        return model.predict_depth(x).float().cpu().numpy()
+
+    try:
+        return eigen_evaluate(predict, rgb, depth, crop=crop, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole job
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
+    if cfg.data != "synthetic" and (cfg.val_data or cfg.data) != "synthetic":
+        return {}
+    h, w = cfg.synthetic_size or cfg.input_size
+    n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
+    return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w}
+
+
+def build_model(cfg: TrainConfig) -> DenseDepth:
+    """The network the config describes, with its encoder weights (never downloaded)."""
+    weights = None if cfg.weights in ("none", "") else cfg.weights
+    return DenseDepth(cfg.backbone, decoder_width=cfg.decoder_width, weights=weights)
+
+
+def checkpoint_dict(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    state: LoopState,
+    cfg: TrainConfig,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint layout of ``densedepth.checkpoint``."""
+    return {
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "batch_in_epoch": state.batch_in_epoch,
+        "config": cfg.to_dict(),
+        "metrics": metrics,
+    }
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Train as ``cfg`` says; returns a summary (steps, img/s, best metrics, paths) and the
+    trained ``model`` (this rank's copy)."""
+    console = console or Console()
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    amp = cfg.amp and device.type == "cuda"
+    out = Path(cfg.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    state = LoopState()
+    best: dict[str, Any] = {}
+    if resume:
+        state, best = _resume(last_path, cfg, model, optimizer, scaler)
+        console.print(
+            f"resumed {last_path} at step {state.step} (epoch {state.epoch}, "
+            f"{state.batch_in_epoch} batches into it)"
+        )
+    if info.is_main:
+        _prepare_out(out, resume)
+        cfg.save(out / "config.json")
+    model.to(device)
+    if info.world > 1:
+        ddp_ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+
+    train_set = TorchDepthDataset(
+        open_dataset(cfg.data, "train", **_dataset_kwargs(cfg, "train")),
+        cfg.input_size,
+        train=True,
+        seed=cfg.seed,
+    )
+    val_set = open_dataset(cfg.val_data or cfg.data, "test", **_dataset_kwargs(cfg, "test"))
+    val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
+    sampler = EpochSampler(len(train_set), cfg.seed, info.rank, info.world)
+    loss_fn = DepthLoss()
+    writer = _tensorboard(out) if info.is_main else None
+
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    timing = {"images": 0, "seconds": 0.0}
+    history_path = out / "history.jsonl"
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[ips]:.1f} img/s"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (console.is_terminal and info.is_main),
+    )
+    task = progress.add_task(cfg.backbone, total=total, completed=state.step, loss=0.0, ips=0.0)
+    last_good = last_path if last_path.exists() else None
+    stopped = False
+    t_step = time.perf_counter()
+
+    def save_last(metrics: dict[str, Any]) -> None:
+        nonlocal last_good
+        if info.is_main:
+            ckpt = checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
+            last_good = save_checkpoint(last_path, ckpt)
+
+    def on_step(loss: float, n: int) -> bool:
+        nonlocal t_step
+        now = time.perf_counter()
+        timing["images"] += n * info.world
+        timing["seconds"] += now - t_step
+        t_step = now
+        ips = timing["images"] / max(timing["seconds"], 1e-9)
+        progress.update(task, completed=state.step, loss=loss, ips=ips)
+        if writer is not None and state.step % cfg.log_every == 0:
+            writer.add_scalar("train/loss", loss, state.step)
+            for k, v in loss_fn.last_terms.items():
+                writer.add_scalar(f"train/{k}", v, state.step)
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            save_last({"loss": loss})
+        return bool(cfg.max_steps and state.step >= cfg.max_steps)
+
+    with progress, stop_on_sigint() as sigint:
+        while state.epoch < cfg.epochs and not stopped:
+            train_set.set_epoch(state.epoch)
+            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * cfg.batch_size)
+            loader = DataLoader(
+                train_set,
+                batch_size=cfg.batch_size,
+                sampler=sampler,
+                num_workers=cfg.workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+            )
+            t_step = time.perf_counter()
+            try:
+                finished = train_one_epoch(
+                    model,
+                    loader,
+                    optimizer,
+                    loss_fn,
+                    state,
+                    device,
+                    scaler,
+                    amp,
+                    on_step,
+                    lambda: sigint["stop"],
+                )
+            except NonFiniteLoss as exc:
+                kept = (
+                    f"the last good checkpoint {last_good} is kept"
+                    if last_good
+                    else ("no checkpoint had been written yet")
+                )
+                raise TrainingError(
+                    f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
+                    f"stopped without saving it, {kept}; lower --lr or check the data"
+                ) from None
+            if sigint["stop"]:
+                save_last({})
+                raise TrainingInterrupted(
+                    f"interrupted at step {state.step}; saved {last_path}, continue with --resume"
+                )
+            if not finished and state.batch_in_epoch < steps_per_epoch:  # stopped mid-epoch
+                stopped = True
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+            metrics = _validate_main(model, val_rgb, val_depth, val_crop, device, info)
+            metrics.update(epoch=state.epoch, step=state.step)
+            if info.is_main:
+                _log_epoch(console, cfg, metrics, timing, writer, history_path)
+                save_last(metrics)
+                if not best or metrics["delta1"] >= best.get("delta1", -1):
+                    best = metrics
+                    ckpt = checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
+                    save_checkpoint(best_path, ckpt)
+            if cfg.max_steps and state.step >= cfg.max_steps:
+                stopped = True
+    if writer is not None:
+        writer.close()
+    summary = {
+        "steps": state.step,
+        "epochs": state.epoch,
+        "img_per_s": timing["images"] / max(timing["seconds"], 1e-9),
+        "train_seconds": timing["seconds"],
+        "best": best,
+        "last": str(last_path),
+        "best_path": str(best_path),
+        "world": info.world,
+    }
+    if info.is_main:
+        _write_json(out / "summary.json", summary)
+    return {**summary, "model": _unwrap(model)}
+
+
+def _validate_main(
+    model: torch.nn.Module,
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    crop: tuple[int, int, int, int] | None,
+    device: torch.device,
+    info: DistInfo,
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    if info.is_main:
+        metrics = validate(_unwrap(model), rgb, depth, crop, device)
+    if info.world > 1:
+        dist.barrier()
+    return metrics
+
+
+def _resume(
+    path: Path,
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> tuple[LoopState, dict[str, Any]]:
+    if not path.exists():
+        raise TrainingError(f"--resume: {path} does not exist; start without --resume")
+    ckpt = load_checkpoint(path)
+    theirs = ckpt["config"].get("backbone")
+    if theirs != cfg.backbone:
+        raise TrainingError(
+            f"--resume: {path} is a {theirs} run but --backbone {cfg.backbone} was given"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    state = LoopState(int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt.get("batch_in_epoch", 0)))
+    best_path = path.with_name("best.pt")
+    best = load_checkpoint(best_path).get("metrics", {}) if best_path.exists() else {}
+    return state, best
+
+
+def _prepare_out(out: Path, resume: bool) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"output folder {out} is not writable: {exc.strerror}") from None
+    if not resume and (out / "last.pt").exists():
+        raise TrainingError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or choose "
+            f"another --out"
+        )
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: scalars are optional
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
+def _log_epoch(
+    console: Console,
+    cfg: TrainConfig,
+    metrics: dict[str, Any],
+    timing: dict[str, float],
+    writer: Any,
+    history: Path,
+) -> None:
+    ips = timing["images"] / max(timing["seconds"], 1e-9)
+    console.print(
+        f"{cfg.backbone} epoch {metrics['epoch']} step {metrics['step']}: "
+        f"d1 {metrics['delta1']:.3f} rel {metrics['rel']:.3f} rms {metrics['rms']:.3f} "
+        f"log10 {metrics['log10']:.3f} ({ips:.1f} img/s)"
+    )
+    if writer is not None:
+        for k in ("delta1", "delta2", "delta3", "rel", "rms", "log10"):
+            writer.add_scalar(f"val/{k}", metrics[k], metrics["step"])
+    with open(history, "a") as f:
+        f.write(json.dumps({**metrics, "img_per_s": ips}) + "\n")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    tmp.replace(path)

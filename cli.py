@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
@@ -26,6 +27,7 @@ app = typer.Typer(
     help="DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment.",
 )
 console = Console()
+warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
 DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
@@ -311,6 +313,152 @@ def compare(
         )
         console.print(metrics_table(f"{report['data']} ({protocol.value})", report["measured"]))
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
+
+
+class Exporter(str, Enum):
+    torchscript = "torchscript"
+    dynamo = "dynamo"
+
+
+class Target(str, Enum):
+    onnx = "onnx"
+    tensorrt = "tensorrt"
+    openvino = "openvino"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+def saved_line(record: dict) -> str:
+    """``saved PATH (size, seconds)`` for an artifact record."""
+    mb = record.get("bytes", 0) / 1e6
+    return f"saved {record['path']} ({mb:.1f} MB, {record.get('seconds', 0):.1f} s)"
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
+    out: Annotated[
+        Path | None, typer.Option(help="ONNX file (default: RUN/export/model_fp32.onnx).")
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="HEIGHTxWIDTH (default: the training size).")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13..20).")] = 17,
+    exporter: Annotated[Exporter, typer.Option(help="torch.onnx exporter.")] = (
+        Exporter.torchscript
+    ),
+    dynamic_batch: Annotated[bool, typer.Option(help="Make the batch dimension dynamic.")] = False,
+    tolerance: Annotated[float, typer.Option(help="Max |ORT - PyTorch| in metres.")] = 1e-3,
+) -> None:
+    """Checkpoint -> deployable ONNX (RGB [0,1] in, metres out), checked against PyTorch."""
+    from export.onnx_export import export_onnx
+
+    with user_errors():
+        target = out or checkpoint.parent / "export" / "model_fp32.onnx"
+        size = parse_size(input_size) if input_size else None
+        record = export_onnx(
+            checkpoint, target, size, opset, exporter.value, dynamic_batch, tolerance
+        )
+        console.print(saved_line(record))
+        console.print(
+            f"parity: max |ONNX Runtime - PyTorch| = {record['parity_max_abs_m']:.2e} m "
+            f"(tolerance {tolerance:g}); {record['backbone']}, input "
+            f"{record['input_size'][0]}x{record['input_size'][1]}, opset {opset}"
+        )
+
+
+def default_calibration_source(fp32_onnx: Path) -> str:
+    """The training data recorded in the checkpoint the ONNX came from."""
+    from densedepth.checkpoint import load_checkpoint
+    from export.onnx_export import read_sidecar
+
+    source = read_sidecar(fp32_onnx).get("source")
+    if source and Path(source).is_file():
+        data = load_checkpoint(source)["config"].get("data")
+        if data:
+            return str(data)
+    raise DenseDepthError(
+        f"no --calib given and the training data of {fp32_onnx} is unknown; pass "
+        f"--calib DATASET|IMAGE_FOLDER|synthetic"
+    )
+
+
+@app.command("build-engine")
+def build_engine(
+    source: Annotated[Path, typer.Argument(help="The fp32 ONNX from `export` (or a .pt).")],
+    target: Annotated[Target, typer.Option(help="onnx (CPU), tensorrt (GPU) or openvino.")] = (
+        Target.onnx
+    ),
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 (calibrated Q/DQ).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="BF16 (OpenVINO).")] = False,
+    calib: Annotated[
+        str | None,
+        typer.Option(help="Calibration data: dataset, image folder or 'synthetic'."),
+    ] = None,
+    calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 500,
+    method: Annotated[CalibMethod, typer.Option(help="Calibration method.")] = (CalibMethod.minmax),
+    keep_float: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep in float: input-norm, first-conv, last-conv, depth-out, NODE."),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder (default: beside SOURCE).")] = None,
+    workspace: Annotated[float, typer.Option(help="TensorRT workspace, GiB.")] = 2.0,
+    timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file.")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="TensorRT profile max batch.")] = 1,
+    legacy_calibrator: Annotated[
+        bool, typer.Option(help="TensorRT < 10.1: IInt8EntropyCalibrator2 instead of Q/DQ.")
+    ] = False,
+) -> None:
+    """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
+    from calib.calibration import load_calibration_set
+    from export.build import BuildOptions, build
+    from export.formats import get_format, require
+    from export.onnx_export import export_onnx, read_metadata
+
+    with user_errors():
+        chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("bf16", bf16)) if on]
+        if len(chosen) > 1:
+            raise DenseDepthError("choose one of --int8, --fp16, --bf16")
+        default = "fp16" if target is Target.tensorrt else "fp32"
+        fmt = get_format(target.value, chosen[0] if chosen else default)
+        require(fmt)
+        out = out_dir or source.parent
+        if source.suffix in (".pt", ".pth"):
+            record = export_onnx(source, out / "model_fp32.onnx")
+            console.print(saved_line(record))
+            source = Path(record["path"])
+        meta = read_metadata(source)
+        if meta.get("precision") != "fp32":
+            raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
+        calib_set = None
+        if fmt.precision == "int8":
+            import json
+
+            size = tuple(json.loads(meta["input_size"]))
+            data = calib or default_calibration_source(source)
+            calib_set = load_calibration_set(data, size, calib_images)
+            skipped = f", {len(calib_set.skipped)} unreadable skipped" if calib_set.skipped else ""
+            console.print(f"calibration: {len(calib_set)} images from {data}{skipped}")
+        opts = BuildOptions(
+            stem=source.stem.removesuffix("_fp32"),
+            calib=calib_set,
+            method=method.value,
+            keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
+            workspace_gb=workspace,
+            timing_cache=str(timing_cache) if timing_cache else None,
+            max_batch=max_batch,
+            legacy_calibrator=legacy_calibrator,
+        )
+        record = build(fmt, source, out, opts)
+        console.print(saved_line(record))
+        if "fp32_max_abs_m" in record:
+            where = record.get("fp32_diff_input", "the parity input")
+            console.print(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
 
 
 @app.command()

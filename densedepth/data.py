@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densedepth.errors import DataError
+from densedepth.errors import DataError, OutputError
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -547,8 +547,11 @@ def _check_split(split: str) -> str:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -761,6 +764,15 @@ def to_network_pair(rgb: np.ndarray, depth: np.ndarray, input_size: tuple[int, i
     """RGB resized to the network input and depth to half of it (the output resolution)."""
     h, w = input_size
     return resize_rgb(rgb, (h, w)), resize_depth(depth, (h // 2, w // 2))
+
+
+def rgb_to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 HxWx3 -> the network's input: resized to ``size``, float32 1x3xHxW in [0, 1].
+
+    The one preprocessing of inference: prediction, calibration and benchmarks all use it.
+    """
+    x = resize_rgb(rgb, size).astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -17,3 +17,7 @@ class ModelError(DenseDepthError, ValueError):
 
 class WeightsNotFoundError(DenseDepthError, FileNotFoundError):
     """Pretrained weights were asked for but are not on disk (we never download)."""
+
+
+class OutputError(DenseDepthError, OSError):
+    """An output file or folder cannot be written (permissions, disk full)."""

@@ -23,11 +23,29 @@ class Runner(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-RUNNER_SUFFIXES = {".pt": "torch", ".pth": "torch"}
+def check_batch(name: str, batch: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The batch as contiguous float32 NCHW, or one clear error naming the expected shape."""
+    x = np.ascontiguousarray(batch, dtype=np.float32)
+    if x.ndim != 4 or x.shape[1:] != tuple(input_shape[1:]):
+        want = "x".join(map(str, input_shape[1:]))
+        raise DenseDepthError(f"{name} expects batches of N x {want} (RGB), got {x.shape}")
+    return x
 
 
-def load_runner(path: str | os.PathLike[str], device: str = "auto") -> Runner:
-    """Open a model file as a runner, choosing the kind by suffix."""
+RUNNER_SUFFIXES = {
+    ".pt": "torch",
+    ".pth": "torch",
+    ".onnx": "onnxruntime",
+    ".engine": "tensorrt",
+    ".xml": "openvino",
+}
+
+
+def load_runner(path: str | os.PathLike[str], device: str = "auto", threads: int = 0) -> Runner:
+    """Open a model file as a runner, choosing the kind by suffix.
+
+    ``threads`` sets the CPU threads of ONNX Runtime and OpenVINO (0 = their default).
+    """
     path = Path(path)
     kind = RUNNER_SUFFIXES.get(path.suffix)
     if kind is None:
@@ -35,6 +53,18 @@ def load_runner(path: str | os.PathLike[str], device: str = "auto") -> Runner:
         raise DenseDepthError(f"{path}: unknown model file type {path.suffix!r}; expected {known}")
     if not path.is_file():
         raise DenseDepthError(f"model file {path} does not exist")
+    if kind == "onnxruntime":
+        from engines.onnx_runner import OnnxRunner
+
+        return OnnxRunner(path, device=device, threads=threads)
+    if kind == "tensorrt":
+        from engines.tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(path)
+    if kind == "openvino":
+        from engines.openvino_runner import OpenVinoRunner
+
+        return OpenVinoRunner(path, device=device, threads=threads)
     from engines.torch_runner import TorchRunner
 
     return TorchRunner(path, device=device)

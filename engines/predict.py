@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densedepth.data import atomic_path, decode_rgb, depth_to_mm16, encode_png, resize_rgb
+from densedepth.data import atomic_path, decode_rgb, depth_to_mm16, encode_png, rgb_to_input
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DataError
 from densedepth.metrics import upsample2x
@@ -42,7 +42,7 @@ def predict_image(runner: Runner, rgb: np.ndarray, flip: bool = True) -> np.ndar
     prediction when ``flip``), upsampled 2x, resized back to the image size and clamped.
     """
     _, _, h, w = runner.input_shape
-    x = resize_rgb(rgb, (h, w)).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    x = rgb_to_input(rgb, (h, w))
     pred = np.asarray(runner(x), dtype=np.float32).reshape(h // 2, w // 2)
     if flip:
         mirrored = np.asarray(runner(np.ascontiguousarray(x[..., ::-1])), np.float32)

@@ -1,0 +1,140 @@
+"""One build function per format of the table, each returning its artifact's record.
+
+Every build starts from the float ONNX the ``export`` step writes (``model_fp32.onnx``); INT8
+builds share one calibration set and one range cache. ``build(fmt, ...)`` dispatches through
+``BUILDERS``, so the CLI and bench loop over ``export.formats.FORMATS`` without asking which
+target they hold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calib.calibration import CalibrationSet
+from export.formats import ExportError, Format, require
+from export.onnx_export import convert_fp16, read_sidecar
+from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
+
+
+@dataclass
+class BuildOptions:
+    """Options shared by the builders (each uses what applies to it)."""
+
+    stem: str = "model"
+    calib: CalibrationSet | None = None
+    method: str = "minmax"
+    keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT
+    workspace_gb: float = 2.0
+    timing_cache: str | None = None
+    max_batch: int = 1
+    legacy_calibrator: bool = False  # TensorRT < 10.1: IInt8EntropyCalibrator2 on the fp32 ONNX
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[[Path, Path, BuildOptions], dict[str, Any]]
+
+
+def _need_calib(opts: BuildOptions, what: str) -> CalibrationSet:
+    if opts.calib is None:
+        raise ExportError(f"{what} needs calibration images: pass --calib PATH|synthetic")
+    return opts.calib
+
+
+def build_onnx_fp32(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """The float ONNX itself (made by ``export``): its record."""
+    record = read_sidecar(fp32)
+    return {**record, "path": str(fp32)}
+
+
+def build_onnx_fp16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """FP16 ONNX with float32 input/output."""
+    return convert_fp16(fp32, out_dir / f"{opts.stem}_fp16.onnx")
+
+
+def build_onnx_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """Q/DQ ONNX for ONNX Runtime on CPU: u8 activations, s8 per-channel weights."""
+    calib = _need_calib(opts, "INT8")
+    out = out_dir / f"{opts.stem}_int8.onnx"
+    return quantize_int8(fp32, calib, out, "cpu", opts.method, opts.keep_float)
+
+
+def build_tensorrt_qdq(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """Q/DQ ONNX for TensorRT: symmetric s8 activations and weights."""
+    calib = _need_calib(opts, "INT8")
+    out = out_dir / f"{opts.stem}_int8_trt.onnx"
+    return quantize_int8(fp32, calib, out, "tensorrt", opts.method, opts.keep_float)
+
+
+def build_tensorrt(precision: str) -> Builder:
+    """The TensorRT builder for ``precision``: makes the ONNX its version wants, then builds."""
+
+    def run(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+        from export.tensorrt import build_engine, build_plan, import_tensorrt, parse_version
+
+        trt = import_tensorrt()
+        plan = build_plan(parse_version(trt.__version__), precision, opts.legacy_calibrator)
+        source = {
+            "fp32": lambda: fp32,
+            "fp16": lambda: Path(build_onnx_fp16(fp32, out_dir, opts)["path"]),
+            "int8-qdq": lambda: Path(build_tensorrt_qdq(fp32, out_dir, opts)["path"]),
+        }[plan.onnx_kind]()
+        calib = _need_calib(opts, "INT8") if plan.calibrator else None
+        return build_engine(
+            source,
+            out_dir / f"{opts.stem}_{precision}.engine",
+            precision,
+            workspace_gb=opts.workspace_gb,
+            timing_cache=opts.timing_cache,
+            max_batch=opts.max_batch,
+            calib=calib,
+        )
+
+    return run
+
+
+def build_openvino(precision: str) -> Builder:
+    """The OpenVINO builder for ``precision`` (fp32, bf16, or int8 through NNCF)."""
+
+    def run(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+        import onnx
+
+        from export.openvino import export_openvino
+
+        calib = _need_calib(opts, "INT8") if precision == "int8" else None
+        ignored: list[str] = []
+        if precision == "int8" and opts.keep_float:
+            ignored = resolve_keep_float(onnx.load(str(fp32)), opts.keep_float)
+        out = out_dir / f"{opts.stem}_{precision}.xml"
+        return export_openvino(fp32, out, precision, calib, ignored)
+
+    return run
+
+
+BUILDERS: dict[str, Builder] = {
+    "onnx-fp32": build_onnx_fp32,
+    "onnx-fp16": build_onnx_fp16,
+    "onnx-int8": build_onnx_int8,
+    "openvino-fp32": build_openvino("fp32"),
+    "openvino-bf16": build_openvino("bf16"),
+    "openvino-int8": build_openvino("int8"),
+    "tensorrt-fp16": build_tensorrt("fp16"),
+    "tensorrt-int8": build_tensorrt("int8"),
+}
+
+
+def build(
+    fmt: Format,
+    fp32_onnx: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    opts: BuildOptions,
+) -> dict[str, Any]:
+    """Build ``fmt`` from the float ONNX into ``out_dir``; fails with one line when the
+    format's backend is missing here."""
+    if fmt.key not in BUILDERS:
+        raise ExportError(f"{fmt.key} is not built from ONNX (the checkpoint is the artifact)")
+    require(fmt)
+    return BUILDERS[fmt.key](Path(fp32_onnx), Path(out_dir), opts)

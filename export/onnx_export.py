@@ -1,0 +1,286 @@
+"""Checkpoint -> the deployable ONNX graph, checked against PyTorch before it is kept.
+
+The deployable graph takes RGB float32 in [0, 1], NCHW, and returns depth in metres at half
+resolution, clamped to the valid range; ImageNet normalisation and the reciprocal-to-metres
+conversion are inside it, so every engine is fed and read the same way. Metadata props record
+the backbone, input size, depth range and the source checkpoint's SHA-256; the parity figure
+(max abs difference to PyTorch on a fixed input, metres) is stored in the file and in a JSON
+sidecar, and exceeding the tolerance is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
+from densedepth.data import atomic_path
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH
+from densedepth.model import DenseDepth, check_input_size
+from export.formats import ExportError
+
+INPUT_NAME = "rgb"
+OUTPUT_NAME = "depth"
+MAX_OPSET = 20
+DEFAULT_OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")
+PARITY_TOLERANCE = 1e-3  # metres, max abs over a fixed input (float32 vs float32)
+META_PREFIX = "densedepth."
+
+
+class DeployableDepth(torch.nn.Module):
+    """RGB [0, 1] NCHW -> metres at half resolution: the graph every engine runs."""
+
+    def __init__(self, model: DenseDepth) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_depth(rgb)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parity_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> np.ndarray:
+    """The fixed input of every parity check: a smooth gradient plus seeded noise in [0, 1]."""
+    h, w = input_size
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, None, None, :]
+    x = 0.5 * ramp + 0.5 * rng.random((batch, 3, h, w), dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Our metadata props of an ONNX file (prefix stripped), without loading its weights."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    return {
+        p.key[len(META_PREFIX) :]: p.value
+        for p in model.metadata_props
+        if p.key.startswith(META_PREFIX)
+    }
+
+
+def set_metadata(model: Any, values: dict[str, Any]) -> None:
+    """Write ``values`` as ``densedepth.*`` metadata props (replacing earlier ones)."""
+    keep = [p for p in model.metadata_props if p.key[len(META_PREFIX) :] not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in values.items():
+        prop = model.metadata_props.add()
+        prop.key = META_PREFIX + key
+        prop.value = value if isinstance(value, str) else json.dumps(value)
+
+
+def ort_session(path: str | os.PathLike[str] | bytes, threads: int = 0) -> Any:
+    """A CPU ONNX Runtime session (all graph optimisations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    input_size: tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    dynamic_batch: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, Any]:
+    """Export ``checkpoint`` to ``out`` (.onnx) and verify it; returns the export record.
+
+    ``input_size`` defaults to the size the checkpoint was trained at; any multiple of 32
+    works (the network is fully convolutional). The record (also written as ``out.json``)
+    holds the parity error, the sizes and the timing.
+    """
+    import onnx
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ExportError(f"{out}: the ONNX output must end in .onnx")
+    if not 13 <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported; choose 13..{MAX_OPSET}")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt).eval()
+    size = tuple(int(s) for s in (input_size or ckpt["config"].get("input_size", (480, 640))))
+    check_input_size(*size)
+    deployable = DeployableDepth(model).eval()
+    x = parity_input(size, batch=2 if dynamic_batch else 1)
+    with torch.inference_mode():
+        expected = deployable(torch.from_numpy(x)).numpy()
+
+    with atomic_path(out) as tmp:
+        _torch_export(deployable, x[:1], tmp, opset, exporter, dynamic_batch)
+        proto = onnx.load(str(tmp))
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except Exception as exc:
+            raise ExportError(f"exported graph fails the ONNX checker: {exc}") from None
+        got = ort_session(tmp).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        parity = float(np.max(np.abs(got - expected)))
+        if not np.isfinite(parity) or parity > tolerance:
+            raise ExportError(
+                f"ONNX Runtime differs from PyTorch by {parity:.3g} m (tolerance {tolerance:g}); "
+                f"try another --opset or --exporter"
+            )
+        record = {
+            "format": "onnx-fp32",
+            "precision": "fp32",
+            "backbone": model.backbone,
+            "decoder_width": model.decoder_width,
+            "input_size": list(size),
+            "dynamic_batch": dynamic_batch,
+            "min_depth": MIN_DEPTH,
+            "max_depth": MAX_DEPTH,
+            "source": str(checkpoint),
+            "source_sha256": file_sha256(checkpoint),
+            "opset": opset,
+            "exporter": exporter,
+            "parity_max_abs_m": parity,
+            "parity_reference": "pytorch-fp32",
+        }
+        set_metadata(proto, {k: v for k, v in record.items() if k != "source"})
+        proto.doc_string = (
+            "DenseDepth deployable graph: input 'rgb' float32 NCHW RGB in [0,1]; "
+            "output 'depth' float32 metres at half resolution"
+        )
+        onnx.save(proto, str(tmp))
+    record["seconds"] = time.perf_counter() - t0
+    record["path"] = str(out)
+    record["bytes"] = out.stat().st_size
+    write_sidecar(out, record)
+    return record
+
+
+def write_sidecar(artifact: Path, record: dict[str, Any]) -> Path:
+    """``artifact.json`` beside the artifact, written atomically."""
+    side = artifact.with_name(artifact.name + ".json")
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return side
+
+
+def read_sidecar(artifact: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON sidecar of an artifact ({} when absent)."""
+    side = Path(str(artifact) + ".json")
+    if not side.is_file():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError):
+        raise ExportError(f"{side} is not readable JSON; rebuild the artifact") from None
+
+
+def _torch_export(
+    module: torch.nn.Module,
+    x: np.ndarray,
+    path: Path,
+    opset: int,
+    exporter: str,
+    dynamic_batch: bool,
+) -> None:
+    args = (torch.from_numpy(x),)
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation chatter
+            if exporter == "dynamo":
+                try:
+                    import onnxscript  # noqa: F401
+                except ImportError:
+                    raise ExportError(
+                        "--exporter dynamo needs onnxscript (pip install onnxscript); "
+                        "or use --exporter torchscript"
+                    ) from None
+                shapes = {"rgb": {0: torch.export.Dim("batch")}} if dynamic_batch else None
+                torch.onnx.export(
+                    module, args, str(path), dynamo=True, opset_version=opset,
+                    dynamic_shapes=shapes, external_data=False, **names,
+                )  # fmt: skip
+            else:
+                axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+                torch.onnx.export(
+                    module, args, str(path), dynamo=False, opset_version=opset,
+                    do_constant_folding=True, dynamic_axes=axes if dynamic_batch else None,
+                    **names,
+                )  # fmt: skip
+    except ExportError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"torch.onnx.export ({exporter}) failed: {first[:200]}") from None
+
+
+def convert_fp16(
+    onnx_fp32: str | os.PathLike[str], out: str | os.PathLike[str], tolerance: float = 0.05
+) -> dict[str, Any]:
+    """FP16 weights and activations with float32 input/output (for TensorRT 11's strongly
+    typed builds and GPU providers); checked against the FP32 file on the parity input.
+
+    The FP16 graph is run by ONNX Runtime's CPU provider for the check when it can; the max
+    abs difference in metres is stored, and over ``tolerance`` is an error.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    src, out = Path(onnx_fp32), Path(out)
+    meta = read_metadata(src)
+    if meta.get("precision", "fp32") != "fp32" or "input_size" not in meta:
+        raise ExportError(f"{src} is not a float32 DenseDepth export; convert the fp32 ONNX")
+    t0 = time.perf_counter()
+    size = tuple(json.loads(meta["input_size"]))
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    record: dict[str, Any] = {k: _maybe_json(v) for k, v in meta.items()}
+    record.update(format="onnx-fp16", precision="fp16", source_onnx_sha256=file_sha256(src))
+    with atomic_path(out) as tmp:
+        set_metadata(model, record)
+        onnx.save(model, str(tmp))
+        x = parity_input(size)
+        ref = ort_session(src).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = ort_session(tmp).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        diff = float(np.max(np.abs(got.astype(np.float32) - ref)))
+        if not np.isfinite(diff) or diff > tolerance:
+            raise ExportError(f"FP16 graph differs from FP32 by {diff:.3g} m (max {tolerance})")
+    record.update(
+        fp32_max_abs_m=diff,
+        seconds=time.perf_counter() - t0,
+        path=str(out),
+        bytes=out.stat().st_size,
+    )
+    write_sidecar(out, record)
+    return record
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -1,0 +1,134 @@
+"""OpenVINO IR for x86 CPUs: FP32 and BF16 from the float ONNX, INT8 through NNCF.
+
+NNCF post-training quantization is fed by the same calibration set as ONNX Runtime and
+TensorRT, and quantizes from the float ONNX (OpenVINO was seen to crash compiling an ONNX
+Runtime Q/DQ file). BF16 is the FP32 IR compiled with ``INFERENCE_PRECISION_HINT=bf16``; the
+sidecar JSON tells the runner which precision an IR is for. Needs the ``openvino`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densedepth.errors import OutputError
+from export.formats import ExportError, get_format, require
+from export.onnx_export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    _maybe_json,
+    file_sha256,
+    ort_session,
+    parity_input,
+    read_metadata,
+    write_sidecar,
+)
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def compile_ir(path: str | os.PathLike[str], precision: str, threads: int = 0) -> Any:
+    """Compile an IR for the CPU with the precision hint its sidecar names."""
+    require(get_format("openvino", "fp32"))
+    import openvino as ov
+
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision in PRECISION_HINTS:
+        config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[precision]
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return ov.Core().compile_model(str(path), "CPU", config)
+
+
+def export_openvino(
+    onnx_fp32: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    precision: str = "fp32",
+    calib: Any = None,
+    ignored_nodes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Convert the float ONNX to an IR at ``out`` (.xml + .bin); INT8 quantizes with NNCF
+    on ``calib`` (a CalibrationSet). Returns the record (also ``out.json``)."""
+    require(get_format("openvino", precision))
+    import openvino as ov
+
+    src, out = Path(onnx_fp32), Path(out)
+    if out.suffix != ".xml":
+        raise ExportError(f"{out}: an OpenVINO IR must end in .xml")
+    meta = read_metadata(src)
+    if meta.get("precision") != "fp32":
+        raise ExportError(f"{src} is not the fp32 DenseDepth ONNX; OpenVINO converts from it")
+    size = tuple(json.loads(meta["input_size"]))
+    t0 = time.perf_counter()
+    model = ov.convert_model(str(src))
+    record: dict[str, Any] = {k: _maybe_json(v) for k, v in meta.items()}
+    if precision == "int8":
+        if calib is None:
+            raise ExportError("OpenVINO INT8 needs a calibration set (--calib)")
+        model = _nncf_quantize(model, calib, ignored_nodes)
+        record.update(
+            calibration_images=len(calib),
+            calibration_sha256=calib.sha256,
+            calibration_source=calib.source,
+            ignored_nodes=list(ignored_nodes),
+            quantizer="nncf",
+        )
+    record.update(
+        format=f"openvino-{precision}",
+        precision=precision,
+        openvino_version=ov.get_version(),
+        source_onnx_sha256=file_sha256(src),
+    )
+    bin_path = out.with_suffix(".bin")
+    save_ir(model, out)
+    x = parity_input(size)
+    ref = ort_session(src).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    compiled = compile_ir(out, precision)
+    got = np.asarray(compiled(x)[compiled.output(0)], dtype=np.float32)
+    record.update(
+        fp32_max_abs_m=float(np.max(np.abs(got - ref))),
+        seconds=time.perf_counter() - t0,
+        path=str(out),
+        bytes=out.stat().st_size + bin_path.stat().st_size,
+    )
+    write_sidecar(out, record)
+    return record
+
+
+def save_ir(model: Any, out: Path) -> None:
+    """Write ``out`` (.xml) and its .bin together: into a temp folder, then renamed."""
+    import openvino as ov
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}-", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        ov.save_model(model, str(tmpdir / out.name), compress_to_fp16=False)
+        os.replace(tmpdir / out.with_suffix(".bin").name, out.with_suffix(".bin"))
+        os.replace(tmpdir / out.name, out)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _nncf_quantize(model: Any, calib: Any, ignored_nodes: Sequence[str]) -> Any:
+    import nncf
+
+    dataset = nncf.Dataset(list(calib.batches(1)))
+    scope = nncf.IgnoredScope(names=list(ignored_nodes), validate=False) if ignored_nodes else None
+    kwargs: dict[str, Any] = {
+        "subset_size": len(calib),
+        "preset": nncf.QuantizationPreset.PERFORMANCE,
+    }
+    if scope is not None:
+        kwargs["ignored_scope"] = scope
+    return nncf.quantize(model, dataset, **kwargs)

@@ -27,7 +27,6 @@ app = typer.Typer(
     help="DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment.",
 )
 console = Console()
-warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
 DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
@@ -441,7 +440,11 @@ def build_engine(
 
             size = tuple(json.loads(meta["input_size"]))
             data = calib or default_calibration_source(source)
-            calib_set = load_calibration_set(data, size, calib_images)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                calib_set = load_calibration_set(data, size, calib_images)
+            for w in caught:
+                typer.echo(f"warning: {w.message}", err=True)
             skipped = f", {len(calib_set.skipped)} unreadable skipped" if calib_set.skipped else ""
             console.print(f"calibration: {len(calib_set)} images from {data}{skipped}")
         opts = BuildOptions(

@@ -14,12 +14,12 @@ file holding pickled objects other than tensors and plain containers is refused.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from densedepth.data import temp_file_beside
 from densedepth.errors import DenseDepthError
 from densedepth.model import DenseDepth
 
@@ -40,8 +40,7 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **checkpoint}
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_file_beside(path)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -544,12 +544,24 @@ def _check_split(split: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """Open a temp file in ``path``'s folder (created if needed) with the permissions a new
+    file gets from the umask (mkstemp alone would make it 0600); returns (fd, name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_file_beside(path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)

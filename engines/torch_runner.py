@@ -11,6 +11,7 @@ import torch
 from densedepth.checkpoint import model_from_checkpoint
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
+from densedepth.model import check_input_size
 
 
 class TorchRunner:
@@ -19,8 +20,12 @@ class TorchRunner:
     precision = "fp32"
 
     def __init__(
-        self, checkpoint: str | os.PathLike[str] | torch.nn.Module, device: str = "auto"
+        self,
+        checkpoint: str | os.PathLike[str] | torch.nn.Module,
+        device: str = "auto",
+        input_size: tuple[int, int] | None = None,
     ) -> None:
+        """``input_size`` overrides the size the checkpoint was trained at (multiple of 32)."""
         self.torch_device = resolve_device(device)
         if isinstance(checkpoint, torch.nn.Module):
             self.model = checkpoint
@@ -33,6 +38,9 @@ class TorchRunner:
             self.model = model_from_checkpoint(ckpt)
             self.name = f"torch:{Path(checkpoint).name}"
             size = tuple(ckpt["config"].get("input_size", (480, 640)))
+        if input_size is not None:
+            check_input_size(*input_size)
+            size = input_size
         self.model = self.model.to(self.torch_device).eval()
         self.device = str(self.torch_device)
         self.input_shape = (1, 3, int(size[0]), int(size[1]))

@@ -15,6 +15,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,28 @@ def ort_session(path: str | os.PathLike[str] | bytes, threads: int = 0) -> Any:
         opts.intra_op_num_threads = threads
     source = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def ort_predictor(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """``batch -> metres`` through a CPU ONNX Runtime session of ``path``."""
+    session = ort_session(path)
+    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def output_difference(
+    reference: Callable[[np.ndarray], np.ndarray],
+    candidate: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    label: str,
+) -> dict[str, Any]:
+    """Max and mean |candidate - reference| in metres over ``images`` (N,3,H,W), one at a time."""
+    diffs = [np.abs(candidate(x[None]) - reference(x[None])).ravel() for x in images]
+    d = np.concatenate(diffs)
+    return {
+        "fp32_max_abs_m": float(d.max()),
+        "fp32_mean_abs_m": float(d.mean()),
+        "fp32_diff_input": label,
+    }
 
 
 def export_onnx(

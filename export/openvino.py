@@ -22,11 +22,10 @@ import numpy as np
 from densedepth.errors import OutputError
 from export.formats import ExportError, get_format, require
 from export.onnx_export import (
-    INPUT_NAME,
-    OUTPUT_NAME,
     _maybe_json,
     file_sha256,
-    ort_session,
+    ort_predictor,
+    output_difference,
     parity_input,
     read_metadata,
     write_sidecar,
@@ -89,12 +88,16 @@ def export_openvino(
     )
     bin_path = out.with_suffix(".bin")
     save_ir(model, out)
-    x = parity_input(size)
-    ref = ort_session(src).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     compiled = compile_ir(out, precision)
-    got = np.asarray(compiled(x)[compiled.output(0)], dtype=np.float32)
+    output = compiled.output(0)
+    images = calib.images[:8] if calib is not None else parity_input(size)
+    label = f"{len(images)} calibration images" if calib is not None else "the parity input"
     record.update(
-        fp32_max_abs_m=float(np.max(np.abs(got - ref))),
+        output_difference(
+            ort_predictor(src), lambda x: np.asarray(compiled(x)[output]), images, label
+        )
+    )
+    record.update(
         seconds=time.perf_counter() - t0,
         path=str(out),
         bytes=out.stat().st_size + bin_path.stat().st_size,

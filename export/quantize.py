@@ -22,17 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from calib.calibration import CalibrationSet, OrtCalibrationReader, cache_key
 from densedepth.data import atomic_path
 from export.formats import ExportError
 from export.onnx_export import (
     INPUT_NAME,
-    OUTPUT_NAME,
     _maybe_json,
     file_sha256,
-    ort_session,
+    ort_predictor,
+    output_difference,
     read_metadata,
     set_metadata,
     write_sidecar,
@@ -191,31 +189,16 @@ def quantize_int8(
             }
             set_metadata(quantized, {k: v for k, v in record.items() if k != "float_nodes"})
             onnx.save(quantized, str(tmp))
-            diff = _difference_on_images(src, tmp, calib.images[:8])
+            images = calib.images[:8]
+            diff = output_difference(
+                ort_predictor(src), ort_predictor(tmp), images, f"{len(images)} calibration images"
+            )
     record.update(diff)
     record["seconds"] = time.perf_counter() - t0
     record["path"] = str(out)
     record["bytes"] = out.stat().st_size
     write_sidecar(out, record)
     return record
-
-
-def _difference_on_images(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any]:
-    """Max and mean |int8 - fp32| in metres over a few calibration images (in-distribution
-    inputs; the accuracy that matters is measured by ``cli.py evaluate`` on held-out data)."""
-    ref_session, q_session = ort_session(fp32), ort_session(int8)
-    diffs = []
-    for x in images:
-        feed = {INPUT_NAME: x[None]}
-        ref = ref_session.run([OUTPUT_NAME], feed)[0]
-        got = q_session.run([OUTPUT_NAME], feed)[0]
-        diffs.append(np.abs(got - ref))
-    d = np.concatenate([a.ravel() for a in diffs])
-    return {
-        "fp32_max_abs_m": float(d.max()),
-        "fp32_mean_abs_m": float(d.mean()),
-        "fp32_diff_input": f"{len(images)} calibration images",
-    }
 
 
 def _method(q: Any, name: str) -> Any:

@@ -310,3 +310,71 @@ def test_unavailable_backend_is_one_line(trained: dict, tmp_path: Path) -> None:
         pytest.skip("TensorRT and a GPU are present here")
     with pytest.raises(BackendUnavailable, match=r"tensorrt-fp16: .*(\.\[tensorrt\]|GPU)"):
         build(fmt, trained["onnx"], tmp_path, BuildOptions())
+
+
+def test_openvino_fp32_bf16_int8(trained: dict, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="needs the openvino extra (pip install '.[openvino]')")
+    pytest.importorskip("nncf", reason="needs the openvino extra (pip install '.[openvino]')")
+    opts = BuildOptions(calib=trained["calib"])
+    test = open_dataset("synthetic", "test", n=12, height=64, width=64, seed=99)
+    fp32 = evaluate_dataset(load_runner(trained["onnx"], device="cpu"), test, (64, 64))
+    x = trained["calib"].images[:2]
+    reference = load_runner(trained["onnx"], device="cpu")(x)
+    for precision in ("fp32", "bf16", "int8"):
+        record = build(get_format("openvino", precision), trained["onnx"], tmp_path, opts)
+        runner = load_runner(record["path"], threads=2)
+        assert runner.precision == precision and runner.input_shape == (1, 3, 64, 64)
+        out = runner(x)
+        assert out.shape == reference.shape
+        if precision == "fp32":
+            np.testing.assert_allclose(out, reference, atol=1e-4)
+        metrics = evaluate_dataset(runner, test, (64, 64))
+        assert abs(metrics["delta1"] - fp32["delta1"]) < 0.03, (precision, metrics, fp32)
+    (tmp_path / "model_fp32.xml.json").unlink()
+    with pytest.raises(DenseDepthError, match="no DenseDepth sidecar"):
+        load_runner(tmp_path / "model_fp32.xml")
+
+
+def test_cli_export_build_engine_and_evaluate(trained: dict, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    cli = CliRunner()
+    onnx_path = tmp_path / "m_fp32.onnx"
+    result = cli.invoke(app, ["export", str(trained["ckpt"]), "--out", str(onnx_path)])
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.output and "parity" in result.output and onnx_path.is_file()
+    images = tmp_path / "calib"
+    images.mkdir()
+    for i in range(4):
+        rgb, _ = open_dataset("synthetic", "train", n=4, height=64, width=64, seed=3)[i]
+        (images / f"{i}.png").write_bytes(encode_png(rgb))
+    args = ["build-engine", str(onnx_path), "--int8", "--calib", str(images)]
+    result = cli.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "calibration: 4 images" in result.output and "fewer than 300" in result.output
+    int8 = tmp_path / "m_int8.onnx"
+    assert int8.is_file() and read_metadata(int8)["precision"] == "int8"
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", str(int8), "--limit", "4", "--device", "cpu", "--out", str(out)]
+    result = cli.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["n_images"] == 4
+    bad = [
+        (["build-engine", str(onnx_path), "--int8", "--fp16"], "choose one of"),
+        (["build-engine", str(int8), "--fp16"], "not the fp32 ONNX"),
+        (["build-engine", str(onnx_path), "--target", "tensorrt"], "tensorrt-fp16"),
+        (["build-engine", str(onnx_path), "--bf16"], "no format onnx-bf16"),
+        (
+            ["export", str(trained["ckpt"]), "--opset", "21", "--out", str(tmp_path / "x.onnx")],
+            "21",
+        ),
+        (["evaluate", str(images / "0.png")], "unknown model file type"),
+    ]
+    for args, message in bad:
+        result = cli.invoke(app, args)
+        if "tensorrt" in args and result.exit_code == 0:
+            continue  # TensorRT and a GPU are present here
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output, result.output

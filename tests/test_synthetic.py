@@ -264,20 +264,37 @@ def _grey(kind: str = "plain", value: float = 0.5) -> Material:
     return Material(kind, np.full(3, value, np.float32), np.full(3, value, np.float32))
 
 
-def test_shading_darkens_with_distance_on_uniform_floor() -> None:
-    room = Box((0.0, 0.0, 0.0), (5.0, 8.0, 3.0))
-    scene = Scene(
-        room=room,
-        boxes=[],
-        camera=Camera((2.5, 0.6, 1.5), 0.0, math.radians(-15)),
-        lights=[(np.array([2.5, 0.8, 2.7], np.float32), 4.0)],
-        floor=_grey(),
+def _plain_scene(
+    camera: Camera,
+    boxes: list[Box],
+    lights: list,
+    room: Box | None = None,
+    floor: Material | None = None,
+    ambient: float = 0.05,
+) -> Scene:
+    """A noiseless grey room: only what a test varies is passed."""
+    return Scene(
+        room=room or ROOM,
+        boxes=boxes,
+        camera=camera,
+        lights=lights,
+        floor=floor or _grey(),
         ceiling=_grey(),
         walls=[_grey()] * 4,
         skirting=np.full(3, 0.5, np.float32),
-        ambient=0.05,
+        ambient=ambient,
         noise_sigma=0.0,
         exposure=1.0,
+    )
+
+
+def test_shading_darkens_with_distance_on_uniform_floor() -> None:
+    room = Box((0.0, 0.0, 0.0), (5.0, 8.0, 3.0))
+    scene = _plain_scene(
+        Camera((2.5, 0.6, 1.5), 0.0, math.radians(-15)),
+        [],
+        [(np.array([2.5, 0.8, 2.7], np.float32), 4.0)],
+        room=room,
     )
     rgb, depth = render(scene, 120, 160)
     lum = rgb.astype(np.float64).mean(-1)
@@ -299,18 +316,8 @@ def test_shading_follows_surface_orientation() -> None:
     assert front.sum() > 100 and top.sum() > 100
     means = []
     for lamp in ((2.0, 3.5, 2.5), (2.0, 1.5, 0.5)):
-        scene = Scene(
-            room=ROOM,
-            boxes=[Box(box.lo, box.hi, _grey())],
-            camera=cam,
-            lights=[(np.array(lamp, np.float32), 3.0)],
-            floor=_grey(),
-            ceiling=_grey(),
-            walls=[_grey()] * 4,
-            skirting=np.full(3, 0.5, np.float32),
-            ambient=0.05,
-            noise_sigma=0.0,
-            exposure=1.0,
+        scene = _plain_scene(
+            cam, [Box(box.lo, box.hi, _grey())], [(np.array(lamp, np.float32), 3.0)]
         )
         lum = render(scene, 120, 160)[0].astype(np.float64).mean(-1)
         means.append((np.median(lum[top]), np.median(lum[front])))
@@ -324,19 +331,7 @@ def test_light_falls_off_with_distance() -> None:
     near = Box((0.6, 3.0, 0.0), (1.4, 3.4, 1.0), _grey())
     far = Box((2.6, 5.0, 0.0), (3.4, 5.4, 1.0), _grey())
     cam = Camera((2.0, 0.6, 1.2), 0.0, math.radians(-10))
-    scene = Scene(
-        room=ROOM,
-        boxes=[near, far],
-        camera=cam,
-        lights=[(np.array([2.0, 1.0, 0.5], np.float32), 3.0)],
-        floor=_grey(),
-        ceiling=_grey(),
-        walls=[_grey()] * 4,
-        skirting=np.full(3, 0.5, np.float32),
-        ambient=0.05,
-        noise_sigma=0.0,
-        exposure=1.0,
-    )
+    scene = _plain_scene(cam, [near, far], [(np.array([2.0, 1.0, 0.5], np.float32), 3.0)])
     hits = cast_rays(cam, ROOM, scene.boxes, 120, 160)
     lum = render(scene, 120, 160)[0].astype(np.float64).mean(-1)
     faces = [(hits.label == i) & (hits.axis == 1) for i in (1, 2)]
@@ -366,19 +361,7 @@ def test_textures_follow_world_coordinates() -> None:
     room = Box((0.0, 0.0, 0.0), (4.5, 7.0, 3.0))
     tiles = Material("tiles", np.full(3, 0.8, np.float32), np.full(3, 0.15, np.float32), s)
     tiles.extra = {"grout": 0.5}
-    scene = Scene(
-        room=room,
-        boxes=[],
-        camera=Camera((2.2, y0, h)),
-        lights=[],
-        floor=tiles,
-        ceiling=_grey(),
-        walls=[_grey()] * 4,
-        skirting=np.full(3, 0.5, np.float32),
-        ambient=0.5,
-        noise_sigma=0.0,
-        exposure=1.0,
-    )
+    scene = _plain_scene(Camera((2.2, y0, h)), [], [], room=room, floor=tiles, ambient=0.5)
     height, width, col = 480, 640, 320
     rgb, depth = render(scene, height, width)
     _, fy, _, cy = intrinsics(height, width)

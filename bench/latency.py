@@ -1,0 +1,46 @@
+"""Latency of any runner: warm-up, then at least ``iters`` runs and ``min_time`` seconds.
+
+Runners return host arrays, so every timed call has finished its device work (the TensorRT
+runner synchronises its stream before returning; CUDA torch runs copy back to the host).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from export.onnx_export import parity_input
+
+
+def measure_latency(
+    runner: Any,
+    iters: int = 20,
+    min_time: float = 2.0,
+    warmup: int = 3,
+    batch: int = 1,
+    max_iters: int = 100_000,
+) -> dict[str, float]:
+    """Milliseconds per batch: p50/p90/p99, mean and std, and images per second."""
+    _, _, h, w = runner.input_shape
+    x = parity_input((h, w), batch=batch)
+    for _ in range(warmup):
+        runner(x)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_iters and (len(times) < iters or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        runner(x)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1e3
+    return {
+        "batch": batch,
+        "runs": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std()),
+        "fps": float(batch * 1e3 / ms.mean()),
+    }

@@ -273,7 +273,8 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         state, best = _resume(last_path, cfg, model, optimizer, scaler)
         console.print(
             f"resumed {last_path} at step {state.step} (epoch {state.epoch}, "
-            f"{state.batch_in_epoch} batches into it)"
+            f"{state.batch_in_epoch} batches into it)",
+            soft_wrap=True,
         )
     if info.is_main:
         _prepare_out(out, resume)
@@ -488,7 +489,8 @@ def _log_epoch(
     console.print(
         f"{cfg.backbone} epoch {metrics['epoch']} step {metrics['step']}: "
         f"d1 {metrics['delta1']:.3f} rel {metrics['rel']:.3f} rms {metrics['rms']:.3f} "
-        f"log10 {metrics['log10']:.3f} ({ips:.1f} img/s)"
+        f"log10 {metrics['log10']:.3f} ({ips:.1f} img/s)",
+        soft_wrap=True,
     )
     if writer is not None:
         for k in ("delta1", "delta2", "delta3", "rel", "rms", "log10"):

@@ -70,6 +70,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """Our metadata props of an ONNX file (prefix stripped), without loading its weights."""
     import onnx
 
+    if not Path(path).is_file():
+        raise ExportError(f"ONNX file {path} does not exist")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import open_dataset
+from densedepth.data import atomic_path, open_dataset
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset
 from densedepth.viz import save_grid
@@ -135,6 +135,5 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

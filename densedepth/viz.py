@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densedepth.data import atomic_path
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 
 
@@ -96,11 +97,11 @@ def save_grid(
     if title:
         fig.suptitle(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

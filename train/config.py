@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from densedepth.data import atomic_path
+
 
 @dataclass
 class TrainConfig:
@@ -52,6 +54,5 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         """Write config.json atomically."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")

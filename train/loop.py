@@ -30,7 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
 from densedepth.checkpoint import load_checkpoint, save_checkpoint
-from densedepth.data import TorchDepthDataset, open_dataset
+from densedepth.data import TorchDepthDataset, atomic_path, open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
@@ -500,6 +500,5 @@ def _log_epoch(
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from densedepth.data import FORMATS, open_dataset, write_synthetic
 from densedepth.errors import DenseDepthError
+from densedepth.metrics import METRIC_KEYS
 from densedepth.model import BACKBONES
 
 app = typer.Typer(
@@ -238,7 +239,7 @@ def metrics_table(title: str, rows: list[dict]) -> Table:
     for col in ("δ1", "δ2", "δ3", "rel", "rms", "log10", "images"):
         table.add_column(col)
     for r in rows:
-        vals = [f"{r[k]:.4f}" for k in ("delta1", "delta2", "delta3", "rel", "rms", "log10")]
+        vals = [f"{r[k]:.4f}" for k in METRIC_KEYS]
         table.add_row(r["model"], *vals, str(r.get("n_images", "")))
     return table
 

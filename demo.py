@@ -24,13 +24,12 @@ from rich.console import Console
 from bench.compare import compare_models
 from densedepth.data import FORMATS, open_dataset, write_synthetic
 from densedepth.evaluation import evaluate_dataset
+from densedepth.metrics import METRIC_KEYS
 from densedepth.model import BACKBONES, imagenet_weights_path
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
 from train.config import TrainConfig
 from train.loop import build_model, fit
-
-METRICS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
 
 
 @dataclass
@@ -161,7 +160,7 @@ def demo_markdown(demo: dict[str, Any]) -> str:
     ]
     for name, r in demo["models"].items():
         for when in ("before", "after"):
-            vals = " | ".join(f"{r[when][k]:.3f}" for k in METRICS)
+            vals = " | ".join(f"{r[when][k]:.3f}" for k in METRIC_KEYS)
             speed = f"{r['img_per_s']:.1f}" if when == "after" else ""
             lines.append(f"| {name} | {r['weights']} | {when} | {vals} | {speed} |")
     lines += [

@@ -12,11 +12,10 @@ import numpy as np
 from densedepth.data import atomic_path, open_dataset
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset
+from densedepth.metrics import METRIC_KEYS
 from densedepth.viz import save_grid
 from engines import load_runner
 from engines.predict import predict_image
-
-METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
 
 # Published figures on the NYU Depth v2 Eigen test split (not measured by this toolkit).
 PUBLISHED = [

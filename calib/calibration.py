@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from densedepth.data import decode_rgb, open_dataset, rgb_to_input
+from densedepth.data import IMAGE_SUFFIXES, decode_rgb, open_dataset, rgb_to_input
 from densedepth.errors import DataError
 
 DEFAULT_IMAGES = 500  # TensorRT / Ultralytics practice
 WARN_BELOW = 300
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class CalibrationWarning(UserWarning):

@@ -39,17 +39,18 @@ import torch
 from PIL import Image
 
 from densedepth.errors import DataError, OutputError
+from densedepth.metrics import EIGEN_CROP
 
 Sample = tuple[np.ndarray, np.ndarray]
 
 NYU_TRAIN_CSV = "data/nyu2_train.csv"
 NYU_TEST_CSV = "data/nyu2_test.csv"
 EIGEN_FILES = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
-EIGEN_CROP = (20, 459, 24, 615)  # rows top..bottom, columns left..right, inclusive, at 480x640
 LABELED_MAT = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT = "splits.mat"
 NYU8_MAX_DEPTH = 10.0  # nyu_data.zip train depth: value / 255 * 10 m
 SPLITS = ("train", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # RGB inputs
 FORMATS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs")
 
 

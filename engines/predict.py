@@ -9,14 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densedepth.data import atomic_path, decode_rgb, depth_to_mm16, encode_png, rgb_to_input
+from densedepth.data import (
+    IMAGE_SUFFIXES,
+    atomic_path,
+    decode_rgb,
+    depth_to_mm16,
+    encode_png,
+    rgb_to_input,
+)
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DataError
 from densedepth.metrics import upsample2x
 from densedepth.viz import colorize
 from engines.base import Runner
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -36,7 +36,7 @@ from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluation_arrays
 from densedepth.loss import DepthLoss
-from densedepth.metrics import eigen_evaluate
+from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
 from train.config import TrainConfig
 
@@ -493,7 +493,7 @@ def _log_epoch(
         soft_wrap=True,
     )
     if writer is not None:
-        for k in ("delta1", "delta2", "delta3", "rel", "rms", "log10"):
+        for k in METRIC_KEYS:
             writer.add_scalar(f"val/{k}", metrics[k], metrics["step"])
     with open(history, "a") as f:
         f.write(json.dumps({**metrics, "img_per_s": ips}) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 
 from densedepth.errors import DenseDepthError
 from engines.base import check_batch
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, read_metadata
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -47,8 +48,6 @@ class OnnxRunner:
         threads: int = 0,
         profile: str | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         meta = read_metadata(self.path)
         if "input_size" not in meta:
@@ -56,16 +55,9 @@ class OnnxRunner:
                 f"{self.path} is not a DenseDepth export (no densedepth.* metadata); "
                 f"export it with cli.py export"
             )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        if profile:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile
         self.providers = choose_providers(device)
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
+            self.session = ort_session(self.path, threads, self.providers, profile)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise DenseDepthError(f"ONNX Runtime cannot load {self.path}: {first}") from None
@@ -75,8 +67,6 @@ class OnnxRunner:
                 f"{self.path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', got "
                 f"{names}; export it with cli.py export"
             )
-        import json
-
         size = json.loads(meta["input_size"])
         self.meta: dict[str, Any] = meta
         self.backbone = meta.get("backbone", "")

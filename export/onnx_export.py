@@ -15,7 +15,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,24 @@ def set_metadata(model: Any, values: dict[str, Any]) -> None:
         prop.value = value if isinstance(value, str) else json.dumps(value)
 
 
-def ort_session(path: str | os.PathLike[str] | bytes, threads: int = 0) -> Any:
-    """A CPU ONNX Runtime session (all graph optimisations)."""
+def ort_session(
+    path: str | os.PathLike[str],
+    threads: int = 0,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    profile: str | None = None,
+) -> Any:
+    """An ONNX Runtime session with all graph optimisations (CPU unless ``providers`` say
+    otherwise); ``profile`` turns on ORT's profiler with that file prefix."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
-    source = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    if profile:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile
+    return ort.InferenceSession(str(path), opts, providers=list(providers))
 
 
 def ort_predictor(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
@@ -288,14 +296,14 @@ def convert_fp16(
     with atomic_path(out) as tmp:
         set_metadata(model, record)
         onnx.save(model, str(tmp))
-        x = parity_input(size)
-        ref = ort_session(src).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        got = ort_session(tmp).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        diff = float(np.max(np.abs(got.astype(np.float32) - ref)))
-        if not np.isfinite(diff) or diff > tolerance:
-            raise ExportError(f"FP16 graph differs from FP32 by {diff:.3g} m (max {tolerance})")
+        diff = output_difference(
+            ort_predictor(src), ort_predictor(tmp), parity_input(size), "the parity input"
+        )
+        worst = diff["fp32_max_abs_m"]
+        if not np.isfinite(worst) or worst > tolerance:
+            raise ExportError(f"FP16 graph differs from FP32 by {worst:.3g} m (max {tolerance})")
     record.update(
-        fp32_max_abs_m=diff,
+        **diff,
         seconds=time.perf_counter() - t0,
         path=str(out),
         bytes=out.stat().st_size,

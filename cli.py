@@ -437,9 +437,7 @@ def build_engine(
             raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
         calib_set = None
         if fmt.precision == "int8":
-            import json
-
-            size = tuple(json.loads(meta["input_size"]))
+            size = tuple(meta["input_size"])
             data = calib or default_calibration_source(source)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

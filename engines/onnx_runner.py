@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,7 @@ class OnnxRunner:
                 f"{self.path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', got "
                 f"{names}; export it with cli.py export"
             )
-        size = json.loads(meta["input_size"])
+        size = meta["input_size"]
         self.meta: dict[str, Any] = meta
         self.backbone = meta.get("backbone", "")
         self.precision = meta.get("precision", "fp32")

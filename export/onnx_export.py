@@ -66,8 +66,9 @@ def parity_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> 
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Our metadata props of an ONNX file (prefix stripped), without loading its weights."""
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Our metadata props of an ONNX file (prefix stripped, values decoded from the JSON
+    ``set_metadata`` wrote; plain strings stay strings), without loading its weights."""
     import onnx
 
     if not Path(path).is_file():
@@ -77,7 +78,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     return {
-        p.key[len(META_PREFIX) :]: p.value
+        p.key[len(META_PREFIX) :]: _maybe_json(p.value)
         for p in model.metadata_props
         if p.key.startswith(META_PREFIX)
     }
@@ -289,9 +290,9 @@ def convert_fp16(
     if meta.get("precision", "fp32") != "fp32" or "input_size" not in meta:
         raise ExportError(f"{src} is not a float32 DenseDepth export; convert the fp32 ONNX")
     t0 = time.perf_counter()
-    size = tuple(json.loads(meta["input_size"]))
+    size = tuple(meta["input_size"])
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    record: dict[str, Any] = {k: _maybe_json(v) for k, v in meta.items()}
+    record: dict[str, Any] = dict(meta)
     record.update(format="onnx-fp16", precision="fp16", source_onnx_sha256=file_sha256(src))
     with atomic_path(out) as tmp:
         set_metadata(model, record)

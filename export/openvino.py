@@ -8,7 +8,6 @@ sidecar JSON tells the runner which precision an IR is for. Needs the ``openvino
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,6 @@ import numpy as np
 from densedepth.errors import OutputError
 from export.formats import ExportError, get_format, require
 from export.onnx_export import (
-    _maybe_json,
     file_sha256,
     ort_predictor,
     output_difference,
@@ -65,10 +63,10 @@ def export_openvino(
     meta = read_metadata(src)
     if meta.get("precision") != "fp32":
         raise ExportError(f"{src} is not the fp32 DenseDepth ONNX; OpenVINO converts from it")
-    size = tuple(json.loads(meta["input_size"]))
+    size = tuple(meta["input_size"])
     t0 = time.perf_counter()
     model = ov.convert_model(str(src))
-    record: dict[str, Any] = {k: _maybe_json(v) for k, v in meta.items()}
+    record: dict[str, Any] = dict(meta)
     if precision == "int8":
         if calib is None:
             raise ExportError("OpenVINO INT8 needs a calibration set (--calib)")

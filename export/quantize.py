@@ -14,7 +14,6 @@ and the depth conversion (reciprocal -> metres, clamp).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -27,7 +26,6 @@ from densedepth.data import atomic_path
 from export.formats import ExportError
 from export.onnx_export import (
     INPUT_NAME,
-    _maybe_json,
     file_sha256,
     ort_predictor,
     output_difference,
@@ -126,7 +124,7 @@ def quantize_int8(
     meta = read_metadata(src)
     if meta.get("precision", "fp32") != "fp32" or "input_size" not in meta:
         raise ExportError(f"{src} is not a float DenseDepth export; quantize the fp32 ONNX")
-    size = tuple(json.loads(meta["input_size"]))
+    size = tuple(meta["input_size"])
     if calib.input_size != size:
         raise ExportError(
             f"calibration images are {calib.input_size[0]}x{calib.input_size[1]} but {src} "
@@ -171,7 +169,7 @@ def quantize_int8(
                     tmp_model.unlink()
             counts = _qdq_counts(quantized)
             record = {
-                **{k: _maybe_json(v) for k, v in meta.items()},
+                **meta,
                 "format": "onnx-int8",
                 "precision": "int8",
                 "int8_flavour": flavour,

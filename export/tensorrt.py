@@ -19,7 +19,6 @@ TensorRT or a GPU every entry point fails with one line naming the extra to inst
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -102,7 +101,7 @@ def engine_sidecar(
         "tensorrt_version": trt_version,
         "gpu": gpu,
         "shapes": shapes,
-        "input_size": json.loads(meta["input_size"]),
+        "input_size": meta["input_size"],
         "backbone": meta.get("backbone", ""),
         "source_onnx": str(onnx_path),
         "source_onnx_sha256": file_sha256(onnx_path),

@@ -82,7 +82,7 @@ def test_export_matches_pytorch_and_records_metadata(tmp_path: Path, backbone: s
     assert record["parity_max_abs_m"] < 1e-4
     onnx.checker.check_model(onnx.load(str(out)))
     meta = read_metadata(out)
-    assert meta["backbone"] == backbone and json.loads(meta["input_size"]) == [64, 64]
+    assert meta["backbone"] == backbone and meta["input_size"] == [64, 64]
     assert meta["source_sha256"] == file_sha256(ckpt)
     assert float(meta["min_depth"]) == 0.1 and float(meta["max_depth"]) == 10.0
     assert float(meta["parity_max_abs_m"]) == record["parity_max_abs_m"]

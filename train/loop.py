@@ -212,8 +212,7 @@ def validate(
 
 
 def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
-    if cfg.data != "synthetic" and (cfg.val_data or cfg.data) != "synthetic":
-        return {}
+    """The synthetic generator's arguments for ``split`` (open_dataset ignores them for files)."""
     h, w = cfg.synthetic_size or cfg.input_size
     n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
     return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w}

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from densedepth.data import IMAGE_SUFFIXES, decode_rgb, open_dataset, rgb_to_input
+from densedepth.data import IMAGE_SUFFIXES, decode_rgb, image_files, open_dataset, rgb_to_input
 from densedepth.errors import DataError
 
 DEFAULT_IMAGES = 500  # TensorRT / Ultralytics practice
@@ -136,7 +136,7 @@ def _is_image_folder(path: Path) -> bool:
 def _from_image_folder(
     path: Path, size: tuple[int, int], n: int
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     images, names, skipped = [], [], []
     for f in (files[i] for i in even_indices(len(files), n)):
         try:

@@ -779,6 +779,11 @@ def to_network_pair(rgb: np.ndarray, depth: np.ndarray, input_size: tuple[int, i
     return resize_rgb(rgb, (h, w)), resize_depth(depth, (h // 2, w // 2))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The RGB image files directly inside ``folder`` (by suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def rgb_to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 HxWx3 -> the network's input: resized to ``size``, float32 1x3xHxW in [0, 1].
 

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 
 from densedepth.data import (
-    IMAGE_SUFFIXES,
     atomic_path,
     decode_rgb,
     depth_to_mm16,
     encode_png,
+    image_files,
     rgb_to_input,
 )
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
@@ -30,7 +30,7 @@ def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            found += image_files(p)
         elif p.is_file():
             found.append(p)
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -27,7 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment.",
 )
-console = Console()
+# Logs and pipes get wide lines (Rich's default for a non-terminal is 80 columns).
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
 DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
@@ -371,22 +373,6 @@ def export(
         )
 
 
-def default_calibration_source(fp32_onnx: Path) -> str:
-    """The training data recorded in the checkpoint the ONNX came from."""
-    from densedepth.checkpoint import load_checkpoint
-    from export.onnx_export import read_sidecar
-
-    source = read_sidecar(fp32_onnx).get("source")
-    if source and Path(source).is_file():
-        data = load_checkpoint(source)["config"].get("data")
-        if data:
-            return str(data)
-    raise DenseDepthError(
-        f"no --calib given and the training data of {fp32_onnx} is unknown; pass "
-        f"--calib DATASET|IMAGE_FOLDER|synthetic"
-    )
-
-
 @app.command("build-engine")
 def build_engine(
     source: Annotated[Path, typer.Argument(help="The fp32 ONNX from `export` (or a .pt).")],
@@ -416,7 +402,7 @@ def build_engine(
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
     from calib.calibration import load_calibration_set
-    from export.build import BuildOptions, build
+    from export.build import BuildOptions, build, default_calibration_source
     from export.formats import get_format, require
     from export.onnx_export import export_onnx, read_metadata
 
@@ -461,6 +447,172 @@ def build_engine(
         if "fp32_max_abs_m" in record:
             where = record.get("fp32_diff_input", "the parity input")
             console.print(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
+
+
+def bench_table(rows: list[dict]) -> Table:
+    """Latency, ratios and accuracy per bench row (rich); reasons go in a caption."""
+    from rich.markup import escape
+
+    from bench.report import row_label, size_text
+
+    table = Table(title="bench: p50 of one batch, speed-up vs PyTorch eager FP32")
+    for col in ("model", "input", "status", "p50 ms", "FPS", "speed-up", "GOP/s", "δ1", "Δδ1"):
+        table.add_column(col, overflow="fold")
+    notes = []
+    for i, r in enumerate(rows, 1):
+        status = r["status"]
+        if status != "ok":
+            notes.append(f"[{i}] {status}: {r.get('reason', '')}")
+            status = f"{status} [{i}]"
+        cells = [
+            f"{r[k]:{fmt}}" if isinstance(r.get(k), (int, float)) else ""
+            for k, fmt in (
+                ("p50_ms", ".2f"),
+                ("fps", ".1f"),
+                ("speedup_vs_eager", ".2f"),
+                ("gops", ".1f"),
+                ("delta1", ".4f"),
+                ("delta1_drop", "+.4f"),
+            )
+        ]
+        table.add_row(escape(row_label(r)), size_text(r), escape(status), *cells)
+    if notes:
+        table.caption = escape("\n".join(notes))
+        table.caption_justify = "left"
+    return table
+
+
+def parse_batches(values: list[int] | None) -> tuple[int, ...]:
+    """The batch sweep (default: batch 1), positive sizes only."""
+    batches = tuple(values or (1,))
+    if any(b < 1 for b in batches):
+        raise DenseDepthError(f"batch sizes must be >= 1, got {list(batches)}")
+    return batches
+
+
+def parse_formats(values: list[str] | None) -> tuple[str, ...]:
+    """Format keys to build (``all`` = the whole format table); unknown keys are an error."""
+    from export.formats import FORMATS
+
+    if not values:
+        return ()
+    keys = [k.strip() for v in values for k in v.split(",") if k.strip()]
+    if "all" in keys:
+        return tuple(f.key for f in FORMATS)
+    valid = {f.key for f in FORMATS}
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        raise DenseDepthError(
+            f"unknown format {unknown[0]!r} for --build; valid: all, {', '.join(sorted(valid))}"
+        )
+    return tuple(keys)
+
+
+@app.command()
+def bench(
+    models: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Checkpoints, .onnx, .xml, .engine files, or run folders (all in it)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/bench"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
+    iters: Annotated[int, typer.Option(min=1, help="At least this many timed runs.")] = 20,
+    min_time: Annotated[float, typer.Option(min=0.0, help="And at least this many seconds.")] = 2.0,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    batch: Annotated[
+        list[int] | None, typer.Option(help="Batch size; repeat for a throughput sweep.")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    data: Annotated[str, typer.Option(help="Test set for accuracy, or 'synthetic'.")] = (
+        "synthetic"
+    ),
+    accuracy: Annotated[bool, typer.Option(help="Measure δ1 etc. on --data.")] = True,
+    limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
+    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth.")] = Protocol.eigen,
+    build: Annotated[
+        list[str] | None,
+        typer.Option(help="Build these formats from each checkpoint first: all, onnx-int8, ..."),
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="HEIGHTxWIDTH of built formats (default: training size).")
+    ] = None,
+    calib: Annotated[
+        str | None, typer.Option(help="Calibration data for INT8 builds (default: training data).")
+    ] = None,
+    calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 300,
+    camera: Annotated[
+        bool, typer.Option("--camera", help="Live mode: run MODEL on --source frames.")
+    ] = False,
+    source: Annotated[
+        str, typer.Option(help="--camera input: device index, video file or stream URL.")
+    ] = "0",
+    frames: Annotated[int, typer.Option(min=0, help="--camera: stop after N frames.")] = 0,
+    duration: Annotated[float, typer.Option(min=0.0, help="--camera: stop after S s.")] = 0.0,
+    record: Annotated[Path | None, typer.Option(help="--camera: write the view to MP4.")] = None,
+    display: Annotated[
+        bool | None, typer.Option(help="--camera: window (default: when a display exists).")
+    ] = None,
+) -> None:
+    """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
+    --camera a live run on a camera, video file or stream."""
+    from rich.markup import escape
+
+    from bench.harness import BenchOptions, run_bench
+
+    with user_errors():
+        if camera:
+            live = {"frames": frames, "duration": duration, "record": record, "display": display}
+            bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
+            return
+        opts = BenchOptions(
+            iters=iters,
+            min_time=min_time,
+            warmup=warmup,
+            batches=parse_batches(batch),
+            threads=threads,
+            device=device.value,
+            data=data if accuracy else None,
+            protocol=protocol.value,
+            limit=limit,
+            build=parse_formats(build),
+            input_size=parse_size(input_size) if input_size else None,
+            calib=calib,
+            calib_images=calib_images,
+        )
+        if not models:
+            raise DenseDepthError("bench needs at least one MODEL (file or folder)")
+        folder = prepare_out_dir(out, overwrite)
+        result = run_bench(models, folder, opts, log=lambda line: console.print(escape(line)))
+        console.print(bench_table(result["rows"]))
+        console.print(f"saved {', '.join(result['files'])}")
+
+
+def bench_camera(
+    models: list[Path],
+    source: str,
+    out: tuple[Path, bool],
+    device: str,
+    threads: int,
+    live: dict,
+) -> None:
+    """``bench --camera``: one model on live frames; stage times and memory at the end."""
+    from bench.camera import run_camera, write_camera_report
+    from engines import load_runner
+
+    if len(models) != 1:
+        raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
+    runner = load_runner(models[0], device=device, threads=threads)
+    folder = prepare_out_dir(*out)
+    console.print(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, to stop)")
+    result = run_camera(runner, source, **live)
+    table = Table(title=f"{result['frames']} frames, {result['fps']:.1f} FPS ({result['ended']})")
+    for col in ("stage", "mean ms", "p50 ms", "p90 ms"):
+        table.add_column(col)
+    for stage, t in result["stages"].items():
+        table.add_row(stage, f"{t['mean_ms']:.2f}", f"{t['p50_ms']:.2f}", f"{t['p90_ms']:.2f}")
+    console.print(table)
+    console.print(f"saved {', '.join(map(str, write_camera_report(result, folder)))}")
 
 
 @app.command()

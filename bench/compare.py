@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import atomic_path, open_dataset
+from densedepth.data import open_dataset, write_text_atomic
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
@@ -91,8 +91,8 @@ def compare_models(
         "measured": rows,
         "published": PUBLISHED if published else [],
     }
-    _write_text(out / "report.json", json.dumps(report, indent=2, default=float) + "\n")
-    _write_text(out / "report.md", markdown_report(report))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2, default=float) + "\n")
+    write_text_atomic(out / "report.md", markdown_report(report))
     return report
 
 
@@ -131,8 +131,3 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

@@ -7,11 +7,23 @@ runner synchronises its stream before returning; CUDA torch runs copy back to th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from export.onnx_export import parity_input
+
+
+def cuda_synchronizer(runner: Any) -> Callable[[], None]:
+    """``torch.cuda.synchronize`` for a runner on a CUDA device (so every timestamp follows
+    the device's work), a no-op otherwise."""
+    if str(getattr(runner, "device", "cpu")).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.synchronize
+    return lambda: None
 
 
 def measure_latency(
@@ -25,13 +37,16 @@ def measure_latency(
     """Milliseconds per batch: p50/p90/p99, mean and std, and images per second."""
     _, _, h, w = runner.input_shape
     x = parity_input((h, w), batch=batch)
+    sync = cuda_synchronizer(runner)
     for _ in range(warmup):
         runner(x)
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_iters and (len(times) < iters or time.perf_counter() - start < min_time):
+        sync()
         t0 = time.perf_counter()
         runner(x)
+        sync()
         times.append(time.perf_counter() - t0)
     ms = np.asarray(times) * 1e3
     return {

@@ -574,6 +574,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file renamed over it; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
 def encode_png(array: np.ndarray) -> bytes:
     """uint8 RGB, uint8 gray or uint16 gray array -> PNG bytes."""
     buf = io.BytesIO()

@@ -315,3 +315,17 @@ class DenseDepth(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(backbone: str, decoder_width: float, input_size: tuple[int, int]) -> int:
+    """Floating-point operations of one forward pass at ``input_size`` (2 per multiply-add),
+    as ``torch.utils.flop_counter`` counts them (convolutions and matrix products), computed
+    on the meta device (no memory, no weights)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = input_size
+    with torch.device("meta"):
+        model = DenseDepth(backbone, decoder_width).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, h, w))
+    return int(counter.get_total_flops())

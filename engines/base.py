@@ -13,7 +13,11 @@ from densedepth.errors import DenseDepthError
 
 @runtime_checkable
 class Runner(Protocol):
-    """Anything that maps an RGB batch (N,3,H,W float32 in [0,1]) to metres (N,1,H/2,W/2)."""
+    """Anything that maps an RGB batch (N,3,H,W float32 in [0,1]) to metres (N,1,H/2,W/2).
+
+    Our runners also carry ``backbone`` and ``decoder_width`` (what bench uses to count the
+    model's operations); code that takes any runner reads them with ``getattr``.
+    """
 
     name: str
     precision: str

@@ -69,6 +69,7 @@ class OnnxRunner:
         size = meta["input_size"]
         self.meta: dict[str, Any] = meta
         self.backbone = meta.get("backbone", "")
+        self.decoder_width = float(meta.get("decoder_width", 1.0))
         self.precision = meta.get("precision", "fp32")
         self.threads = threads
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"

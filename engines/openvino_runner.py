@@ -32,6 +32,7 @@ class OpenVinoRunner:
             )
         self.precision = sidecar["precision"]
         self.backbone = sidecar.get("backbone", "")
+        self.decoder_width = float(sidecar.get("decoder_width", 1.0))
         self.threads = threads
         self.compiled = compile_ir(self.path, self.precision, threads)
         self.request = self.compiled.create_infer_request()

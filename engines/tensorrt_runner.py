@@ -45,6 +45,7 @@ class TensorRTRunner:
         self.dynamic = sidecar["shapes"][INPUT_NAME]["min"][0] != self.max_batch
         self.precision = sidecar["precision"]
         self.backbone = sidecar.get("backbone", "")
+        self.decoder_width = float(sidecar.get("decoder_width", 1.0))
         self.name = f"tensorrt:{self.path.name}"
         self._buffers: dict[str, tuple[Any, Any]] = {}
         self._batch = 0

@@ -45,6 +45,7 @@ class TorchRunner:
         self.device = str(self.torch_device)
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
         self.backbone = getattr(self.model, "backbone", "")
+        self.decoder_width = float(getattr(self.model, "decoder_width", 1.0))
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:

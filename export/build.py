@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from calib.calibration import CalibrationSet
+from densedepth.checkpoint import load_checkpoint
 from export.formats import ExportError, Format, require
 from export.onnx_export import convert_fp16, read_sidecar
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
@@ -33,6 +34,19 @@ class BuildOptions:
     max_batch: int = 1
     legacy_calibrator: bool = False  # TensorRT < 10.1: IInt8EntropyCalibrator2 on the fp32 ONNX
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_calibration_source(fp32_onnx: Path) -> str:
+    """The training data recorded in the checkpoint the ONNX came from."""
+    source = read_sidecar(fp32_onnx).get("source")
+    if source and Path(source).is_file():
+        data = load_checkpoint(source)["config"].get("data")
+        if data:
+            return str(data)
+    raise ExportError(
+        f"no --calib given and the training data of {fp32_onnx} is unknown; pass "
+        f"--calib DATASET|IMAGE_FOLDER|synthetic"
+    )
 
 
 Builder = Callable[[Path, Path, BuildOptions], dict[str, Any]]

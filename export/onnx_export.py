@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
-from densedepth.data import atomic_path
+from densedepth.data import atomic_path, write_text_atomic
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.model import DenseDepth, check_input_size
 from export.formats import ExportError
@@ -217,9 +217,7 @@ def export_onnx(
 def write_sidecar(artifact: Path, record: dict[str, Any]) -> Path:
     """``artifact.json`` beside the artifact, written atomically."""
     side = artifact.with_name(artifact.name + ".json")
-    with atomic_path(side) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return side
+    return write_text_atomic(side, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def read_sidecar(artifact: str | os.PathLike[str]) -> dict[str, Any]:

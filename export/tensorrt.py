@@ -103,6 +103,7 @@ def engine_sidecar(
         "shapes": shapes,
         "input_size": meta["input_size"],
         "backbone": meta.get("backbone", ""),
+        "decoder_width": meta.get("decoder_width", 1.0),
         "source_onnx": str(onnx_path),
         "source_onnx_sha256": file_sha256(onnx_path),
     }

@@ -1,12 +1,27 @@
-"""Latency measurement: counts, percentiles and throughput are consistent."""
+"""Bench: latency statistics, rows with status per engine, ratios, report files, CLI."""
 
 from __future__ import annotations
 
+import csv
+import json
 import time
+from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
 
+from bench.harness import BenchOptions, discover_artifacts, run_bench
 from bench.latency import measure_latency
+from bench.report import pareto_front, row_label
+from cli import app
+from densedepth.errors import DenseDepthError
+from densedepth.model import count_flops
+
+cli_runner = CliRunner()
 
 
 class SleepRunner:
@@ -34,3 +49,189 @@ def test_latency_runs_warmup_iters_and_min_time() -> None:
     assert m["runs"] * m["mean_ms"] >= 50 * 0.9  # ran for at least min_time
     assert abs(m["fps"] - 3 * 1000 / m["mean_ms"]) < 1e-6
     assert m["batch"] == 3 and m["std_ms"] >= 0
+
+
+class FlakyRunner(SleepRunner):
+    """Fails on its ``fail_on``-th call (a runner that breaks on one batch)."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__(0.0)
+        self.name, self.fail_on = "flaky", fail_on
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.calls + 1 == self.fail_on:
+            self.calls += 1
+            raise RuntimeError("device lost on this batch")
+        return super().__call__(batch)
+
+
+FAST = {"iters": 3, "min_time": 0.0, "warmup": 1}
+TEST_SET = {"n": 6, "height": 64, "width": 64, "seed": 99}
+
+
+@pytest.fixture(scope="module")
+def bench_run(trained_tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One bench run that builds torch, ONNX fp32, ONNX int8 (and TensorRT, absent here)."""
+    out = tmp_path_factory.mktemp("bench")
+    opts = BenchOptions(
+        **FAST,
+        batches=(1, 2),
+        threads=1,
+        device="cpu",
+        data_kwargs=TEST_SET,
+        build=("torch-fp32", "onnx-fp32", "onnx-int8", "tensorrt-int8"),
+        calib="synthetic",
+        calib_images=16,
+        calib_kwargs={"height": 64, "width": 64, "seed": 5},
+    )
+    lines: list[str] = []
+    result = run_bench([trained_tiny["ckpt"]], out, opts, log=lines.append)
+    return {"result": result, "out": out, "log": lines}
+
+
+def test_bench_builds_and_measures_torch_onnx_int8_rows(bench_run: dict) -> None:
+    rows = {r["format"]: r for r in bench_run["result"]["rows"]}
+    assert list(rows) == ["torch-fp32", "onnx-fp32", "onnx-int8", "tensorrt-int8"]
+    eager, fp32, int8 = rows["torch-fp32"], rows["onnx-fp32"], rows["onnx-int8"]
+    for r in (eager, fp32, int8):
+        assert r["status"] == "ok", r
+        assert r["input_size"] == [64, 64] and r["backbone"] == "densenet121"
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["runs"] >= 3
+        assert r["fps"] == pytest.approx(1e3 / r["mean_ms"])
+        assert [t["batch"] for t in r["throughput"]] == [1, 2]
+        assert r["speedup_vs_eager"] == pytest.approx(eager["p50_ms"] / r["p50_ms"])
+        gflops = count_flops("densenet121", 0.125, (64, 64)) / 1e9
+        assert r["gflops"] == pytest.approx(gflops)
+        assert r["gops"] == pytest.approx(gflops / (r["p50_ms"] / 1e3))
+        assert 0.0 <= r["delta1"] <= 1.0 and r["rms"] > 0
+    assert eager["speedup_vs_eager"] == 1.0 and eager["delta1_drop"] == 0.0
+    assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
+    assert fp32["engine"] == "onnxruntime" and fp32["threads"] == 1
+    # ONNX fp32 is the same model as eager; INT8 keeps δ1 close; both read against eager
+    assert abs(fp32["delta1"] - eager["delta1"]) < 1e-3
+    assert eager["delta1"] > 0.2 and abs(int8["delta1_drop"]) < 0.03
+    assert int8["delta1_drop"] == pytest.approx(eager["delta1"] - int8["delta1"])
+    trt = rows["tensorrt-int8"]
+    assert trt["status"] == "not available" and "tensorrt" in trt["reason"]
+    assert any("fewer than 300" in line for line in bench_run["log"])  # calibration warning
+
+
+def test_bench_report_files_agree_with_the_result(bench_run: dict) -> None:
+    out, result = bench_run["out"], bench_run["result"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
+        "bench.csv",
+        "bench.json",
+        "bench.md",
+        "pareto.png",
+    ]
+    saved = json.loads((out / "bench.json").read_text())
+    assert [r["status"] for r in saved["rows"]] == [r["status"] for r in result["rows"]]
+    env = saved["environment"]
+    assert env["cores"] >= 1 and env["cpu"] and env["versions"]["torch"]
+    assert "onnxruntime" in env["versions"]
+    with open(out / "bench.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["label"] for r in table] == [row_label(r) for r in result["rows"]]
+    for line, row in zip(table, result["rows"], strict=True):
+        if row["status"] == "ok":
+            assert float(line["p50_ms"]) == pytest.approx(row["p50_ms"])
+            assert float(line["delta1"]) == pytest.approx(row["delta1"])
+            assert line["input_size"] == "64x64"
+    md = (out / "bench.md").read_text()
+    for row in result["rows"]:
+        assert row_label(row) in md
+    assert "not available: tensorrt" in md and "![δ1 vs latency](pareto.png)" in md
+    png = cv2.imread(str(out / "pareto.png"))
+    assert png is not None and png.shape[0] > 300 and png.shape[1] > 500
+    assert png.std() > 10  # a drawn figure, not a blank canvas
+
+
+def test_a_failing_runner_or_foreign_file_marks_its_row_and_others_go_on(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "foreign.pt").write_bytes(b"not a checkpoint at all")
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), folder / "x.onnx")
+    opts = BenchOptions(**FAST, data=None)
+    flaky_latency, flaky_accuracy = FlakyRunner(fail_on=3), FlakyRunner(fail_on=6)
+    good = SleepRunner(0.001)
+    models = [folder, flaky_latency, good]
+    result = run_bench(models, tmp_path / "out", opts)
+    rows = result["rows"]
+    assert [r["status"] for r in rows] == ["failed", "failed", "failed", "ok"]
+    assert "foreign.pt" in rows[0]["reason"] or "checkpoint" in rows[0]["reason"]
+    assert "x.onnx" in rows[1]["reason"] and "not a DenseDepth export" in rows[1]["reason"]
+    assert rows[2]["reason"] == "latency at batch 1: RuntimeError: device lost on this batch"
+    assert rows[3]["p50_ms"] >= 1.0
+    # failing during accuracy keeps the latency it measured
+    test = BenchOptions(**FAST, data="synthetic", data_kwargs=TEST_SET)
+    row = run_bench([flaky_accuracy], tmp_path / "out2", test)["rows"][0]
+    assert row["status"] == "failed" and row["reason"].startswith("accuracy: RuntimeError")
+    assert row["p50_ms"] >= 0
+    with pytest.raises(DenseDepthError, match="does not exist"):
+        run_bench([tmp_path / "missing.onnx"], tmp_path / "out3", opts)
+
+
+def test_discover_artifacts_of_a_run_folder(tmp_path: Path) -> None:
+    names = [
+        "train/best.pt",
+        "train/last.pt",
+        "solo/last.pt",
+        "export/model_fp32.onnx",
+        "export/model_int8.onnx",
+        "export/model_int8_trt.onnx",
+        "export/model_int8.xml",
+        "export/model_int8.bin",
+        "export/model_fp16.engine",
+        "export/.model_fp32.onnx.abc.tmp",
+        ".cache/x.onnx",
+        "notes.txt",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in discover_artifacts(tmp_path)]
+    assert found == [
+        "export/model_fp16.engine",
+        "export/model_fp32.onnx",
+        "export/model_int8.onnx",
+        "export/model_int8.xml",
+        "solo/last.pt",
+        "train/best.pt",
+    ]
+
+
+def test_pareto_front_keeps_only_unbeaten_points() -> None:
+    points = [(10.0, 0.80), (5.0, 0.70), (7.0, 0.65), (20.0, 0.79), (5.0, 0.60), (30.0, 0.85)]
+    assert pareto_front(points) == [1, 0, 5]
+
+
+def test_cli_bench_bad_input(trained_tiny: dict, tmp_path: Path) -> None:
+    out = tmp_path / "occupied"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    model = str(trained_tiny["onnx"])
+    cases = [
+        (["bench", model, "--out", str(out)], "already exists; pass --overwrite"),
+        (["bench", model, "--build", "onnx-int4"], "unknown format 'onnx-int4'"),
+        (["bench", "--out", str(tmp_path / "o")], "at least one MODEL"),
+        (["bench", str(tmp_path / "nope.onnx")], "does not exist"),
+        (["bench", model, "--batch", "0"], "batch sizes must be >= 1"),
+    ]
+    for args, message in cases:
+        result = cli_runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    assert (out / "keep.txt").is_file()
+
+
+def test_cli_bench_overwrite_writes_the_report(trained_tiny: dict, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    args = ["bench", str(trained_tiny["onnx"]), "--out", str(out), "--overwrite"]
+    args += ["--iters", "2", "--min-time", "0", "--limit", "2", "--threads", "1"]
+    result = cli_runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "densenet121 onnxruntime fp32" in result.output
+    assert not (out / "old.txt").exists() and (out / "bench.md").is_file()

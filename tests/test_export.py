@@ -35,7 +35,6 @@ from export.onnx_export import (
 from export.quantize import quantize_int8, sensitive_nodes
 from export.tensorrt import build_plan, check_engine_sidecar, onnx_kind, parse_version
 from train.config import TrainConfig
-from train.loop import fit
 
 
 def tiny_checkpoint(path: Path, backbone: str, size: tuple[int, int] = (64, 64)) -> Path:
@@ -47,31 +46,9 @@ def tiny_checkpoint(path: Path, backbone: str, size: tuple[int, int] = (64, 64))
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny DenseNet121 DenseDepth trained a little on synthetic scenes, exported to ONNX."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg = TrainConfig(
-        backbone="densenet121",
-        decoder_width=0.125,
-        weights="none",
-        input_size=(64, 64),
-        batch_size=4,
-        lr=1e-3,
-        max_steps=60,
-        epochs=100,
-        synthetic_train=64,
-        synthetic_test=8,
-        val_samples=8,
-        checkpoint_every=0,
-        device="cpu",
-        out=str(root / "run"),
-    )
-    fit(cfg)
-    ckpt = root / "run" / "best.pt"
-    onnx_path = root / "model_fp32.onnx"
-    export_onnx(ckpt, onnx_path)
-    calib = load_calibration_set("synthetic", (64, 64), n=32, height=64, width=64, seed=5)
-    return {"ckpt": ckpt, "onnx": onnx_path, "root": root, "calib": calib}  # type: ignore[dict-item]
+def trained(trained_tiny: dict) -> dict:
+    """The session's tiny trained DenseNet121 (tests/conftest.py)."""
+    return trained_tiny
 
 
 @pytest.mark.parametrize("backbone", ["densenet169", "densenet121"])

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from densedepth.data import atomic_path
+from densedepth.data import write_text_atomic
 
 
 @dataclass
@@ -54,5 +54,4 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         """Write config.json atomically."""
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -30,7 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
 from densedepth.checkpoint import load_checkpoint, save_checkpoint
-from densedepth.data import TorchDepthDataset, atomic_path, open_dataset
+from densedepth.data import TorchDepthDataset, open_dataset, write_text_atomic
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
@@ -408,7 +408,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         "world": info.world,
     }
     if info.is_main:
-        _write_json(out / "summary.json", summary)
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return {**summary, "model": _unwrap(model)}
 
 
@@ -496,8 +496,3 @@ def _log_epoch(
             writer.add_scalar(f"val/{k}", metrics[k], metrics["step"])
     with open(history, "a") as f:
         f.write(json.dumps({**metrics, "img_per_s": ips}) + "\n")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")

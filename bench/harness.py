@@ -1,0 +1,434 @@
+"""``cli.py bench``: latency and accuracy of every engine through the one runner interface.
+
+A bench run takes model files (checkpoints, .onnx, OpenVINO .xml, TensorRT .engine), folders
+(every artifact in them) and runner objects, and can first build the formats of the format table
+from each checkpoint (``build=``), Ultralytics style. Each becomes one row with a status:
+
+- ``ok``: latency (warm-up, then at least ``iters`` runs and ``min_time`` seconds, per batch
+  size of the sweep) and accuracy on a test set with the Eigen protocol of ``evaluate``;
+- ``not available``: the backend or hardware is missing here (the reason names the extra);
+- ``export failed`` / ``failed``: building, loading or running it raised (the first line of
+  the error is kept); the other rows go on.
+
+Ratios are computed within the run: speed-up against the PyTorch eager FP32 row and the δ1
+drop against the FP32 model of the same backbone, input size and decoder width.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.latency import measure_latency
+from densedepth.data import open_dataset
+from densedepth.errors import DenseDepthError
+from densedepth.evaluation import evaluate_dataset
+from densedepth.model import count_flops
+from engines.base import load_runner
+from export.formats import FORMATS, BackendUnavailable
+
+Log = Callable[[str], None]
+
+ARTIFACT_SUFFIXES = (".pt", ".pth", ".onnx", ".xml", ".engine")
+TRT_QDQ_SUFFIX = "_int8_trt.onnx"  # TensorRT's Q/DQ input, an intermediate of its INT8 build
+VERSIONED_PACKAGES = (
+    "torch",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnx",
+    "tensorrt",
+    "pycuda",
+    "openvino",
+    "nncf",
+    "numpy",
+    "opencv-python",
+    "opencv-python-headless",
+)
+
+
+@dataclass
+class BenchOptions:
+    """What a bench run measures and how."""
+
+    iters: int = 20
+    min_time: float = 2.0
+    warmup: int = 3
+    batches: tuple[int, ...] = (1,)
+    threads: int = 0  # CPU threads of ONNX Runtime, OpenVINO and torch (0 = their default)
+    device: str = "auto"
+    data: str | None = "synthetic"  # None: latency only
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "eigen"
+    limit: int = 0
+    build: tuple[str, ...] = ()  # format keys built from each checkpoint first
+    input_size: tuple[int, int] | None = None  # export size of built formats
+    calib: str | None = None  # calibration data for INT8 builds (default: the training data)
+    calib_images: int = 300
+    calib_kwargs: dict[str, Any] = field(default_factory=dict)
+    method: str = "minmax"
+
+
+@dataclass
+class Candidate:
+    """One row to measure: a model file or runner, or a build that did not happen."""
+
+    label: str
+    path: Path | None = None
+    runner: Any = None
+    fmt: str = ""
+    input_size: tuple[int, int] | None = None  # torch checkpoints run at this size
+    status: str = "ok"
+    reason: str = ""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception for a status column (our errors without type)."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, DenseDepthError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def format_of(path: Path, precision: str = "") -> str:
+    """Format-table key of a model file, e.g. ``onnx-int8`` (precision when known)."""
+    target = next((f.target for f in FORMATS if f.suffix == path.suffix), "torch")
+    return f"{target}-{precision}" if precision else target
+
+
+def discover_artifacts(path: Path) -> list[Path]:
+    """``path`` itself when a file; for a folder every artifact in it, recursively.
+
+    A training run's ``best.pt`` stands for it (``last.pt`` only where there is no best);
+    hidden files and TensorRT's Q/DQ input (``*_int8_trt.onnx``) are left out.
+    """
+    if path.is_file() or not path.exists():
+        return [path]
+    found = []
+    for p in sorted(path.rglob("*")):
+        if not p.is_file() or p.suffix not in ARTIFACT_SUFFIXES:
+            continue
+        if any(part.startswith(".") for part in p.relative_to(path).parts):
+            continue
+        if p.name.endswith(TRT_QDQ_SUFFIX):
+            continue
+        if p.name == "last.pt" and (p.parent / "best.pt").is_file():
+            continue
+        found.append(p)
+    return found
+
+
+def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: Log) -> list:
+    """Expand folders into files, runners into themselves, and build ``opts.build`` formats
+    from each checkpoint into ``out/artifacts``."""
+    result: list[Candidate] = []
+    seen: set[Path] = set()
+    for model in models:
+        if not isinstance(model, (str, os.PathLike)):
+            result.append(Candidate(getattr(model, "name", "runner"), runner=model))
+            continue
+        for path in discover_artifacts(Path(model)):
+            key = path.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            if opts.build and path.suffix in (".pt", ".pth"):
+                result += build_candidates(path, opts, out / "artifacts", log)
+            else:
+                result.append(Candidate(str(path), path=path, input_size=opts.input_size))
+    return result
+
+
+def once(make: Callable[[], Any]) -> Callable[[], Any]:
+    """``make`` called at most once: later calls return its value or raise its error again."""
+    memo: list[Any] = []
+
+    def call() -> Any:
+        if not memo:
+            try:
+                memo.append(make())
+            except Exception as exc:
+                memo.append(exc)
+        if isinstance(memo[0], Exception):
+            raise memo[0]
+        return memo[0]
+
+    return call
+
+
+def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log) -> list:
+    """The rows of ``opts.build`` for one checkpoint: export, then every format built from the
+    float ONNX; a format that cannot be built here becomes a row saying why."""
+    from export.build import BuildOptions, build
+    from export.onnx_export import export_onnx
+
+    folder = root / f"{checkpoint.parent.name}_{checkpoint.stem}"
+
+    def export() -> Path:
+        record = export_onnx(checkpoint, folder / "model_fp32.onnx", opts.input_size)
+        log(f"saved {record['path']} (parity {record['parity_max_abs_m']:.1e} m)")
+        return Path(record["path"])
+
+    fp32 = once(export)
+    calib = once(lambda: load_calibration(fp32(), opts, log))
+    rows = []
+    for fmt in (f for f in FORMATS if f.key in opts.build):
+        if fmt.target == "torch":
+            rows.append(
+                Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=opts.input_size)
+            )
+            continue
+        label = f"{checkpoint.parent.name}/{checkpoint.name} -> {fmt.key}"
+        reason = fmt.unavailable_reason()
+        if reason:
+            rows.append(Candidate(label, fmt=fmt.key, status="not available", reason=reason))
+            continue
+        try:
+            path = fp32()
+            if fmt.key != "onnx-fp32":
+                int8 = fmt.precision == "int8"
+                bopts = BuildOptions(calib=calib() if int8 else None, method=opts.method)
+                path = Path(build(fmt, path, folder, bopts)["path"])
+                log(f"saved {path}")
+            rows.append(Candidate(str(path), path, fmt=fmt.key))
+        except Exception as exc:  # a failed build is a row, never the end of the run
+            rows.append(
+                Candidate(label, fmt=fmt.key, status="export failed", reason=first_line(exc))
+            )
+    return rows
+
+
+def load_calibration(fp32: Path, opts: BenchOptions, log: Log) -> Any:
+    """The calibration set of INT8 builds (``opts.calib``, else the model's training data)."""
+    from calib.calibration import load_calibration_set
+    from export.build import default_calibration_source
+    from export.onnx_export import read_metadata
+
+    size = tuple(read_metadata(fp32)["input_size"])
+    source = opts.calib or default_calibration_source(fp32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calib = load_calibration_set(source, size, opts.calib_images, **opts.calib_kwargs)
+    for w in caught:
+        log(f"warning: {w.message}")
+    log(f"calibration: {len(calib)} images from {source}")
+    return calib
+
+
+def open_candidate(c: Candidate, opts: BenchOptions) -> Any:
+    """The runner of a candidate (torch checkpoints at the candidate's input size)."""
+    if c.runner is not None:
+        return c.runner
+    assert c.path is not None
+    if c.path.suffix in (".pt", ".pth") and c.path.is_file():
+        from engines.torch_runner import TorchRunner
+
+        return TorchRunner(c.path, device=opts.device, input_size=c.input_size)
+    return load_runner(c.path, device=opts.device, threads=opts.threads)
+
+
+def describe(runner: Any) -> dict[str, Any]:
+    """What identifies a runner in a row: engine, backbone, precision, device, threads, shape."""
+    engine = str(runner.name).split(":")[0]
+    return {
+        "engine": engine,
+        "backbone": getattr(runner, "backbone", "") or "",
+        "decoder_width": getattr(runner, "decoder_width", None),
+        "precision": runner.precision,
+        "device": runner.device,
+        "providers": list(getattr(runner, "providers", []) or []),
+        "threads": getattr(runner, "threads", None)
+        or (torch_threads() if engine == "torch" else 0),
+        "input_size": [int(s) for s in runner.input_shape[2:]],
+    }
+
+
+def torch_threads() -> int:
+    """The intra-op threads PyTorch uses now."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def measure_row(
+    c: Candidate, opts: BenchOptions, dataset: Any, log: Log = lambda s: None
+) -> dict[str, Any]:
+    """One row: open the runner, time each batch size, evaluate; failures mark the row."""
+    row: dict[str, Any] = {"model": c.label, "path": str(c.path or ""), "format": c.fmt}
+    row.update(status=c.status, reason=c.reason)
+    if c.status != "ok":
+        return row
+    stage = "load"
+    try:
+        runner = open_candidate(c, opts)
+        row.update(describe(runner))
+        if c.path is not None and not c.fmt:
+            row["format"] = format_of(c.path, runner.precision)
+        row["throughput"] = []
+        for batch in opts.batches:
+            stage = f"latency at batch {batch}"
+            lat = measure_latency(runner, opts.iters, opts.min_time, opts.warmup, batch)
+            row["throughput"].append(lat)
+        row.update(row["throughput"][0])
+        if dataset is not None:
+            stage = "accuracy"
+            size = tuple(runner.input_shape[2:])
+            row.update(evaluate_dataset(runner, dataset, size, opts.protocol, opts.limit))
+        log(row_line(row))
+    except BackendUnavailable as exc:
+        row.update(status="not available", reason=first_line(exc))
+    except Exception as exc:  # one broken runner never stops the others
+        row.update(status="failed", reason=f"{stage}: {first_line(exc)}")
+    return row
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """A one-line summary of a measured row for the log."""
+    acc = f", δ1 {row['delta1']:.4f}" if "delta1" in row else ""
+    return f"{row['model']}: p50 {row['p50_ms']:.2f} ms ({row['fps']:.1f} img/s){acc}"
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Speed-up against the eager FP32 row, δ1 drop against the FP32 model, and achieved
+    GOP/s beside the model's GFLOPs; all among rows of the same backbone, width and size."""
+    flops: dict[tuple, float] = {}
+
+    def same_model(r: dict[str, Any]) -> tuple:
+        return (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
+
+    ok = [r for r in rows if r["status"] == "ok" and "p50_ms" in r]
+    for r in ok:
+        key = same_model(r)
+        eager = next(
+            (e for e in ok if same_model(e) == key and e["engine"] == "torch"
+             and e["precision"] == "fp32" and e["device"] == r["device"]),
+            None,
+        )  # fmt: skip
+        fp32 = [
+            e for e in ok if same_model(e) == key and e["precision"] == "fp32" and "delta1" in e
+        ]
+        if eager is not None:
+            r["speedup_vs_eager"] = eager["p50_ms"] / r["p50_ms"]
+        if fp32 and "delta1" in r:
+            ref = next((e for e in fp32 if e["engine"] == "torch"), fp32[0])
+            r["delta1_drop"] = ref["delta1"] - r["delta1"]
+        if r.get("backbone") in ("densenet169", "densenet121") and r.get("decoder_width"):
+            if key not in flops:
+                flops[key] = count_flops(r["backbone"], r["decoder_width"], key[2]) / 1e9
+            r["gflops"] = flops[key]
+            r["gops"] = flops[key] * r["batch"] / (r["p50_ms"] / 1e3)
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """CPU model and cores, GPU and driver, Jetson release, and the versions that matter."""
+    import onnxruntime as ort
+    import torch
+
+    env: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "threads": threads or "default",
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "ort_providers": ort.get_available_providers(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "driver": nvidia_driver(),
+        "jetson": jetson_release(),
+    }
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    env["versions"] = versions
+    return env
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from ``nvidia-smi`` (None without one)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+
+
+def jetson_release() -> str | None:
+    """The L4T release line on a Jetson (``/etc/nv_tegra_release``), None elsewhere."""
+    try:
+        return Path("/etc/nv_tegra_release").read_text().splitlines()[0].strip("# ").strip()
+    except (OSError, IndexError):
+        return None
+
+
+def run_bench(
+    models: Sequence[Any],
+    out: str | os.PathLike[str],
+    opts: BenchOptions | None = None,
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """Bench every model (files, folders, runners); write bench.json, bench.csv, bench.md and
+    pareto.png into ``out``; returns the result (environment, options, rows)."""
+    from bench.report import write_bench_report
+
+    opts = opts or BenchOptions()
+    out = Path(out)
+    if not models:
+        raise DenseDepthError("bench needs at least one model file, folder or runner")
+    missing = [str(m) for m in models if isinstance(m, (str, os.PathLike)) and not Path(m).exists()]
+    if missing:
+        raise DenseDepthError(f"model {missing[0]} does not exist; pass model files or folders")
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    t0 = time.perf_counter()
+    dataset = None
+    if opts.data is not None:
+        dataset = open_dataset(opts.data, "test", **opts.data_kwargs)
+    candidates = candidates_from(models, opts, out, log)
+    if not candidates:
+        raise DenseDepthError(f"no model files found in {', '.join(map(str, models))}")
+    rows = [measure_row(c, opts, dataset, log) for c in candidates]
+    add_ratios(rows)
+    result = {
+        "environment": environment(opts.threads),
+        "options": {**asdict(opts), "data": opts.data},
+        "data": getattr(dataset, "name", opts.data) if dataset is not None else None,
+        "rows": rows,
+        "seconds": time.perf_counter() - t0,
+    }
+    result["files"] = [str(p) for p in write_bench_report(result, out)]
+    return result

@@ -1,0 +1,229 @@
+"""The files of a bench run: bench.json, bench.csv, bench.md and the δ1-vs-latency plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densedepth.data import atomic_path, write_text_atomic
+from densedepth.metrics import METRIC_KEYS
+
+CSV_COLUMNS = (
+    "label",
+    "status",
+    "reason",
+    "format",
+    "engine",
+    "backbone",
+    "precision",
+    "device",
+    "threads",
+    "input_size",
+    "batch",
+    "runs",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "fps",
+    "speedup_vs_eager",
+    "gflops",
+    "gops",
+    *METRIC_KEYS,
+    "delta1_drop",
+    "path",
+)
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """``backbone engine precision`` for a row that ran, else the model it was given as."""
+    if row.get("engine"):
+        parts = (row.get("backbone") or "?", row["engine"], row.get("precision", ""))
+        return " ".join(p for p in parts if p)
+    return row["model"]
+
+
+def size_text(row: dict[str, Any]) -> str:
+    """``480x640`` (empty when unknown)."""
+    return "x".join(map(str, row.get("input_size", []))) if row.get("input_size") else ""
+
+
+def write_bench_report(result: dict[str, Any], out: Path) -> list[Path]:
+    """bench.json, bench.csv, bench.md and pareto.png in ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [
+        write_text_atomic(
+            out / "bench.json", json.dumps(result, indent=2, default=_jsonable) + "\n"
+        ),
+        write_text_atomic(out / "bench.csv", csv_text(result["rows"])),
+    ]
+    plot = pareto_plot(result["rows"], out / "pareto.png")
+    paths.append(write_text_atomic(out / "bench.md", markdown_bench(result, plot)))
+    if plot is not None:
+        paths.append(plot)
+    return paths
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """One CSV line per row (its first batch size), ``CSV_COLUMNS`` in order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "label": row_label(r), "input_size": size_text(r)})
+    return buf.getvalue()
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else ""
+
+
+def markdown_bench(result: dict[str, Any], plot: Path | None) -> str:
+    """The report: environment, the latency + accuracy table, batch sweep, statuses, plot."""
+    env, opts, rows = result["environment"], result["options"], result["rows"]
+    gpu = env.get("gpu") or "none"
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    lines = [
+        "# Bench",
+        "",
+        f"- CPU: {env['cpu']}, {env['cores']} cores ({env.get('usable_cores')} usable); "
+        f"threads: {env['threads']}",
+        f"- GPU: {gpu}; driver: {env.get('driver') or 'n/a'}; CUDA: {env.get('cuda') or 'n/a'}"
+        + (f"; Jetson: {env['jetson']}" if env.get("jetson") else ""),
+        f"- ONNX Runtime providers: {', '.join(env.get('ort_providers', []))}",
+        f"- versions: {versions}; Python {env['python']} on {env['platform']}",
+        f"- latency: {opts['warmup']} warm-up runs, then at least {opts['iters']} runs and "
+        f"{opts['min_time']:g} s per batch size; p50/p90/p99 of one batch",
+        f"- accuracy: {result.get('data') or 'not measured'} ({opts['protocol']} protocol"
+        + (f", first {opts['limit']} images" if opts.get("limit") else "")
+        + ")",
+        "",
+        "| model | input | status | p50 ms | p90 ms | p99 ms | mean ± std ms | FPS "
+        "| speed-up | GFLOPs | GOP/s | δ1 | Δδ1 vs fp32 | rel | rms | log10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
+        mean = f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}" if "mean_ms" in r else ""
+        speed = f"{r['speedup_vs_eager']:.2f}x" if "speedup_vs_eager" in r else ""
+        cells = [
+            row_label(r),
+            size_text(r),
+            status.replace("|", "/"),
+            _num(r.get("p50_ms"), ".2f"),
+            _num(r.get("p90_ms"), ".2f"),
+            _num(r.get("p99_ms"), ".2f"),
+            mean,
+            _num(r.get("fps"), ".1f"),
+            speed,
+            _num(r.get("gflops"), ".2f"),
+            _num(r.get("gops"), ".1f"),
+            _num(r.get("delta1"), ".4f"),
+            _num(r.get("delta1_drop"), "+.4f"),
+            *(_num(r.get(k), ".4f") for k in ("rel", "rms", "log10")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    sweep = [(r, t) for r in rows for t in r.get("throughput", [])[1:]]
+    if sweep:
+        lines += ["", "Batch sweep (throughput):", "", "| model | batch | p50 ms | images/s |"]
+        lines.append("|---|---|---|---|")
+        for r, t in sweep:
+            lines.append(f"| {row_label(r)} | {t['batch']} | {t['p50_ms']:.2f} | {t['fps']:.1f} |")
+    lines += [
+        "",
+        "speed-up: p50 of the PyTorch eager FP32 row of the same backbone and size divided by "
+        "this row's. Δδ1: δ1 of the FP32 model minus this row's (positive = lost). GOP/s: the "
+        "model's operations (2 per multiply-add, convolutions and matrix products) per second "
+        "at p50. Files:",
+        "",
+    ]
+    lines += [f"- {row_label(r)}: `{r['path']}`" for r in rows if r.get("path")]
+    if plot is not None:
+        lines += ["", f"![δ1 vs latency]({plot.name})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (lower latency and higher δ1), fastest
+    first."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """δ1 against p50 latency (log scale) for every measured row, one colour per backbone, the
+    Pareto front drawn through the best trade-offs; None when nothing has both figures."""
+    pts = [r for r in rows if r["status"] == "ok" and "delta1" in r and "p50_ms" in r]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    backbones = sorted({r.get("backbone") or "?" for r in pts})
+    colors = dict(zip(backbones, plt.get_cmap("tab10").colors, strict=False))
+    markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
+    for r in pts:
+        ax.scatter(
+            r["p50_ms"],
+            r["delta1"],
+            color=colors[r.get("backbone") or "?"],
+            marker=markers.get(r["engine"], "x"),
+            s=60,
+            zorder=3,
+        )
+        ax.annotate(
+            f"{r['engine']} {r['precision']}",
+            (r["p50_ms"], r["delta1"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    front = pareto_front([(r["p50_ms"], r["delta1"]) for r in pts])
+    ax.plot(
+        [pts[i]["p50_ms"] for i in front],
+        [pts[i]["delta1"] for i in front],
+        color="0.4",
+        linestyle="--",
+        drawstyle="steps-post",
+        zorder=2,
+        label="Pareto front",
+    )
+    for b in backbones:
+        ax.scatter([], [], color=colors[b], label=b)
+    for engine, m in markers.items():
+        if any(r["engine"] == engine for r in pts):
+            ax.scatter([], [], color="0.5", marker=m, label=engine)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per batch (ms, log scale)")
+    ax.set_ylabel("δ1 (higher is better)")
+    sizes = sorted({size_text(r) for r in pts})
+    ax.set_title(f"Accuracy vs latency, batch {pts[0].get('batch', 1)}, input {', '.join(sizes)}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

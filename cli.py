@@ -597,20 +597,29 @@ def bench_camera(
     live: dict,
 ) -> None:
     """``bench --camera``: one model on live frames; stage times and memory at the end."""
-    from bench.camera import run_camera, write_camera_report
+    from rich.markup import escape
+
+    from bench.camera import (
+        STAGE_COLUMNS,
+        camera_table_rows,
+        memory_line,
+        run_camera,
+        summary_line,
+        write_camera_report,
+    )
     from engines import load_runner
 
     if len(models) != 1:
         raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
     runner = load_runner(models[0], device=device, threads=threads)
     folder = prepare_out_dir(*out)
-    console.print(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, to stop)")
+    console.print(escape(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)"))
     result = run_camera(runner, source, **live)
-    table = Table(title=f"{result['frames']} frames, {result['fps']:.1f} FPS ({result['ended']})")
-    for col in ("stage", "mean ms", "p50 ms", "p90 ms"):
+    table = Table(title=escape(summary_line(result)), caption=escape(memory_line(result)))
+    for col in STAGE_COLUMNS:
         table.add_column(col)
-    for stage, t in result["stages"].items():
-        table.add_row(stage, f"{t['mean_ms']:.2f}", f"{t['p50_ms']:.2f}", f"{t['p90_ms']:.2f}")
+    for row in camera_table_rows(result):
+        table.add_row(*row)
     console.print(table)
     console.print(f"saved {', '.join(map(str, write_camera_report(result, folder)))}")
 

@@ -6,7 +6,9 @@ Like ``cli.py`` this sits above every stage (it may import train, engines and be
 Steps: write the synthetic set in every real NYU layout and read each back; train DenseNet169
 and DenseNet121 DenseDepth with the paper's recipe on held-in synthetic scenes; evaluate each
 before (same initial weights) and after training on held-out scenes; compare both on the same
-test images (report.md, report.json, compare.png); write demo.md with the figures.
+test images (report.md, report.json, compare.png); export each to every format of the format
+table that builds here (INT8 calibrated on training scenes) and bench them all (latency and
+accuracy, bench.md + pareto.png); write demo.md with every table and figure.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from bench.compare import compare_models
-from densedepth.data import FORMATS, open_dataset, write_synthetic
+from bench.harness import BenchOptions, run_bench
+from bench.report import markdown_bench
+from densedepth.data import FORMATS, open_dataset, write_synthetic, write_text_atomic
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import BACKBONES, imagenet_weights_path
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
+from export.formats import FORMATS as FORMATS_TABLE
 from train.config import TrainConfig
 from train.loop import build_model, fit
 
@@ -44,6 +50,9 @@ class DemoConfig:
     train_scenes: int = 600
     test_scenes: int = 48
     figure_images: int = 4
+    bench_min_time: float = 1.0  # seconds of timed runs per engine (and at least 20 runs)
+    bench_iters: int = 20
+    calib_images: int = 300  # INT8 calibration images, drawn from the training scenes
     seed: int = 0
     device: str = "auto"
     backbones: tuple[str, ...] = tuple(BACKBONES)
@@ -133,19 +142,40 @@ def run_demo(cfg: DemoConfig, console: Console, table: Callable[[Any], None]) ->
         device=cfg.device,
         data_kwargs=test_kwargs,
     )
+    console.rule("4. export, INT8 calibration, every engine of the format table benched")
+    log = lambda line: console.print(escape(line))  # noqa: E731 - file names may hold [brackets]
+    bench = run_bench(models, out / "bench", bench_options(cfg, test_kwargs), log=log)
     demo = {
         "config": {**cfg.__dict__, "out": str(cfg.out)},
         "wall_seconds": time.perf_counter() - t0,
         "models": results,
         "report": str(out / "compare" / "report.md"),
         "figure": report["figure"],
+        "bench": {"report": str(out / "bench" / "bench.md"), "rows": bench["rows"]},
     }
-    (out / "demo.json").write_text(json.dumps(demo, indent=2, default=str) + "\n")
-    (out / "demo.md").write_text(demo_markdown(demo))
+    write_text_atomic(out / "demo.json", json.dumps(demo, indent=2, default=str) + "\n")
+    write_text_atomic(out / "demo.md", demo_markdown(demo, bench))
     return demo
 
 
-def demo_markdown(demo: dict[str, Any]) -> str:
+def bench_options(cfg: DemoConfig, test_kwargs: dict[str, Any]) -> BenchOptions:
+    """Every format of the table from each checkpoint, benched at the training size on the
+    held-out scenes; INT8 calibrated on training scenes."""
+    h, w = cfg.input_size
+    return BenchOptions(
+        iters=cfg.bench_iters,
+        min_time=cfg.bench_min_time,
+        device=cfg.device,
+        data="synthetic",
+        data_kwargs=test_kwargs,
+        build=tuple(f.key for f in FORMATS_TABLE),
+        calib="synthetic",
+        calib_images=cfg.calib_images,
+        calib_kwargs={"seed": cfg.seed, "height": h, "width": w},
+    )
+
+
+def demo_markdown(demo: dict[str, Any], bench: dict[str, Any]) -> str:
     """Before/after table per backbone, training speed, and where the figures are."""
     cfg = demo["config"]
     lines = [
@@ -170,5 +200,8 @@ def demo_markdown(demo: dict[str, Any]) -> str:
         "",
         f"Comparison: {demo['report']}; figure: {demo['figure']}",
         "",
+        "![qualitative comparison](compare/compare.png)",
+        "",
+        markdown_bench(bench, "bench/pareto.png", heading="## Every engine (bench)"),
     ]
     return "\n".join(lines)

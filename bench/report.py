@@ -64,7 +64,8 @@ def write_bench_report(result: dict[str, Any], out: Path) -> list[Path]:
         write_text_atomic(out / "bench.csv", csv_text(result["rows"])),
     ]
     plot = pareto_plot(result["rows"], out / "pareto.png")
-    paths.append(write_text_atomic(out / "bench.md", markdown_bench(result, plot)))
+    text = markdown_bench(result, plot.name if plot else None)
+    paths.append(write_text_atomic(out / "bench.md", text))
     if plot is not None:
         paths.append(plot)
     return paths
@@ -84,13 +85,14 @@ def _num(value: Any, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else ""
 
 
-def markdown_bench(result: dict[str, Any], plot: Path | None) -> str:
-    """The report: environment, the latency + accuracy table, batch sweep, statuses, plot."""
+def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# Bench") -> str:
+    """The report: environment, the latency + accuracy table, batch sweep, statuses, and the
+    plot at the relative path ``plot``."""
     env, opts, rows = result["environment"], result["options"], result["rows"]
     gpu = env.get("gpu") or "none"
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     lines = [
-        "# Bench",
+        heading,
         "",
         f"- CPU: {env['cpu']}, {env['cores']} cores ({env.get('usable_cores')} usable); "
         f"threads: {env['threads']}",
@@ -145,7 +147,7 @@ def markdown_bench(result: dict[str, Any], plot: Path | None) -> str:
     ]
     lines += [f"- {row_label(r)}: `{r['path']}`" for r in rows if r.get("path")]
     if plot is not None:
-        lines += ["", f"![δ1 vs latency]({plot.name})", ""]
+        lines += ["", f"![δ1 vs latency]({plot})", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +173,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     backbones = sorted({r.get("backbone") or "?" for r in pts})
@@ -208,6 +211,10 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         if any(r["engine"] == engine for r in pts):
             ax.scatter([], [], color="0.5", marker=m, label=engine)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("p50 latency per batch (ms, log scale)")
     ax.set_ylabel("δ1 (higher is better)")
     sizes = sorted({size_text(r) for r in pts})

@@ -1,0 +1,520 @@
+"""Live depth from a camera, video file or stream: capture -> preprocess -> inference -> display.
+
+``run_camera`` reads frames from ``open_source(source)``, runs any runner on each, draws the jet
+depth map beside the frame with the smoothed FPS and the inference latency, shows it in a window
+and/or records it, and times the four stages of every frame separately (the first ``warmup``
+frames are counted but left out of the statistics). It samples the process's resident memory
+every ``rss_every`` frames, so a long run shows whether memory grows.
+
+Behaviour at the edges:
+
+- a source that cannot be opened, or opens but delivers no first frame, raises ``CameraError``
+  with one line naming it; a source that stops later (camera unplugged, truncated file, end of
+  the video) ends the run cleanly, ``ended`` saying so;
+- a runner that fails raises ``DenseDepthError`` naming the frame, after everything is released
+  and a partial recording removed; Ctrl-C ends the run cleanly (``ended="interrupted"``);
+- ``display=None`` opens a window only when there is a display (on Linux ``DISPLAY`` or
+  ``WAYLAND_DISPLAY``) and OpenCV was built with a GUI; the first failing ``imshow`` falls back
+  to headless, and the result says why it ran headless.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from densedepth.data import atomic_path, rgb_to_input
+from densedepth.errors import DenseDepthError
+from densedepth.video import VideoFileWriter
+from densedepth.viz import colorize
+
+STAGES = ("capture", "preprocess", "inference", "display")
+STAGE_COLUMNS = ("stage", "mean ms", "p50 ms", "p90 ms", "p99 ms", "total s")
+_ESC = 27
+
+
+class CameraError(DenseDepthError):
+    """A camera, video file or stream cannot be opened or delivers no frames."""
+
+
+class Capture(Protocol):
+    """What ``run_camera`` needs of a capture (``cv2.VideoCapture`` or a stand-in)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening a source
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own warnings (e.g. V4L2 "can't open camera by index") for a moment."""
+    try:
+        old = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (AttributeError, cv2.error):
+        yield
+        return
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(old)
+
+
+def open_source(source: str) -> cv2.VideoCapture:
+    """Open ``source``: digits are a camera index, ``scheme://...`` a stream URL, anything else a
+    video file (pass ``./0`` for a file named ``0``). Raises ``CameraError`` with one line."""
+    text = str(source).strip()
+    if text.isdigit():
+        index = int(text)
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(index)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(
+                f"cannot open camera index {index}: no such device, or it is busy; list cameras "
+                f"with `v4l2-ctl --list-devices` or pass a video file"
+            )
+        return cap
+    if "://" in text:
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(text)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(
+                f"cannot open stream {text}: no answer or not a video stream; check the address "
+                f"and that the stream is live (try `ffprobe {text}`)"
+            )
+        return cap
+    path = Path(text)
+    if not path.exists():
+        raise CameraError(f"video file {path} does not exist")
+    if path.is_dir():
+        raise CameraError(f"{path} is a folder; pass a video file, a camera index or a stream URL")
+    if path.stat().st_size == 0:
+        raise CameraError(f"video file {path} is empty (0 bytes)")
+    with _quiet_opencv():
+        cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise CameraError(
+            f"cannot open video {path}: not a readable video (corrupt, truncated or a format "
+            f"FFmpeg cannot decode); check it with `ffprobe {path}`"
+        )
+    return cap
+
+
+# ---------------------------------------------------------------------------------------------
+# Display, memory, drawing
+# ---------------------------------------------------------------------------------------------
+
+
+def has_display() -> bool:
+    """Whether a window can be shown: on Linux/BSD a ``DISPLAY`` or ``WAYLAND_DISPLAY``."""
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV was built with a GUI backend (opencv-python-headless is not)."""
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "GUI":
+            return value.strip().upper() not in ("NONE", "NO", "")
+    return True  # unknown layout: let imshow decide
+
+
+def choose_display(display: bool | None) -> tuple[bool, str]:
+    """(show a window?, why not when headless) for ``display`` True / False / None (auto)."""
+    if display is False:
+        return False, "display turned off"
+    if not has_display():
+        if display:
+            raise CameraError(
+                "a window was asked for but there is no display (DISPLAY and WAYLAND_DISPLAY "
+                "are unset); run headless or record the output to a file"
+            )
+        return False, "no display: DISPLAY and WAYLAND_DISPLAY are unset"
+    if not opencv_has_gui():
+        if display:
+            raise CameraError(
+                "a window was asked for but OpenCV has no GUI support (opencv-python-headless); "
+                "install opencv-python instead, or run headless"
+            )
+        return False, "OpenCV has no GUI support: opencv-python-headless is installed"
+    return True, ""
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process in MiB (Linux ``/proc/self/statm``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def compose_frame(
+    frame_bgr: np.ndarray, depth: np.ndarray, fps: float | None, infer_ms: float
+) -> np.ndarray:
+    """The frame with the jet depth map (0.1-10 m) beside it, scaled to the frame's height, and
+    the FPS and inference latency written on the frame."""
+    height = frame_bgr.shape[0]
+    dh, dw = depth.shape
+    panel_w = max(1, round(dw * height / dh))
+    panel = cv2.cvtColor(colorize(depth), cv2.COLOR_RGB2BGR)
+    panel = cv2.resize(panel, (panel_w, height), interpolation=cv2.INTER_LINEAR)
+    out = np.concatenate([frame_bgr, panel], axis=1)
+    text = f"{fps:.1f} FPS  {infer_ms:.1f} ms" if fps else f"{infer_ms:.1f} ms"
+    scale = max(0.3, height / 480 * 0.7)
+    thick = max(1, round(scale * 2))
+    org = (4, 4 + round(22 * scale))
+    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(
+        out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
+    return out
+
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    """A captured frame as BGR uint8 HxWx3 (grayscale and BGRA cameras exist)."""
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (OpenCV's own text without its file/line prefix)."""
+    err = getattr(exc, "err", None) if isinstance(exc, cv2.error) else None
+    text = str(err or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def run_camera(
+    runner: Any,
+    source: str,
+    *,
+    frames: int = 0,
+    duration: float = 0.0,
+    record: str | os.PathLike[str] | None = None,
+    display: bool | None = None,
+    warmup: int = 5,
+    rss_every: int = 50,
+    window: str = "DenseDepth",
+    capture: Capture | None = None,
+) -> dict[str, Any]:
+    """Run ``runner`` on every frame of ``source`` until ``frames`` frames, ``duration`` seconds
+    (0 = no limit), the end of the stream, 'q'/Esc in the window or Ctrl-C.
+
+    ``capture`` replaces ``open_source(source)`` (anything with ``read()`` and ``release()``;
+    ``source`` then only labels it). ``record`` writes the composed frames to a video file
+    (atomically; the source's FPS when it reports one, else 15). Returns a JSON-serialisable
+    dict: runner, frames, seconds, fps, ended, display, record, per-stage statistics, memory.
+    """
+    if frames < 0 or duration < 0 or warmup < 0 or rss_every < 0:
+        raise ValueError("frames, duration, warmup and rss_every must be >= 0")
+    _, _, in_h, in_w = (int(v) for v in runner.input_shape)
+    show, headless_reason = choose_display(display)
+    cap = capture if capture is not None else open_source(source)
+    writer: VideoFileWriter | None = None
+    window_open = False
+    # float32 milliseconds, 16 bytes a frame: the bookkeeping must not look like a leak
+    times = {stage: array("f") for stage in STAGES}
+    first_start = kept_start = prev_start = 0.0
+    samples: list[list[float]] = []
+    n, ended, fps_ema = 0, "", None
+    mb = rss_mb()
+    if mb is not None:
+        samples.append([0, round(mb, 2)])
+    t_start = time.perf_counter()
+    t_end = t_start
+    try:
+        if record is not None:
+            src_fps = _source_fps(cap)
+            writer = VideoFileWriter(record, fps=src_fps or 15.0)
+        try:
+            while True:
+                if frames and n >= frames:
+                    ended = "frame limit"
+                    break
+                t0 = time.perf_counter()
+                if duration and t0 - t_start >= duration:
+                    ended = "duration"
+                    break
+                try:
+                    ok, frame = cap.read()
+                    why = ""
+                except cv2.error as exc:
+                    ok, frame, why = False, None, f" ({_first_line(exc)})"
+                t1 = time.perf_counter()
+                if not ok or frame is None:
+                    if n == 0:
+                        raise CameraError(f"{source} delivered no frames{why}")
+                    ended = f"end of stream after {n} frames{why}"
+                    break
+                bgr = _as_bgr(frame)
+                x = rgb_to_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (in_h, in_w))
+                t2 = time.perf_counter()
+                try:
+                    depth = np.asarray(runner(x), dtype=np.float32)
+                except DenseDepthError as exc:
+                    raise DenseDepthError(
+                        f"inference failed on frame {n} of {source}: {exc}"
+                    ) from exc
+                except Exception as exc:
+                    raise DenseDepthError(
+                        f"inference failed on frame {n} of {source}: {_first_line(exc)}"
+                    ) from exc
+                t3 = time.perf_counter()
+                if depth.ndim < 2 or depth.size != depth.shape[-2] * depth.shape[-1]:
+                    raise DenseDepthError(
+                        f"{runner.name} returned depth of shape {depth.shape} on frame {n}; "
+                        f"expected one map (1,1,H,W)"
+                    )
+                if n:
+                    period = t0 - prev_start
+                    fps_now = 1.0 / period if period > 0 else 0.0
+                    fps_ema = fps_now if fps_ema is None else 0.9 * fps_ema + 0.1 * fps_now
+                out = compose_frame(bgr, depth.reshape(depth.shape[-2:]), fps_ema, (t3 - t2) * 1e3)
+                if show:
+                    try:
+                        cv2.imshow(window, out)
+                        window_open = True
+                        key = cv2.waitKey(1) & 0xFF
+                    except cv2.error as exc:
+                        show, window_open = False, False
+                        headless_reason = f"imshow failed: {_first_line(exc)}"
+                        key = -1
+                    if key in (ord("q"), ord("Q"), _ESC) or (show and _window_closed(window)):
+                        ended = "window closed"
+                if writer is not None:
+                    writer.write(out)
+                t4 = time.perf_counter()
+                for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    times[stage].append(dt * 1e3)
+                if n == 0:
+                    first_start = t0
+                if n == warmup:
+                    kept_start = t0
+                prev_start = t0
+                n += 1
+                t_end = t4
+                if rss_every and n % rss_every == 0 and (mb := rss_mb()) is not None:
+                    samples.append([n, round(mb, 2)])
+                if ended:
+                    break
+        except KeyboardInterrupt:
+            ended = "interrupted"
+        recorded = writer.close() if writer is not None else None
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        cap.release()
+        if window_open:
+            _destroy_window(window)
+    mb = rss_mb()
+    if mb is not None and (not samples or samples[-1][0] != n):
+        samples.append([n, round(mb, 2)])
+    return {
+        "source": str(source),
+        "runner": {
+            "name": runner.name,
+            "precision": runner.precision,
+            "device": runner.device,
+            "input_shape": [int(v) for v in runner.input_shape],
+        },
+        "frames": n,
+        "warmup": warmup if n > warmup else 0,
+        "seconds": round(t_end - t_start, 6),
+        "fps": _steady_fps(n, warmup, kept_start if n > warmup else first_start, t_end),
+        "ended": ended,
+        "display": "window" if show else "headless",
+        "display_reason": headless_reason if not show else "",
+        "record": str(recorded) if recorded else None,
+        "stages": {stage: _stats(times[stage], warmup) for stage in STAGES},
+        "rss": _rss_summary(samples, n, warmup),
+    }
+
+
+def _source_fps(cap: Any) -> float | None:
+    """The source's frame rate when it reports a plausible one."""
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+    except Exception:
+        return None
+    return fps if 1.0 <= fps <= 240.0 else None
+
+
+def _window_closed(window: str) -> bool:
+    try:
+        return cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1
+    except cv2.error:
+        return False
+
+
+def _destroy_window(window: str) -> None:
+    try:
+        cv2.destroyWindow(window)
+        cv2.waitKey(1)
+    except cv2.error:
+        pass
+
+
+def _stats(times_ms: array, warmup: int) -> dict[str, float | None]:
+    """Mean, percentiles and total of the frames after the warm-up (all, if no more ran)."""
+    ms = np.frombuffer(times_ms, dtype=np.float32).astype(np.float64)
+    if ms.size > warmup:
+        ms = ms[warmup:]
+    if not ms.size:
+        return {k: None for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "total_s")}
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {
+        "mean_ms": float(ms.mean()),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "total_s": float(ms.sum() / 1e3),
+    }
+
+
+def _steady_fps(n: int, warmup: int, since: float, t_end: float) -> float | None:
+    """Frames per second after the warm-up (all frames if no more ran), from the wall time
+    between the first kept frame's start (``since``) and the last frame's end."""
+    kept = n - warmup if n > warmup else n
+    if not kept or t_end <= since:
+        return None
+    return float(kept / (t_end - since))
+
+
+def _rss_summary(samples: list[list[float]], n: int, warmup: int) -> dict[str, Any]:
+    """Memory after warm-up (first sample at or after max(warmup, 10% of the frames)), at the
+    end, the maximum, and the growth between the two in percent."""
+    if not samples:
+        return {
+            "after_warmup_mb": None,
+            "after_warmup_frame": None,
+            "end_mb": None,
+            "max_mb": None,
+            "growth_pct": None,
+            "samples": [],
+        }
+    threshold = max(warmup, math.ceil(0.1 * n))
+    after = next((s for s in samples if s[0] >= threshold and s[0] > 0), samples[-1])
+    end = samples[-1]
+    growth = (end[1] - after[1]) / after[1] * 100.0 if after[1] else 0.0
+    return {
+        "after_warmup_mb": after[1],
+        "after_warmup_frame": int(after[0]),
+        "end_mb": end[1],
+        "max_mb": max(s[1] for s in samples),
+        "growth_pct": float(round(growth, 3)),
+        "samples": [[int(f), m] for f, m in samples],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def camera_table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """One row per stage (columns ``STAGE_COLUMNS``), then a total row of the per-frame sums."""
+    rows = []
+    for stage in STAGES:
+        s = result["stages"][stage]
+        rows.append(
+            [
+                stage,
+                _fmt(s["mean_ms"]),
+                _fmt(s["p50_ms"]),
+                _fmt(s["p90_ms"]),
+                _fmt(s["p99_ms"]),
+                _fmt(s["total_s"], 3),
+            ]
+        )
+    means = [result["stages"][s]["mean_ms"] for s in STAGES]
+    totals = [result["stages"][s]["total_s"] for s in STAGES]
+    if None not in means:
+        rows.append(["all", _fmt(sum(means)), "", "", "", _fmt(sum(totals), 3)])
+    return rows
+
+
+def memory_line(result: dict[str, Any]) -> str:
+    """e.g. ``RSS 412.3 MiB after warm-up (frame 50), 413.0 at the end, max 414.2 (+0.2%)``."""
+    r = result["rss"]
+    if r["end_mb"] is None:
+        return "RSS not measured on this platform"
+    return (
+        f"RSS {r['after_warmup_mb']:.1f} MiB after warm-up (frame {r['after_warmup_frame']}), "
+        f"{r['end_mb']:.1f} at the end, max {r['max_mb']:.1f} ({r['growth_pct']:+.1f}%)"
+    )
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """e.g. ``600 frames in 41.2 s, 14.6 FPS after warm-up; ended: end of stream after ...``."""
+    fps = result["fps"]
+    return (
+        f"{result['frames']} frames in {result['seconds']:.1f} s, "
+        f"{_fmt(fps, 1)} FPS after {result['warmup']} warm-up frames; ended: {result['ended']}"
+    )
+
+
+def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``camera.json`` (the result) and ``camera.md`` (stage table, FPS, memory)."""
+    out = Path(out_dir)
+    r = result["runner"]
+    shape = "x".join(map(str, r["input_shape"]))
+    display = result["display"] + (
+        f" ({result['display_reason']})" if result.get("display_reason") else ""
+    )
+    lines = [
+        "# Camera benchmark",
+        "",
+        f"- source: `{result['source']}`",
+        f"- runner: {r['name']} ({r['precision']}, {r['device']}, input {shape})",
+        f"- display: {display}"
+        + (f"; recorded to `{result['record']}`" if result["record"] else ""),
+        f"- {summary_line(result)}",
+        f"- {memory_line(result)}",
+        "",
+        "| " + " | ".join(STAGE_COLUMNS) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(STAGE_COLUMNS) - 1)) + "|",
+        *("| " + " | ".join(row) + " |" for row in camera_table_rows(result)),
+        "",
+    ]
+    json_path, md_path = out / "camera.json", out / "camera.md"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_path(md_path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return [json_path, md_path]

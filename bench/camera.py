@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from densedepth.data import atomic_path, rgb_to_input
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, error_line
 from densedepth.video import VideoFileWriter
 from densedepth.viz import colorize
 
@@ -77,8 +77,9 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def open_source(source: str) -> cv2.VideoCapture:
-    """Open ``source``: digits are a camera index, ``scheme://...`` a stream URL, anything else a
-    video file (pass ``./0`` for a file named ``0``). Raises ``CameraError`` with one line."""
+    """Open ``source``: digits are a camera index, ``a ! b ! appsink`` a GStreamer pipeline,
+    ``scheme://...`` a stream URL, anything else a video file (pass ``./0`` for a file named
+    ``0``). Raises ``CameraError`` with one line."""
     text = str(source).strip()
     if text.isdigit():
         index = int(text)
@@ -89,6 +90,16 @@ def open_source(source: str) -> cv2.VideoCapture:
             raise CameraError(
                 f"cannot open camera index {index}: no such device, or it is busy; list cameras "
                 f"with `v4l2-ctl --list-devices` or pass a video file"
+            )
+        return cap
+    if " ! " in text:  # a GStreamer pipeline, e.g. a Jetson CSI camera (nvarguscamerasrc)
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(
+                "cannot open the GStreamer pipeline: this OpenCV may lack GStreamer (pip wheels "
+                "do; JetPack's OpenCV has it) or the pipeline is wrong; test it with gst-launch-1.0"
             )
         return cap
     if "://" in text:
@@ -202,13 +213,6 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _first_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (OpenCV's own text without its file/line prefix)."""
-    err = getattr(exc, "err", None) if isinstance(exc, cv2.error) else None
-    text = str(err or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +273,7 @@ def run_camera(
                     ok, frame = cap.read()
                     why = ""
                 except cv2.error as exc:
-                    ok, frame, why = False, None, f" ({_first_line(exc)})"
+                    ok, frame, why = False, None, f" ({error_line(exc)})"
                 t1 = time.perf_counter()
                 if not ok or frame is None:
                     if n == 0:
@@ -287,7 +291,7 @@ def run_camera(
                     ) from exc
                 except Exception as exc:
                     raise DenseDepthError(
-                        f"inference failed on frame {n} of {source}: {_first_line(exc)}"
+                        f"inference failed on frame {n} of {source}: {error_line(exc)}"
                     ) from exc
                 t3 = time.perf_counter()
                 if depth.ndim < 2 or depth.size != depth.shape[-2] * depth.shape[-1]:
@@ -307,7 +311,7 @@ def run_camera(
                         key = cv2.waitKey(1) & 0xFF
                     except cv2.error as exc:
                         show, window_open = False, False
-                        headless_reason = f"imshow failed: {_first_line(exc)}"
+                        headless_reason = f"imshow failed: {error_line(exc)}"
                         key = -1
                     if key in (ord("q"), ord("Q"), _ESC) or (show and _window_closed(window)):
                         ended = "window closed"

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.latency import measure_latency
 from densedepth.data import open_dataset
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, error_line
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import count_flops
 from engines.base import load_runner
@@ -88,14 +88,6 @@ class Candidate:
     input_size: tuple[int, int] | None = None  # torch checkpoints run at this size
     status: str = "ok"
     reason: str = ""
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line`` of an exception for a status column (our errors without type)."""
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if isinstance(exc, DenseDepthError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def format_of(path: Path, precision: str = "") -> str:
@@ -201,7 +193,7 @@ def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log)
             rows.append(Candidate(str(path), path, fmt=fmt.key))
         except Exception as exc:  # a failed build is a row, never the end of the run
             rows.append(
-                Candidate(label, fmt=fmt.key, status="export failed", reason=first_line(exc))
+                Candidate(label, fmt=fmt.key, status="export failed", reason=error_line(exc))
             )
     return rows
 
@@ -284,9 +276,9 @@ def measure_row(
             row.update(evaluate_dataset(runner, dataset, size, opts.protocol, opts.limit))
         log(row_line(row))
     except BackendUnavailable as exc:
-        row.update(status="not available", reason=first_line(exc))
+        row.update(status="not available", reason=error_line(exc))
     except Exception as exc:  # one broken runner never stops the others
-        row.update(status="failed", reason=f"{stage}: {first_line(exc)}")
+        row.update(status="failed", reason=f"{stage}: {error_line(exc)}")
     return row
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from densedepth.data import temp_file_beside
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, error_line
 from densedepth.model import DenseDepth
 
 FORMAT = "densedepth"
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = error_line(exc, with_type=False)
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"refusing {path}: it contains pickled code or objects, which a checkpoint must "

@@ -549,11 +549,11 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def temp_file_beside(path: Path) -> tuple[int, str]:
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """Open a temp file in ``path``'s folder (created if needed) with the permissions a new
     file gets from the umask (mkstemp alone would make it 0600); returns (fd, name)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
     return fd, tmp
 

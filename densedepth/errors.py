@@ -21,3 +21,14 @@ class WeightsNotFoundError(DenseDepthError, FileNotFoundError):
 
 class OutputError(DenseDepthError, OSError):
     """An output file or folder cannot be written (permissions, disk full)."""
+
+
+def error_line(exc: BaseException, limit: int = 300, with_type: bool = True) -> str:
+    """One line for an exception: our errors' own message; others ``Type: first line`` (an
+    ``err`` attribute, as OpenCV's errors carry, is preferred to their multi-line text)."""
+    err = getattr(exc, "err", None)
+    text = str(err if isinstance(err, str) and err else exc).strip()
+    first = text.splitlines()[0][:limit] if text else ""
+    if isinstance(exc, DenseDepthError) or not with_type:
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -17,16 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
 import cv2
 import numpy as np
 
-from densedepth.data import _UMASK
+from densedepth.data import temp_file_beside
 from densedepth.errors import OutputError
-from densedepth.synthetic import _rng, _sample_scene, render
+from densedepth.synthetic import render, sample_scene
 
 
 class VideoFileWriter:
@@ -58,11 +57,7 @@ class VideoFileWriter:
     def _open(self, size: tuple[int, int]) -> None:
         path = self.path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=f".partial{path.suffix}", dir=path.parent
-            )
-            os.fchmod(fd, 0o666 & ~_UMASK)
+            fd, tmp = temp_file_beside(path, suffix=f".partial{path.suffix}")
             os.close(fd)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -146,8 +141,8 @@ def synthetic_frames(
     """The first ``min(frames, cycle)`` frames (RGB uint8) of the synthetic panning video."""
     if cycle < 1:
         raise ValueError(f"cycle must be at least 1 frame, got {cycle}")
-    rng = _rng(seed)
-    scene = _sample_scene(rng)
+    scene = sample_scene(seed)
+    rng = np.random.default_rng(seed)  # sensor noise
     cam = scene.camera
     out = []
     for i in range(min(frames, cycle)):

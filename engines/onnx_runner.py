@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, error_line
 from engines.base import check_batch
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
 
@@ -58,7 +58,7 @@ class OnnxRunner:
         try:
             self.session = ort_session(self.path, threads, self.providers, profile)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            first = error_line(exc, 200, with_type=False)
             raise DenseDepthError(f"ONNX Runtime cannot load {self.path}: {first}") from None
         names = [i.name for i in self.session.get_inputs()]
         if names != [INPUT_NAME] or self.session.get_outputs()[0].name != OUTPUT_NAME:

@@ -25,6 +25,7 @@ import torch
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
 from densedepth.data import atomic_path, write_text_atomic
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
+from densedepth.errors import error_line
 from densedepth.model import DenseDepth, check_input_size
 from export.formats import ExportError
 
@@ -267,8 +268,8 @@ def _torch_export(
     except ExportError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"torch.onnx.export ({exporter}) failed: {first[:200]}") from None
+        first = error_line(exc, 200, with_type=False)
+        raise ExportError(f"torch.onnx.export ({exporter}) failed: {first}") from None
 
 
 def convert_fp16(

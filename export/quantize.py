@@ -14,10 +14,12 @@ and the depth conversion (reciprocal -> metres, clamp).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,24 @@ def prepare_for_quantization(src: Path, dst: Path) -> None:
     q.shape_inference.quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
+class _DropAxisWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextmanager
+def quiet_axis_warnings() -> Iterator[None]:
+    """Silence ONNX Runtime's per-node "Axis 1 is out-of-range for weight ..." warnings (one
+    per BatchNormalization, whose 1-D weights it then quantizes per tensor)."""
+    root = logging.getLogger()
+    drop = _DropAxisWarnings()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def quantize_int8(
     onnx_fp32: str | os.PathLike[str],
     calib: CalibrationSet,
@@ -143,7 +163,7 @@ def quantize_int8(
         reused = cache.is_file()
         reader = None if reused else OrtCalibrationReader(calib, INPUT_NAME)
         signed_acts = flavour == "tensorrt"
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp, quiet_axis_warnings():
             tmp_model = tmp.with_suffix(".onnx")
             try:
                 q.quantize_static(

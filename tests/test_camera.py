@@ -290,6 +290,7 @@ def test_runner_failure_names_the_frame_and_releases_everything(tmp_path: Path) 
         ),
         (lambda d: str(d), r"is a folder"),
         (lambda d: "http://127.0.0.1:9/live.mp4", r"^cannot open stream http://127\.0\.0\.1:9"),
+        (lambda d: "videotestsrc ! nosuchelement ! appsink", r"^cannot open the GStreamer"),
     ],
     ids=[
         "device",
@@ -300,6 +301,7 @@ def test_runner_failure_names_the_frame_and_releases_everything(tmp_path: Path) 
         "zero-frame-avi",
         "folder",
         "url",
+        "gstreamer",
     ],
 )
 def test_bad_sources_raise_one_line_camera_errors(make, pattern: str, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from densedepth.data import atomic_path, write_text_atomic
 from densedepth.metrics import METRIC_KEYS
 
+ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch"}
 CSV_COLUMNS = (
     "label",
     "status",
@@ -82,7 +83,11 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _num(value: Any, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) else ""
+    """``value`` formatted, '' when absent; a signed figure that rounds to 0 prints as +0."""
+    if not isinstance(value, (int, float)):
+        return ""
+    text = format(value, fmt)
+    return text.replace("-", "+") if float(text) == 0 else text
 
 
 def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# Bench") -> str:
@@ -179,21 +184,28 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     backbones = sorted({r.get("backbone") or "?" for r in pts})
     colors = dict(zip(backbones, plt.get_cmap("tab10").colors, strict=False))
     markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
-    for r in pts:
+    span = max(r["delta1"] for r in pts) - min(r["delta1"] for r in pts) or 1.0
+    placed: list[tuple[float, float]] = []
+    for r in sorted(pts, key=lambda r: r["p50_ms"]):
+        x, y = r["p50_ms"], r["delta1"]
         ax.scatter(
-            r["p50_ms"],
-            r["delta1"],
+            x,
+            y,
             color=colors[r.get("backbone") or "?"],
             marker=markers.get(r["engine"], "x"),
             s=60,
             zorder=3,
         )
+        # points close together get their labels stacked instead of printed over each other
+        near = sum(abs(np.log10(x / px)) < 0.15 and abs(y - py) < 0.04 * span for px, py in placed)
+        placed.append((x, y))
         ax.annotate(
-            f"{r['engine']} {r['precision']}",
-            (r["p50_ms"], r["delta1"]),
+            f"{ENGINE_SHORT.get(r['engine'], r['engine'])} {r['precision']}",
+            (x, y),
             textcoords="offset points",
-            xytext=(5, 4),
+            xytext=(5, 4 + 9 * near if near % 2 == 0 else -9 * (near + 1) // 2 - 4),
             fontsize=7,
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if near else None,
         )
     front = pareto_front([(r["p50_ms"], r["delta1"]) for r in pts])
     ax.plot(
@@ -211,6 +223,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         if any(r["engine"] == engine for r in pts):
             ax.scatter([], [], color="0.5", marker=m, label=engine)
     ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.18)  # room for stacked labels
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(plain)

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from densedepth.data import atomic_path, rgb_to_input
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DenseDepthError, error_line
 from densedepth.video import VideoFileWriter
 from densedepth.viz import colorize
@@ -81,53 +82,49 @@ def open_source(source: str) -> cv2.VideoCapture:
     ``scheme://...`` a stream URL, anything else a video file (pass ``./0`` for a file named
     ``0``). Raises ``CameraError`` with one line."""
     text = str(source).strip()
+    args: tuple[Any, ...]
     if text.isdigit():
-        index = int(text)
-        with _quiet_opencv():
-            cap = cv2.VideoCapture(index)
-        if not cap.isOpened():
-            cap.release()
-            raise CameraError(
-                f"cannot open camera index {index}: no such device, or it is busy; list cameras "
-                f"with `v4l2-ctl --list-devices` or pass a video file"
-            )
-        return cap
-    if " ! " in text:  # a GStreamer pipeline, e.g. a Jetson CSI camera (nvarguscamerasrc)
-        with _quiet_opencv():
-            cap = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
-        if not cap.isOpened():
-            cap.release()
-            raise CameraError(
-                "cannot open the GStreamer pipeline: this OpenCV may lack GStreamer (pip wheels "
-                "do; JetPack's OpenCV has it) or the pipeline is wrong; test it with gst-launch-1.0"
-            )
-        return cap
-    if "://" in text:
-        with _quiet_opencv():
-            cap = cv2.VideoCapture(text)
-        if not cap.isOpened():
-            cap.release()
-            raise CameraError(
-                f"cannot open stream {text}: no answer or not a video stream; check the address "
-                f"and that the stream is live (try `ffprobe {text}`)"
-            )
-        return cap
-    path = Path(text)
+        args = (int(text),)
+        why = (
+            f"cannot open camera index {int(text)}: no such device, or it is busy; list cameras "
+            f"with `v4l2-ctl --list-devices` or pass a video file"
+        )
+    elif " ! " in text:  # a GStreamer pipeline, e.g. a Jetson CSI camera (nvarguscamerasrc)
+        args = (text, cv2.CAP_GSTREAMER)
+        why = (
+            "cannot open the GStreamer pipeline: the pipeline is wrong (test it with "
+            "gst-launch-1.0) or this OpenCV lacks GStreamer (pip wheels do; JetPack's has it)"
+        )
+    elif "://" in text:
+        args = (text,)
+        why = (
+            f"cannot open stream {text}: no answer or not a video stream; check the address "
+            f"and that the stream is live (try `ffprobe {text}`)"
+        )
+    else:
+        path = _check_video_file(Path(text))
+        args = (str(path),)
+        why = (
+            f"cannot open video {path}: not a readable video (corrupt, truncated or a format "
+            f"FFmpeg cannot decode); check it with `ffprobe {path}`"
+        )
+    with _quiet_opencv():
+        cap = cv2.VideoCapture(*args)
+    if not cap.isOpened():
+        cap.release()
+        raise CameraError(why)
+    return cap
+
+
+def _check_video_file(path: Path) -> Path:
+    """``path`` when it is a non-empty file; otherwise the one-line reason it is not."""
     if not path.exists():
         raise CameraError(f"video file {path} does not exist")
     if path.is_dir():
         raise CameraError(f"{path} is a folder; pass a video file, a camera index or a stream URL")
     if path.stat().st_size == 0:
         raise CameraError(f"video file {path} is empty (0 bytes)")
-    with _quiet_opencv():
-        cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise CameraError(
-            f"cannot open video {path}: not a readable video (corrupt, truncated or a format "
-            f"FFmpeg cannot decode); check it with `ffprobe {path}`"
-        )
-    return cap
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,25 +180,48 @@ def rss_mb() -> float | None:
 
 
 def compose_frame(
-    frame_bgr: np.ndarray, depth: np.ndarray, fps: float | None, infer_ms: float
+    frame_bgr: np.ndarray,
+    depth: np.ndarray,
+    fps: float | None,
+    infer_ms: float,
+    depth_range: tuple[float, float] = (MIN_DEPTH, MAX_DEPTH),
 ) -> np.ndarray:
-    """The frame with the jet depth map (0.1-10 m) beside it, scaled to the frame's height, and
-    the FPS and inference latency written on the frame."""
+    """The frame with the jet depth map over ``depth_range`` metres beside it, scaled to the
+    frame's height, and the FPS, inference latency and colour range written on a dark band."""
     height = frame_bgr.shape[0]
     dh, dw = depth.shape
     panel_w = max(1, round(dw * height / dh))
-    panel = cv2.cvtColor(colorize(depth), cv2.COLOR_RGB2BGR)
+    panel = cv2.cvtColor(colorize(depth, *depth_range), cv2.COLOR_RGB2BGR)
     panel = cv2.resize(panel, (panel_w, height), interpolation=cv2.INTER_LINEAR)
     out = np.concatenate([frame_bgr, panel], axis=1)
-    text = f"{fps:.1f} FPS  {infer_ms:.1f} ms" if fps else f"{infer_ms:.1f} ms"
-    scale = max(0.3, height / 480 * 0.7)
-    thick = max(1, round(scale * 2))
-    org = (4, 4 + round(22 * scale))
-    cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    lo, hi = depth_range
+    speed = f"{fps:.1f} FPS  " if fps else ""
+    text = f"{speed}{infer_ms:.1f} ms   depth {lo:.1f}-{hi:.1f} m (blue-red)"
+    scale = max(0.4, height / 480 * 0.7)
+    thick = max(1, round(scale * 1.5))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    band = th + base + 8
+    out[:band, : min(out.shape[1], tw + 10)] //= 3  # darken behind the text
+    org = (5, 4 + th)
     cv2.putText(
         out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
     )
     return out
+
+
+def smoothed_range(
+    depth: np.ndarray, previous: tuple[float, float] | None, weight: float = 0.1
+) -> tuple[float, float]:
+    """The colour range of a live view: the 2nd-98th percentile of this frame's depth, blended
+    into the previous range (so colours mean the same distance from frame to frame)."""
+    lo, hi = (float(v) for v in np.percentile(depth, [2.0, 98.0]))
+    hi = max(hi, lo + 0.1)
+    if previous is None:
+        return lo, hi
+    return (
+        (1 - weight) * previous[0] + weight * lo,
+        (1 - weight) * previous[1] + weight * hi,
+    )
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:
@@ -251,6 +271,7 @@ def run_camera(
     first_start = kept_start = prev_start = 0.0
     samples: list[list[float]] = []
     n, ended, fps_ema = 0, "", None
+    shown: tuple[float, float] | None = None  # colour range of the depth panel
     mb = rss_mb()
     if mb is not None:
         samples.append([0, round(mb, 2)])
@@ -303,7 +324,9 @@ def run_camera(
                     period = t0 - prev_start
                     fps_now = 1.0 / period if period > 0 else 0.0
                     fps_ema = fps_now if fps_ema is None else 0.9 * fps_ema + 0.1 * fps_now
-                out = compose_frame(bgr, depth.reshape(depth.shape[-2:]), fps_ema, (t3 - t2) * 1e3)
+                depth = depth.reshape(depth.shape[-2:])
+                shown = smoothed_range(depth, shown)
+                out = compose_frame(bgr, depth, fps_ema, (t3 - t2) * 1e3, shown)
                 if show:
                     try:
                         cv2.imshow(window, out)

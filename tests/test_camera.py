@@ -221,7 +221,8 @@ def test_record_writes_composed_frames(video: Path, tmp_path: Path) -> None:
     frames = read_all(out)
     assert len(frames) == result["frames"] == 24
     assert frames[0].shape == (H, W + 128, 3)
-    assert mad(frames[0][:, :W], read_all(video)[0]) < 12  # the frame itself, left
+    band = 24  # the darkened text band on top (FPS, latency, colour range)
+    assert mad(frames[0][band:, :W], read_all(video)[0][band:]) < 12  # the frame itself, left
     assert os.listdir(out.parent) == ["live.mp4"]
 
 
@@ -461,3 +462,23 @@ def test_cli_bench_camera_bad_input(
     result = CliRunner().invoke(app, ["bench", "--camera", model, *args, *out])
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_live_colour_range_follows_the_scene_smoothly() -> None:
+    from bench.camera import compose_frame, smoothed_range
+
+    near = np.tile(np.linspace(1.0, 3.0, 10, dtype=np.float32), (10, 1))  # far to the right
+    first = smoothed_range(near, None)
+    assert first == pytest.approx(tuple(np.percentile(near, [2, 98])))
+    far = near + 4.0
+    second = smoothed_range(far, first, weight=0.25)
+    assert second == pytest.approx((0.75 * first[0] + 0.25 * (first[0] + 4.0),
+                                    0.75 * first[1] + 0.25 * (first[1] + 4.0)))  # fmt: skip
+    flat = smoothed_range(np.full((4, 4), 2.0, np.float32), None)
+    assert flat[1] - flat[0] == pytest.approx(0.1)  # a flat map still gets a valid range
+    frame = np.full((40, 60, 3), 128, np.uint8)
+    out = compose_frame(frame, near, 12.0, 5.0, first)
+    assert out.shape == (40, 60 + 40, 3)
+    # the panel's left column is nearest (blue in jet), its right column farthest (red)
+    left, right = out[20:, 60 + 1].astype(int).mean(0), out[20:, -2].astype(int).mean(0)
+    assert left[0] > left[2] and right[2] > right[0]  # BGR

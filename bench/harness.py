@@ -24,7 +24,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class Candidate:
     input_size: tuple[int, int] | None = None  # torch checkpoints run at this size
     status: str = "ok"
     reason: str = ""
+    group: int = 0  # which argument (or checkpoint) it came from
 
 
 def format_of(path: Path, precision: str = "") -> str:
@@ -124,8 +125,9 @@ def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: L
     result: list[Candidate] = []
     seen: set[Path] = set()
     for model in models:
+        group = len(result)
         if not isinstance(model, (str, os.PathLike)):
-            result.append(Candidate(getattr(model, "name", "runner"), runner=model))
+            result.append(Candidate(getattr(model, "name", "runner"), runner=model, group=group))
             continue
         for path in discover_artifacts(Path(model)):
             key = path.resolve()
@@ -133,10 +135,31 @@ def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: L
                 continue
             seen.add(key)
             if opts.build and path.suffix in (".pt", ".pth"):
-                result += build_candidates(path, opts, out / "artifacts", log)
+                built = build_candidates(path, opts, out / "artifacts", log)
+                result += [replace(c, group=len(result)) for c in built]
             else:
-                result.append(Candidate(str(path), path=path, input_size=opts.input_size))
+                result.append(Candidate(str(path), path, input_size=opts.input_size, group=group))
     return result
+
+
+def table_order(candidates: Sequence[Candidate], rows: list[dict[str, Any]]) -> list[dict]:
+    """Rows by backbone (in order of first appearance), then in format-table order; a row that
+    never learned its backbone goes with the rows of the argument or checkpoint it came from."""
+    group_backbone: dict[int, str] = {}
+    for c, r in zip(candidates, rows, strict=True):
+        if r.get("backbone"):
+            group_backbone.setdefault(c.group, r["backbone"])
+    backbones: dict[str, int] = {}
+    for c, r in zip(candidates, rows, strict=True):
+        backbones.setdefault(r.get("backbone") or group_backbone.get(c.group, ""), len(backbones))
+    formats = {f.key: i for i, f in enumerate(FORMATS)}
+
+    def key(i: int) -> tuple[int, int, int]:
+        c, r = candidates[i], rows[i]
+        backbone = r.get("backbone") or group_backbone.get(c.group, "")
+        return backbones[backbone], formats.get(r.get("format", ""), len(formats)), i
+
+    return [rows[i] for i in sorted(range(len(rows)), key=key)]
 
 
 def once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -413,7 +436,7 @@ def run_bench(
     candidates = candidates_from(models, opts, out, log)
     if not candidates:
         raise DenseDepthError(f"no model files found in {', '.join(map(str, models))}")
-    rows = [measure_row(c, opts, dataset, log) for c in candidates]
+    rows = table_order(candidates, [measure_row(c, opts, dataset, log) for c in candidates])
     add_ratios(rows)
     result = {
         "environment": environment(opts.threads),

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from bench.harness import BenchOptions, discover_artifacts, run_bench
+from bench.harness import BenchOptions, Candidate, discover_artifacts, run_bench, table_order
 from bench.latency import measure_latency
 from bench.report import pareto_front, row_label
 from cli import app
@@ -235,3 +235,25 @@ def test_cli_bench_overwrite_writes_the_report(trained_tiny: dict, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "densenet121 onnxruntime fp32" in result.output
     assert not (out / "old.txt").exists() and (out / "bench.md").is_file()
+
+
+def test_rows_are_ordered_by_backbone_then_format_table() -> None:
+    cands = [Candidate("a", group=0), Candidate("b", group=0), Candidate("c", group=0)]
+    cands += [Candidate("t", group=3), Candidate("d", group=3), Candidate("x", group=5)]
+    rows = [
+        {"backbone": "densenet121", "format": "openvino-int8"},
+        {"backbone": "densenet169", "format": "onnx-int8"},
+        {"backbone": "densenet121", "format": "torch-fp32"},
+        {"format": "tensorrt-int8", "status": "not available"},  # built from checkpoint 3
+        {"backbone": "densenet169", "format": "torch-fp32"},
+        {"format": "", "status": "failed"},  # never loaded, alone in its group
+    ]
+    ordered = table_order(cands, rows)
+    assert [(r.get("backbone", "-"), r["format"]) for r in ordered] == [
+        ("densenet121", "torch-fp32"),
+        ("densenet121", "openvino-int8"),
+        ("densenet169", "torch-fp32"),
+        ("densenet169", "onnx-int8"),
+        ("-", "tensorrt-int8"),
+        ("-", ""),
+    ]

@@ -7,10 +7,10 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -401,8 +401,7 @@ def build_engine(
     ] = False,
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
-    from calib.calibration import load_calibration_set
-    from export.build import BuildOptions, build, default_calibration_source
+    from export.build import BuildOptions, build, calibration_for
     from export.formats import get_format, require
     from export.onnx_export import export_onnx, read_metadata
 
@@ -423,15 +422,8 @@ def build_engine(
             raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
         calib_set = None
         if fmt.precision == "int8":
-            size = tuple(meta["input_size"])
-            data = calib or default_calibration_source(source)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                calib_set = load_calibration_set(data, size, calib_images)
-            for w in caught:
-                typer.echo(f"warning: {w.message}", err=True)
-            skipped = f", {len(calib_set.skipped)} unreadable skipped" if calib_set.skipped else ""
-            console.print(f"calibration: {len(calib_set)} images from {data}{skipped}")
+            warn = partial(typer.echo, err=True)
+            calib_set = calibration_for(source, calib, calib_images, console.print, warn)
         opts = BuildOptions(
             stem=source.stem.removesuffix("_fp32"),
             calib=calib_set,
@@ -453,7 +445,7 @@ def bench_table(rows: list[dict]) -> Table:
     """Latency, ratios and accuracy per bench row (rich); reasons go in a caption."""
     from rich.markup import escape
 
-    from bench.report import row_label, size_text
+    from bench.report import number_cell, row_label, size_text
 
     table = Table(title="bench: p50 of one batch, speed-up vs PyTorch eager FP32")
     for col in ("model", "input", "status", "p50 ms", "FPS", "speed-up", "GOP/s", "δ1", "Δδ1"):
@@ -465,7 +457,7 @@ def bench_table(rows: list[dict]) -> Table:
             notes.append(f"[{i}] {status}: {r.get('reason', '')}")
             status = f"{status} [{i}]"
         cells = [
-            f"{r[k]:{fmt}}" if isinstance(r.get(k), (int, float)) else ""
+            number_cell(r.get(k), fmt)
             for k, fmt in (
                 ("p50_ms", ".2f"),
                 ("fps", ".1f"),

@@ -306,11 +306,7 @@ def run_camera(
                 t2 = time.perf_counter()
                 try:
                     depth = np.asarray(runner(x), dtype=np.float32)
-                except DenseDepthError as exc:
-                    raise DenseDepthError(
-                        f"inference failed on frame {n} of {source}: {exc}"
-                    ) from exc
-                except Exception as exc:
+                except Exception as exc:  # ours keep their message, others get their type
                     raise DenseDepthError(
                         f"inference failed on frame {n} of {source}: {error_line(exc)}"
                     ) from exc

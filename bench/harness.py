@@ -22,7 +22,6 @@ import platform
 import shutil
 import subprocess
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from bench.latency import measure_latency
 from densedepth.data import open_dataset
 from densedepth.errors import DenseDepthError, error_line
 from densedepth.evaluation import evaluate_dataset
-from densedepth.model import count_flops
+from densedepth.model import BACKBONES, count_flops
 from engines.base import load_runner
 from export.formats import FORMATS, BackendUnavailable
 
@@ -149,15 +148,15 @@ def table_order(candidates: Sequence[Candidate], rows: list[dict[str, Any]]) -> 
     for c, r in zip(candidates, rows, strict=True):
         if r.get("backbone"):
             group_backbone.setdefault(c.group, r["backbone"])
-    backbones: dict[str, int] = {}
-    for c, r in zip(candidates, rows, strict=True):
-        backbones.setdefault(r.get("backbone") or group_backbone.get(c.group, ""), len(backbones))
+    backbone = [
+        r.get("backbone") or group_backbone.get(c.group, "")
+        for c, r in zip(candidates, rows, strict=True)
+    ]
+    backbone_rank = {b: i for i, b in reversed(list(enumerate(backbone)))}  # first appearance
     formats = {f.key: i for i, f in enumerate(FORMATS)}
 
     def key(i: int) -> tuple[int, int, int]:
-        c, r = candidates[i], rows[i]
-        backbone = r.get("backbone") or group_backbone.get(c.group, "")
-        return backbones[backbone], formats.get(r.get("format", ""), len(formats)), i
+        return backbone_rank[backbone[i]], formats.get(rows[i].get("format", ""), len(formats)), i
 
     return [rows[i] for i in sorted(range(len(rows)), key=key)]
 
@@ -182,7 +181,7 @@ def once(make: Callable[[], Any]) -> Callable[[], Any]:
 def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log) -> list:
     """The rows of ``opts.build`` for one checkpoint: export, then every format built from the
     float ONNX; a format that cannot be built here becomes a row saying why."""
-    from export.build import BuildOptions, build
+    from export.build import BuildOptions, build, calibration_for
     from export.onnx_export import export_onnx
 
     folder = root / f"{checkpoint.parent.name}_{checkpoint.stem}"
@@ -193,7 +192,9 @@ def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log)
         return Path(record["path"])
 
     fp32 = once(export)
-    calib = once(lambda: load_calibration(fp32(), opts, log))
+    calib = once(
+        lambda: calibration_for(fp32(), opts.calib, opts.calib_images, log, **opts.calib_kwargs)
+    )
     rows = []
     for fmt in (f for f in FORMATS if f.key in opts.build):
         if fmt.target == "torch":
@@ -219,23 +220,6 @@ def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log)
                 Candidate(label, fmt=fmt.key, status="export failed", reason=error_line(exc))
             )
     return rows
-
-
-def load_calibration(fp32: Path, opts: BenchOptions, log: Log) -> Any:
-    """The calibration set of INT8 builds (``opts.calib``, else the model's training data)."""
-    from calib.calibration import load_calibration_set
-    from export.build import default_calibration_source
-    from export.onnx_export import read_metadata
-
-    size = tuple(read_metadata(fp32)["input_size"])
-    source = opts.calib or default_calibration_source(fp32)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        calib = load_calibration_set(source, size, opts.calib_images, **opts.calib_kwargs)
-    for w in caught:
-        log(f"warning: {w.message}")
-    log(f"calibration: {len(calib)} images from {source}")
-    return calib
 
 
 def open_candidate(c: Candidate, opts: BenchOptions) -> Any:
@@ -335,7 +319,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if fp32 and "delta1" in r:
             ref = next((e for e in fp32 if e["engine"] == "torch"), fp32[0])
             r["delta1_drop"] = ref["delta1"] - r["delta1"]
-        if r.get("backbone") in ("densenet169", "densenet121") and r.get("decoder_width"):
+        if r.get("backbone") in BACKBONES and r.get("decoder_width"):
             if key not in flops:
                 flops[key] = count_flops(r["backbone"], r["decoder_width"], key[2]) / 1e9
             r["gflops"] = flops[key]
@@ -440,7 +424,7 @@ def run_bench(
     add_ratios(rows)
     result = {
         "environment": environment(opts.threads),
-        "options": {**asdict(opts), "data": opts.data},
+        "options": asdict(opts),
         "data": getattr(dataset, "name", opts.data) if dataset is not None else None,
         "rows": rows,
         "seconds": time.perf_counter() - t0,

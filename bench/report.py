@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import atomic_path, write_text_atomic
+from densedepth.data import write_text_atomic
 from densedepth.metrics import METRIC_KEYS
+from densedepth.viz import save_figure
 
 ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch"}
 CSV_COLUMNS = (
@@ -82,7 +83,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _num(value: Any, fmt: str) -> str:
+def number_cell(value: Any, fmt: str) -> str:
     """``value`` formatted, '' when absent; a signed figure that rounds to 0 prints as +0."""
     if not isinstance(value, (int, float)):
         return ""
@@ -123,17 +124,17 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
             row_label(r),
             size_text(r),
             status.replace("|", "/"),
-            _num(r.get("p50_ms"), ".2f"),
-            _num(r.get("p90_ms"), ".2f"),
-            _num(r.get("p99_ms"), ".2f"),
+            number_cell(r.get("p50_ms"), ".2f"),
+            number_cell(r.get("p90_ms"), ".2f"),
+            number_cell(r.get("p99_ms"), ".2f"),
             mean,
-            _num(r.get("fps"), ".1f"),
+            number_cell(r.get("fps"), ".1f"),
             speed,
-            _num(r.get("gflops"), ".2f"),
-            _num(r.get("gops"), ".1f"),
-            _num(r.get("delta1"), ".4f"),
-            _num(r.get("delta1_drop"), "+.4f"),
-            *(_num(r.get(k), ".4f") for k in ("rel", "rms", "log10")),
+            number_cell(r.get("gflops"), ".2f"),
+            number_cell(r.get("gops"), ".1f"),
+            number_cell(r.get("delta1"), ".4f"),
+            number_cell(r.get("delta1_drop"), "+.4f"),
+            *(number_cell(r.get(k), ".4f") for k in ("rel", "rms", "log10")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     sweep = [(r, t) for r in rows for t in r.get("throughput", [])[1:]]
@@ -235,10 +236,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,10 +97,17 @@ def save_grid(
         fig.colorbar(sm, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, label="depth (m)")
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path, dpi=100)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: float | None = None) -> Path:
+    """Write a matplotlib figure as PNG through a temporary file, then close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
     return path

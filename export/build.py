@@ -9,15 +9,16 @@ target they hold.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calib.calibration import CalibrationSet
+from calib.calibration import CalibrationSet, load_calibration_set
 from densedepth.checkpoint import load_checkpoint
 from export.formats import ExportError, Format, require
-from export.onnx_export import convert_fp16, read_sidecar
+from export.onnx_export import convert_fp16, read_metadata, read_sidecar
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
 
@@ -47,6 +48,29 @@ def default_calibration_source(fp32_onnx: Path) -> str:
         f"no --calib given and the training data of {fp32_onnx} is unknown; pass "
         f"--calib DATASET|IMAGE_FOLDER|synthetic"
     )
+
+
+def calibration_for(
+    fp32_onnx: Path,
+    source: str | None,
+    n: int,
+    log: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
+    **dataset_kwargs: Any,
+) -> CalibrationSet:
+    """The calibration set of an INT8 build of ``fp32_onnx``: ``n`` images of ``source`` (else
+    the model's training data) at its input size. Calibration warnings go to ``warn`` (default
+    ``log``) as ``warning: ...``, then one summary line to ``log``."""
+    size = tuple(read_metadata(fp32_onnx)["input_size"])
+    data = source or default_calibration_source(fp32_onnx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calib = load_calibration_set(data, size, n, **dataset_kwargs)
+    for w in caught:
+        (warn or log)(f"warning: {w.message}")
+    skipped = f", {len(calib.skipped)} unreadable skipped" if calib.skipped else ""
+    log(f"calibration: {len(calib)} images from {data}{skipped}")
+    return calib
 
 
 Builder = Callable[[Path, Path, BuildOptions], dict[str, Any]]

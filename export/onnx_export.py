@@ -108,6 +108,7 @@ def ort_session(
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: not its notes on FP16 nodes it cannot fold
     if threads:
         opts.intra_op_num_threads = threads
     if profile:

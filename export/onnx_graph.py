@@ -1,0 +1,89 @@
+"""Small ONNX graph helpers shared by the quantizers and the TensorRT checker."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def opset_of(model: Any) -> int:
+    """The default-domain opset of ``model``."""
+    for entry in model.opset_import:
+        if entry.domain in DEFAULT_DOMAINS:
+            return int(entry.version)
+    raise ValueError("the model imports no default-domain opset")
+
+
+def set_opset(model: Any, version: int) -> None:
+    """Declare default-domain opset ``version`` (no conversion: the caller knows the ops agree)."""
+    for entry in model.opset_import:
+        if entry.domain in DEFAULT_DOMAINS:
+            entry.version = version
+            return
+    model.opset_import.add(domain="", version=version)
+
+
+def drop_unused_domains(model: Any) -> list[str]:
+    """Remove opset imports of domains no node uses (ONNX Runtime's quantizer adds several);
+    returns the removed domains."""
+    used = {n.domain for n in model.graph.node} | set(DEFAULT_DOMAINS)
+    keep = [e for e in model.opset_import if e.domain in used]
+    dropped = [e.domain for e in model.opset_import if e.domain not in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return dropped
+
+
+def topological_sort(graph: Any) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (stable:
+    nodes already in order keep it). Raises ValueError on a cycle."""
+    nodes = list(graph.node)
+    produced_by = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    waiting = [0] * len(nodes)
+    users: dict[int, list[int]] = defaultdict(list)
+    for i, node in enumerate(nodes):
+        for name in {x for x in node.input if x in produced_by}:
+            waiting[i] += 1
+            users[produced_by[name]].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    order: list[int] = []
+    while ready:
+        ready.sort()
+        i = ready.pop(0)
+        order.append(i)
+        for j in users[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if len(order) != len(nodes):
+        raise ValueError("the graph has a cycle")
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+
+
+def producers(graph: Any) -> dict[str, Any]:
+    """Tensor name -> the node that writes it."""
+    return {out: n for n in graph.node for out in n.output}
+
+
+def consumers(graph: Any) -> dict[str, list[Any]]:
+    """Tensor name -> the nodes that read it."""
+    found: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                found[name].append(node)
+    return found
+
+
+def constant_tensors(graph: Any) -> dict[str, Any]:
+    """Initializers and Constant-node outputs by name, as TensorProtos."""
+    found = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    found[node.output[0]] = attr.t
+    return found

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
@@ -30,6 +31,18 @@ app = typer.Typer(
 )
 # Logs and pipes get wide lines (Rich's default for a non-terminal is 80 columns).
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
+
+
+def show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """Python warnings as ``warning: message`` on stderr (no file and line)."""
+    typer.echo(f"warning: {message}", err=True)
+
+
+@app.callback()
+def setup() -> None:
+    """DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment."""
+    warnings.showwarning = show_warning
+
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
 DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
@@ -373,6 +386,36 @@ def export(
         )
 
 
+class Quantizer(str, Enum):
+    auto = "auto"
+    modelopt = "modelopt"
+    onnxruntime = "onnxruntime"
+
+
+def parse_trt_version(text: str | None) -> tuple[int, int] | None:
+    """``"8.6"`` -> (8, 6); a clear error otherwise."""
+    if text is None:
+        return None
+    from export.tensorrt import parse_version
+
+    return parse_version(text)
+
+
+def engine_precision(target: Target, int8: bool, fp16: bool, bf16: bool) -> tuple[str, str]:
+    """(format precision, TensorRT INT8 float-layer precision) from the precision flags.
+
+    TensorRT takes ``--int8 --fp16`` (INT8 with FP16 float layers); every other combination
+    of two flags is refused."""
+    chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("bf16", bf16)) if on]
+    if target is Target.tensorrt and chosen == ["int8", "fp16"]:
+        return "int8", "fp16"
+    if len(chosen) > 1:
+        both = " (TensorRT takes --int8 --fp16)" if target is not Target.tensorrt else ""
+        raise DenseDepthError(f"choose one of --int8, --fp16, --bf16{both}")
+    default = "fp16" if target is Target.tensorrt else "fp32"
+    return (chosen[0] if chosen else default), "fp32"
+
+
 @app.command("build-engine")
 def build_engine(
     source: Annotated[Path, typer.Argument(help="The fp32 ONNX from `export` (or a .pt).")],
@@ -380,7 +423,9 @@ def build_engine(
         Target.onnx
     ),
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (calibrated Q/DQ).")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="FP16.")] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="FP16 (with --int8 on TensorRT: FP16 float layers).")
+    ] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="BF16 (OpenVINO).")] = False,
     calib: Annotated[
         str | None,
@@ -388,11 +433,25 @@ def build_engine(
     ] = None,
     calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 500,
     method: Annotated[CalibMethod, typer.Option(help="Calibration method.")] = (CalibMethod.minmax),
+    quantizer: Annotated[
+        Quantizer,
+        typer.Option(help="TensorRT Q/DQ writer: modelopt (NVIDIA ModelOpt), onnxruntime, auto."),
+    ] = Quantizer.auto,
     keep_float: Annotated[
         list[str] | None,
         typer.Option(help="Keep in float: input-norm, first-conv, last-conv, depth-out, NODE."),
     ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Folder (default: beside SOURCE).")] = None,
+    onnx_only: Annotated[
+        bool,
+        typer.Option(
+            "--onnx-only", help="TensorRT: write and check the ONNX the build parses; no GPU."
+        ),
+    ] = False,
+    trt_version: Annotated[
+        str | None,
+        typer.Option(help="Plan for this TensorRT (e.g. 8.6); default: the installed one."),
+    ] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace, GiB.")] = 2.0,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="TensorRT profile max batch.")] = 1,
@@ -406,12 +465,26 @@ def build_engine(
     from export.onnx_export import export_onnx, read_metadata
 
     with user_errors():
-        chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("bf16", bf16)) if on]
-        if len(chosen) > 1:
-            raise DenseDepthError("choose one of --int8, --fp16, --bf16")
-        default = "fp16" if target is Target.tensorrt else "fp32"
-        fmt = get_format(target.value, chosen[0] if chosen else default)
-        require(fmt)
+        precision, int8_float = engine_precision(target, int8, fp16, bf16)
+        fmt = get_format(target.value, precision)
+        if onnx_only and target is not Target.tensorrt:
+            raise DenseDepthError(
+                "--onnx-only is for --target tensorrt (the ONNX its build parses)"
+            )
+        if not onnx_only:
+            require(fmt)
+        opts = BuildOptions(
+            method=method.value,
+            keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
+            workspace_gb=workspace,
+            timing_cache=str(timing_cache) if timing_cache else None,
+            max_batch=max_batch,
+            legacy_calibrator=legacy_calibrator,
+            int8_float=int8_float,
+            producer=quantizer.value,
+            trt_version=parse_trt_version(trt_version),
+            onnx_only=onnx_only,
+        )
         out = out_dir or source.parent
         if source.suffix in (".pt", ".pth"):
             record = export_onnx(source, out / "model_fp32.onnx")
@@ -420,25 +493,57 @@ def build_engine(
         meta = read_metadata(source)
         if meta.get("precision") != "fp32":
             raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
-        calib_set = None
+        opts.stem = source.stem.removesuffix("_fp32")
         if fmt.precision == "int8":
             warn = partial(typer.echo, err=True)
-            calib_set = calibration_for(source, calib, calib_images, console.print, warn)
-        opts = BuildOptions(
-            stem=source.stem.removesuffix("_fp32"),
-            calib=calib_set,
-            method=method.value,
-            keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
-            workspace_gb=workspace,
-            timing_cache=str(timing_cache) if timing_cache else None,
-            max_batch=max_batch,
-            legacy_calibrator=legacy_calibrator,
-        )
+            opts.calib = calibration_for(source, calib, calib_images, console.print, warn)
         record = build(fmt, source, out, opts)
         console.print(saved_line(record))
+        if record.get("calibration_cache"):
+            state = "reused" if record.get("calibration_reused") else "saved"
+            console.print(f"calibration ranges {state}: {record['calibration_cache']}")
         if "fp32_max_abs_m" in record:
             where = record.get("fp32_diff_input", "the parity input")
             console.print(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
+        if record.get("onnx_only"):
+            flags = {"fp16": "--fp16", "int8": f"--int8{' --fp16' * (int8_float == 'fp16')}"}
+            console.print(f"checked for {record['planned_for']}: 0 violations")
+            console.print(
+                f"on the GPU machine: cli.py build-engine {source} --target tensorrt "
+                f"{flags[precision]} --calib ..."
+            )
+            typer.echo(record["path"])
+
+
+class CheckFor(str, Enum):
+    tensorrt = "tensorrt"
+
+
+@app.command("check-onnx")
+def check_onnx(
+    file: Annotated[Path, typer.Argument(help="ONNX file to check.")],
+    for_: Annotated[CheckFor, typer.Option("--for", help="Whose rules.")] = CheckFor.tensorrt,
+    trt_version: Annotated[
+        str | None, typer.Option(help="TensorRT version, e.g. 8.6 (default: the newest known).")
+    ] = None,
+) -> None:
+    """Check an ONNX file against TensorRT's rules: one line per violation, exit 1 when any."""
+    from export.trt_check import check_onnx_file, flavour_note, generation_for
+
+    with user_errors():
+        version = parse_trt_version(trt_version)
+        gen = generation_for(version)
+        findings = check_onnx_file(file, version)
+        note = flavour_note(file)
+        rules = f"TensorRT {gen.since[0]}.{gen.since[1]}+ parser rules"
+        if note:
+            typer.echo(f"not for TensorRT: {note}")
+        for finding in findings:
+            typer.echo(finding.line())
+        if findings:
+            typer.echo(f"{file}: {len(findings)} violation(s) of {rules}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{file}: 0 violations of {rules}")
 
 
 def bench_table(rows: list[dict]) -> Table:

@@ -38,7 +38,7 @@ from export.formats import FORMATS, BackendUnavailable
 Log = Callable[[str], None]
 
 ARTIFACT_SUFFIXES = (".pt", ".pth", ".onnx", ".xml", ".engine")
-TRT_QDQ_SUFFIX = "_int8_trt.onnx"  # TensorRT's Q/DQ input, an intermediate of its INT8 build
+TRT_QDQ_SUFFIX = "_trt.onnx"  # TensorRT's Q/DQ inputs (*_int8_trt, *_int8_fp16_trt.onnx)
 VERSIONED_PACKAGES = (
     "torch",
     "onnxruntime",
@@ -100,7 +100,7 @@ def discover_artifacts(path: Path) -> list[Path]:
     """``path`` itself when a file; for a folder every artifact in it, recursively.
 
     A training run's ``best.pt`` stands for it (``last.pt`` only where there is no best);
-    hidden files and TensorRT's Q/DQ input (``*_int8_trt.onnx``) are left out.
+    hidden files and TensorRT's Q/DQ inputs (``*_trt.onnx``) are left out.
     """
     if path.is_file() or not path.exists():
         return [path]

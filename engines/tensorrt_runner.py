@@ -1,90 +1,162 @@
-"""TensorRT runner through pycuda: page-locked host buffers, one stream, tensors by name.
+"""TensorRT runner: page-locked host buffers, one stream, tensors by name.
 
-Needs the ``tensorrt`` extra and an NVIDIA GPU; otherwise constructing it raises one line
-naming what is missing. Written against TensorRT 10/11's documented runtime API
-(``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
+Needs the ``tensorrt`` extra, a CUDA binding (``export.cuda``: pycuda or cuda-python) and an
+NVIDIA GPU; otherwise constructing it raises one line naming what is missing. Written against
+TensorRT 8.6 .. 11's runtime API (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``), checked name by name against NVIDIA's bindings (tests/tensorrt_api.py).
+
+Input and output names, shapes, dtypes and the batch range come from the engine itself; the
+sidecar (``model.engine.json``) adds what the engine does not say (precision, backbone) and is
+checked against this TensorRT and GPU. An engine without one (built by ``trtexec``) loads with
+a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from densedepth.errors import DenseDepthError
 from engines.base import check_batch
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, read_sidecar
-from export.tensorrt import check_engine_sidecar, gpu_name, import_tensorrt
+from export.onnx_export import read_sidecar
+from export.tensorrt import check_engine_sidecar, import_tensorrt
+
+
+class EngineWarning(UserWarning):
+    """An engine loads, but something about it could not be checked."""
 
 
 class TensorRTRunner:
-    """A serialized TensorRT engine (fp16 or int8) with its JSON sidecar."""
+    """A serialized TensorRT engine (fp16 or int8), with or without its JSON sidecar."""
 
     device = "cuda"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        trt = import_tensorrt()
-        import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
-        import pycuda.driver as cuda
+        from export.cuda import cuda_backend
 
+        trt = import_tensorrt()
+        self.cuda = cuda_backend()
+        self._trt = trt
         self.path = Path(path)
+        self.name = f"tensorrt:{self.path.name}"
         sidecar = read_sidecar(self.path)
-        check_engine_sidecar(sidecar, trt.__version__, gpu_name(), self.path)
-        self._cuda, self._trt = cuda, trt
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise DenseDepthError(f"TensorRT cannot deserialize {self.path}; rebuild it here")
-        self.context = self.engine.create_execution_context()
-        self.stream = cuda.Stream()
-        h, w = sidecar["input_size"]
-        self.input_shape = (1, 3, int(h), int(w))
-        self.max_batch = int(sidecar["shapes"][INPUT_NAME]["max"][0])
-        self.dynamic = sidecar["shapes"][INPUT_NAME]["min"][0] != self.max_batch
-        self.precision = sidecar["precision"]
+        if sidecar:
+            check_engine_sidecar(sidecar, trt.__version__, self.cuda.device_name(), self.path)
+        else:
+            warnings.warn(
+                f"{self.path} has no sidecar ({self.path.name}.json): its TensorRT version and "
+                f"GPU are not checked; shapes and types are read from the engine",
+                EngineWarning,
+                stacklevel=2,
+            )
+        self._buffers: dict[str, tuple[np.ndarray, int]] = {}
+        self._batch = 0
+        self.stream = 0
+        with self.cuda.context():
+            runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+            if self.engine is None:
+                raise DenseDepthError(f"TensorRT cannot deserialize {self.path}; rebuild it here")
+            self.context = self.engine.create_execution_context()
+            self.stream = self.cuda.stream()
+        self.input_name, self.output_name = self._io_names()
+        dims = tuple(int(d) for d in self.engine.get_tensor_shape(self.input_name))
+        if len(dims) != 4 or dims[1] != 3 or min(dims[2:]) < 1:
+            raise DenseDepthError(
+                f"{self.path}: input {self.input_name!r} is {dims}; expected N x 3 x H x W "
+                f"with a fixed H and W"
+            )
+        self.dynamic = dims[0] == -1
+        if self.dynamic:
+            profile = self.engine.get_tensor_profile_shape(self.input_name, 0)
+            self.min_batch, self.max_batch = int(profile[0][0]), int(profile[2][0])
+        else:
+            self.min_batch = self.max_batch = dims[0]
+        self.input_shape = (1, 3, dims[2], dims[3])
+        self.precision = sidecar.get("precision", "unknown")
         self.backbone = sidecar.get("backbone", "")
         self.decoder_width = float(sidecar.get("decoder_width", 1.0))
-        self.name = f"tensorrt:{self.path.name}"
-        self._buffers: dict[str, tuple[Any, Any]] = {}
+
+    def _io_names(self) -> tuple[str, str]:
+        """(input, output) tensor names; exactly one of each."""
+        trt, engine = self._trt, self.engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise DenseDepthError(
+                f"{self.path} has inputs {inputs} and outputs {outputs}; a DenseDepth engine "
+                f"has one RGB input and one depth output"
+            )
+        return inputs[0], outputs[0]
+
+    def _release(self) -> None:
+        for host, device in getattr(self, "_buffers", {}).values():
+            self.cuda.free(device)
+            self.cuda.host_free(host)
+        self._buffers = {}
         self._batch = 0
 
     def _allocate(self, batch: int) -> None:
-        """Page-locked host + device buffers for ``batch`` images, bound by tensor name."""
-        trt, cuda = self._trt, self._cuda
-        if self.dynamic:
-            self.context.set_input_shape(INPUT_NAME, (batch, *self.input_shape[1:]))
-        self._buffers = {}
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            shape = tuple(self.context.get_tensor_shape(name))
-            dtype = trt.nptype(self.engine.get_tensor_dtype(name))
-            host = cuda.pagelocked_empty(shape, dtype)
-            device = cuda.mem_alloc(host.nbytes)
-            self.context.set_tensor_address(name, int(device))
+        """Page-locked host + device buffers for ``batch`` images, sized from the engine's
+        shapes and dtypes and bound by tensor name (inside the CUDA context)."""
+        trt, engine, context = self._trt, self.engine, self.context
+        self._release()
+        if -1 in tuple(engine.get_tensor_shape(self.input_name)):
+            shape = (batch, *self.input_shape[1:])
+            if not context.set_input_shape(self.input_name, shape):
+                raise DenseDepthError(
+                    f"{self.name}: TensorRT refused input shape {shape} (profile batch "
+                    f"{self.min_batch}..{self.max_batch})"
+                )
+        for name in (self.input_name, self.output_name):
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            if min(shape) < 0:
+                raise DenseDepthError(f"{self.name}: {name!r} still has an unknown size {shape}")
+            host = self.cuda.host_empty(shape, trt.nptype(engine.get_tensor_dtype(name)))
+            device = self.cuda.alloc(host.nbytes)
             self._buffers[name] = (host, device)
+            if context.set_tensor_address(name, device) is False:
+                raise DenseDepthError(f"{self.name}: TensorRT refused the address of {name!r}")
         self._batch = batch
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
         x = check_batch(self.name, batch, self.input_shape)
         step = self.max_batch
-        parts = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
+        with self.cuda.context():
+            parts = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
         return np.concatenate(parts)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        cuda = self._cuda
         if x.shape[0] != self._batch:
             if not self.dynamic and x.shape[0] != self.max_batch:
                 return np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
             self._allocate(x.shape[0])
-        host_in, dev_in = self._buffers[INPUT_NAME]
-        host_out, dev_out = self._buffers[OUTPUT_NAME]
+        host_in, dev_in = self._buffers[self.input_name]
+        host_out, dev_out = self._buffers[self.output_name]
         np.copyto(host_in, x.astype(host_in.dtype, copy=False))
-        cuda.memcpy_htod_async(dev_in, host_in, self.stream)
-        if not self.context.execute_async_v3(stream_handle=self.stream.handle):
+        self.cuda.htod(dev_in, host_in, self.stream)
+        if not self.context.execute_async_v3(stream_handle=self.stream):
             raise DenseDepthError(f"{self.name}: TensorRT execution failed")
-        cuda.memcpy_dtoh_async(host_out, dev_out, self.stream)
-        self.stream.synchronize()
+        self.cuda.dtoh(host_out, dev_out, self.stream)
+        self.cuda.synchronize(self.stream)
         return np.array(host_out, dtype=np.float32, copy=True)
+
+    def close(self) -> None:
+        """Free the device and host buffers and the stream."""
+        if getattr(self, "cuda", None) is None:
+            return
+        with self.cuda.context():
+            self._release()
+            if getattr(self, "stream", 0):
+                self.cuda.stream_free(self.stream)
+                self.stream = 0
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown, a context already gone
+            self.close()

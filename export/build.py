@@ -8,10 +8,11 @@ target they hold.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ class BuildOptions:
     timing_cache: str | None = None
     max_batch: int = 1
     legacy_calibrator: bool = False  # TensorRT < 10.1: IInt8EntropyCalibrator2 on the fp32 ONNX
+    int8_float: str = "fp16"  # TensorRT INT8: precision of the layers left in float
+    producer: str = "auto"  # TensorRT Q/DQ writer: auto | modelopt | onnxruntime
+    trt_version: tuple[int, int] | None = None  # plan for this TensorRT (default: installed)
+    onnx_only: bool = False  # TensorRT: write the ONNX the build parses, do not build
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,35 +105,79 @@ def build_onnx_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, 
     return quantize_int8(fp32, calib, out, "cpu", opts.method, opts.keep_float)
 
 
-def build_tensorrt_qdq(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
-    """Q/DQ ONNX for TensorRT: symmetric s8 activations and weights."""
+def tensorrt_qdq_name(stem: str, float_precision: str) -> str:
+    """File name of the TensorRT Q/DQ ONNX (its float layers in ``float_precision``)."""
+    return f"{stem}_int8_trt.onnx" if float_precision == "fp32" else f"{stem}_int8_fp16_trt.onnx"
+
+
+def build_tensorrt_qdq(
+    fp32: Path,
+    out_dir: Path,
+    opts: BuildOptions,
+    float_precision: str = "fp32",
+    max_opset: int | None = None,
+) -> dict[str, Any]:
+    """Q/DQ ONNX for TensorRT: int8 symmetric, only where TensorRT fuses it."""
     calib = _need_calib(opts, "INT8")
-    out = out_dir / f"{opts.stem}_int8_trt.onnx"
-    return quantize_int8(fp32, calib, out, "tensorrt", opts.method, opts.keep_float)
+    out = out_dir / tensorrt_qdq_name(opts.stem, float_precision)
+    return quantize_int8(fp32, calib, out, "tensorrt", opts.method, opts.keep_float,
+                         producer=opts.producer, float_precision=float_precision,
+                         max_opset=max_opset)  # fmt: skip
+
+
+def tensorrt_version_here(opts: BuildOptions) -> tuple[int, int] | None:
+    """The TensorRT to plan for: ``opts.trt_version``, else the installed one; None with
+    ``onnx_only`` and no TensorRT (plan for the newest: strongly typed)."""
+    from export.tensorrt import import_tensorrt, parse_version
+
+    if opts.trt_version is not None:
+        return opts.trt_version
+    if opts.onnx_only and importlib.util.find_spec("tensorrt") is None:
+        return None
+    return parse_version(import_tensorrt().__version__)
 
 
 def build_tensorrt(precision: str) -> Builder:
-    """The TensorRT builder for ``precision``: makes the ONNX its version wants, then builds."""
+    """The TensorRT builder for ``precision``: makes and checks the ONNX its version parses,
+    then builds the engine (or, with ``onnx_only``, stops there: no TensorRT or GPU needed)."""
 
     def run(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
-        from export.tensorrt import build_engine, build_plan, import_tensorrt, parse_version
+        from export.tensorrt import (
+            NEWEST_PLANNED,
+            build_engine,
+            build_plan,
+            check_for_version,
+            version_label,
+        )
 
-        trt = import_tensorrt()
-        plan = build_plan(parse_version(trt.__version__), precision, opts.legacy_calibrator)
-        source = {
-            "fp32": lambda: fp32,
-            "fp16": lambda: Path(build_onnx_fp16(fp32, out_dir, opts)["path"]),
-            "int8-qdq": lambda: Path(build_tensorrt_qdq(fp32, out_dir, opts)["path"]),
-        }[plan.onnx_kind]()
+        version = tensorrt_version_here(opts)
+        planned = version or NEWEST_PLANNED
+        plan = build_plan(planned, precision, opts.legacy_calibrator, opts.int8_float)
+        if opts.onnx_only and plan.calibrator:
+            raise ExportError(
+                "--legacy-calibrator builds from the fp32 ONNX itself: no --onnx-only"
+            )
+        if plan.onnx_kind == "fp32":
+            source = {"path": str(fp32)}
+        elif plan.onnx_kind == "fp16":
+            source = build_onnx_fp16(fp32, out_dir, opts)
+        else:
+            float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
+            source = build_tensorrt_qdq(fp32, out_dir, opts, float_precision, plan.max_opset)
+        check_for_version(Path(source["path"]), version)
+        if opts.onnx_only:
+            return {**source, "tensorrt_plan": asdict(plan),
+                    "planned_for": version_label(version), "onnx_only": True}  # fmt: skip
         calib = _need_calib(opts, "INT8") if plan.calibrator else None
         return build_engine(
-            source,
+            source["path"],
             out_dir / f"{opts.stem}_{precision}.engine",
             precision,
             workspace_gb=opts.workspace_gb,
             timing_cache=opts.timing_cache,
             max_batch=opts.max_batch,
             calib=calib,
+            int8_float=opts.int8_float,
         )
 
     return run
@@ -174,5 +223,8 @@ def build(
     format's backend is missing here."""
     if fmt.key not in BUILDERS:
         raise ExportError(f"{fmt.key} is not built from ONNX (the checkpoint is the artifact)")
-    require(fmt)
+    if opts.onnx_only and fmt.target != "tensorrt":
+        raise ExportError("--onnx-only is for --target tensorrt (the ONNX its build parses)")
+    if not opts.onnx_only:
+        require(fmt)
     return BUILDERS[fmt.key](Path(fp32_onnx), Path(out_dir), opts)

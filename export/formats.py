@@ -49,16 +49,20 @@ class Format:
         if missing:
             how = f"pip install '.[{self.extra}]'" if self.extra else "pip install -e ."
             return f"{', '.join(missing)} not installed ({how})"
-        if self.needs_gpu and not cuda_available():
-            return "needs an NVIDIA GPU with CUDA (none visible)"
+        if self.needs_gpu:
+            return gpu_unavailable_reason()
         return None
 
 
-def cuda_available() -> bool:
-    """A CUDA device is visible to torch."""
-    import torch
+def gpu_unavailable_reason() -> str | None:
+    """Why no CUDA GPU can be used here (no CUDA binding, or no device), or None."""
+    from export.cuda import backend_installed, cuda_device_count
 
-    return torch.cuda.is_available()
+    if backend_installed() is None:
+        return "needs a CUDA binding: pip install cuda-python (or pycuda)"
+    if cuda_device_count() == 0:
+        return "needs an NVIDIA GPU with CUDA (none visible)"
+    return None
 
 
 FORMATS: tuple[Format, ...] = (
@@ -69,8 +73,8 @@ FORMATS: tuple[Format, ...] = (
     Format("openvino", "fp32", ".xml", False, ("openvino",), "openvino"),
     Format("openvino", "bf16", ".xml", False, ("openvino",), "openvino"),
     Format("openvino", "int8", ".xml", False, ("openvino", "nncf"), "openvino"),
-    Format("tensorrt", "fp16", ".engine", True, ("tensorrt", "pycuda"), "tensorrt"),
-    Format("tensorrt", "int8", ".engine", True, ("tensorrt", "pycuda"), "tensorrt"),
+    Format("tensorrt", "fp16", ".engine", True, ("tensorrt",), "tensorrt"),
+    Format("tensorrt", "int8", ".engine", True, ("tensorrt",), "tensorrt"),
 )
 
 TARGETS: tuple[str, ...] = tuple(dict.fromkeys(f.target for f in FORMATS))

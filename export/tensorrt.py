@@ -2,19 +2,25 @@
 
 What each version builds from (``build_plan``):
 
-- TensorRT 11+: networks are always strongly typed, precision flags are gone. FP16 builds from
-  the FP16 ONNX (``export.onnx_export.convert_fp16``), INT8 from the symmetric Q/DQ ONNX
-  (``export.quantize`` flavour ``tensorrt``).
-- TensorRT 10.1 .. 10.x: FP16 through ``BuilderFlag.FP16`` on the FP32 ONNX; INT8 from the
-  Q/DQ ONNX with ``BuilderFlag.INT8`` (explicit quantization; FP16 allowed for float layers).
-- TensorRT < 10.1 (older JetPack): as 10.x, plus INT8 can come from the FP32 ONNX through an
-  ``IInt8EntropyCalibrator2`` fed by our calibration set, with a cache keyed by (ONNX hash,
-  calibration set hash, input shape); a cache made for something else is never reused.
+- TensorRT 10.12+ and 11: strongly typed networks (10.12 deprecated the precision flags, 11
+  removed them). FP16 builds from the FP16 ONNX (``export.onnx_export.convert_fp16``); INT8 from
+  the TensorRT Q/DQ ONNX (``export.quantize``, flavour ``tensorrt``) whose float layers are
+  FP16 (``--int8 --fp16``, the usual TensorRT INT8) or FP32 (``--int8``): under strong typing
+  the layers take the types the ONNX gives them.
+- TensorRT 10.1 .. 10.11: weakly typed with flags: FP16 is ``BuilderFlag.FP16`` on the FP32
+  ONNX; INT8 is the Q/DQ ONNX (FP32 float layers) with ``BuilderFlag.INT8``, plus
+  ``BuilderFlag.FP16`` for the float layers with ``--fp16``.
+- TensorRT < 10.1 (8.5 / 8.6 on older JetPack, 10.0): as 10.1 .. 10.11, the Q/DQ ONNX at
+  opset 17 for the 8.x parser; or INT8 from the FP32 ONNX through an
+  ``IInt8EntropyCalibrator2`` fed by our calibration set (``--legacy-calibrator``), with a
+  cache keyed by (ONNX hash, calibration set hash, input shape); a cache made for something
+  else is never reused.
 
-Every engine gets a JSON sidecar (TensorRT version, GPU, precision, shapes, ONNX hash); loading
-one built by another TensorRT version or for another GPU is refused, naming both. The runtime
-is in ``engines.tensorrt_runner``. Written against TensorRT's documented Python API; without
-TensorRT or a GPU every entry point fails with one line naming the extra to install.
+Every ONNX is checked against TensorRT's rules (``export.trt_check``) for the version at hand
+before it is parsed. Every engine gets a JSON sidecar (TensorRT version, GPU, precision, shapes,
+ONNX hash); loading one built by another TensorRT version or for another GPU is refused, naming
+both; an engine without one (``trtexec``) loads with a warning. CUDA memory goes through
+``export.cuda`` (pycuda or cuda-python). The runtime is ``engines.tensorrt_runner``.
 """
 
 from __future__ import annotations
@@ -26,21 +32,29 @@ from pathlib import Path
 from typing import Any
 
 from densedepth.data import atomic_path
-from export.formats import BackendUnavailable, ExportError, get_format, require
+from export.formats import ExportError, get_format, require
 from export.onnx_export import INPUT_NAME, file_sha256, read_metadata, write_sidecar
 
 DEFAULT_WORKSPACE_GB = 2.0
+STRONGLY_TYPED_SINCE = (10, 12)
+ALWAYS_STRONGLY_TYPED_SINCE = (11, 0)  # the STRONGLY_TYPED flag is ignored (deprecated) here
+IMPLICIT_INT8_UNTIL = (10, 1)  # the calibrator API is deprecated from here (removed in 11)
+PARSER_OPSET_8X = 17  # TensorRT 8.x's ONNX parser reads opsets up to 17
+INT8_FLOATS = ("fp16", "fp32")
+NEWEST_PLANNED = STRONGLY_TYPED_SINCE  # what --onnx-only plans for when no TensorRT is here
 
 
 @dataclass(frozen=True)
 class BuildPlan:
     """How one TensorRT version builds one precision."""
 
-    onnx_kind: str  # fp32 | fp16 | int8-qdq: which ONNX the build parses
+    onnx_kind: str  # fp32 | fp16 | int8-qdq-fp32 | int8-qdq-fp16: which ONNX the build parses
     flags: tuple[str, ...]  # BuilderFlag names to set
     strongly_typed: bool
     calibrator: bool  # implicit INT8 calibration (TensorRT < 10.1 only)
     explicit_batch_flag: bool  # TensorRT 8.x networks need EXPLICIT_BATCH
+    max_opset: int | None  # the highest opset this version's parser reads (None: any we write)
+    typed_flag: bool = False  # set NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.12 .. 10.x)
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -52,30 +66,39 @@ def parse_version(text: str) -> tuple[int, int]:
         raise ExportError(f"cannot read the TensorRT version {text!r}") from None
 
 
-def build_plan(version: tuple[int, int], precision: str, use_calibrator: bool = False) -> BuildPlan:
-    """The build recipe for ``precision`` on TensorRT ``version`` (see the module docstring)."""
+def build_plan(
+    version: tuple[int, int],
+    precision: str,
+    use_calibrator: bool = False,
+    int8_float: str = "fp16",
+) -> BuildPlan:
+    """The build recipe for ``precision`` on TensorRT ``version`` (see the module docstring);
+    ``int8_float`` is the precision of the layers an INT8 engine leaves in float."""
     if precision not in ("fp16", "int8"):
         raise ExportError(f"TensorRT engines are fp16 or int8, not {precision}")
-    major = version[0]
-    legacy = version < (10, 1)
+    if int8_float not in INT8_FLOATS:
+        raise ExportError(f"INT8 float layers are fp16 or fp32, not {int8_float}")
+    legacy = version < IMPLICIT_INT8_UNTIL
     if use_calibrator and not legacy:
         raise ExportError(
             f"TensorRT {version[0]}.{version[1]} has no implicit INT8 calibrator "
             f"(deprecated in 10.1, removed in 11); build INT8 from the Q/DQ ONNX"
         )
-    if major >= 11:
-        kind = "fp16" if precision == "fp16" else "int8-qdq"
-        return BuildPlan(kind, (), True, False, False)
-    explicit = major < 10
+    explicit = version[0] < 10
+    max_opset = PARSER_OPSET_8X if version[0] < 10 else None
+    if version >= STRONGLY_TYPED_SINCE:
+        kind = "fp16" if precision == "fp16" else f"int8-qdq-{int8_float}"
+        typed_flag = version < ALWAYS_STRONGLY_TYPED_SINCE
+        return BuildPlan(kind, (), True, False, False, max_opset, typed_flag)
     if precision == "fp16":
-        return BuildPlan("fp32", ("FP16",), False, False, explicit)
-    if use_calibrator:
-        return BuildPlan("fp32", ("INT8", "FP16"), False, True, explicit)
-    return BuildPlan("int8-qdq", ("INT8", "FP16"), False, False, explicit)
+        return BuildPlan("fp32", ("FP16",), False, False, explicit, max_opset)
+    flags = ("INT8", "FP16") if int8_float == "fp16" else ("INT8",)
+    kind = "fp32" if use_calibrator else "int8-qdq-fp32"
+    return BuildPlan(kind, flags, False, use_calibrator, explicit, max_opset)
 
 
 def onnx_kind(path: str | os.PathLike[str]) -> str:
-    """fp32 | fp16 | int8-qdq (TensorRT flavour) of one of our ONNX exports."""
+    """fp32 | fp16 | int8-qdq-fp32 | int8-qdq-fp16 (TensorRT flavour) of one of our ONNX files."""
     meta = read_metadata(path)
     precision = meta.get("precision", "")
     if precision == "int8":
@@ -84,7 +107,7 @@ def onnx_kind(path: str | os.PathLike[str]) -> str:
                 f"{path} is the ONNX Runtime CPU INT8 flavour (unsigned activations); TensorRT "
                 f"needs symmetric int8: build-engine --int8 --target tensorrt makes it"
             )
-        return "int8-qdq"
+        return f"int8-qdq-{meta.get('float_precision', 'fp32')}"
     if precision in ("fp32", "fp16"):
         return precision
     raise ExportError(f"{path} is not a DenseDepth ONNX export (no densedepth.precision)")
@@ -111,8 +134,6 @@ def engine_sidecar(
 
 def check_engine_sidecar(sidecar: dict[str, Any], trt_version: str, gpu: str, path: Path) -> None:
     """Refuse an engine built by another TensorRT version or for another GPU, naming both."""
-    if not sidecar:
-        raise ExportError(f"{path} has no sidecar {path.name}.json; rebuild it with build-engine")
     built_v, built_gpu = sidecar.get("tensorrt_version", "?"), sidecar.get("gpu", "?")
     if built_v != trt_version:
         raise ExportError(
@@ -136,15 +157,26 @@ def import_tensorrt() -> Any:
     return trt
 
 
-def gpu_name() -> str:
-    """Name of CUDA device 0 (through pycuda, as the runtime uses it)."""
-    try:
-        import pycuda.driver as cuda
+def version_label(version: tuple[int, int] | None) -> str:
+    """``TensorRT 10.3``, or what an unknown version is planned as."""
+    if version is None:
+        return "TensorRT 10.12+ / 11 (strongly typed)"
+    return f"TensorRT {version[0]}.{version[1]}"
 
-        cuda.init()
-        return str(cuda.Device(0).name())
-    except Exception as exc:  # pycuda raises its own LogicError/RuntimeError types
-        raise BackendUnavailable(f"no usable CUDA GPU for TensorRT: {exc}") from None
+
+def check_for_version(onnx_path: Path, version: tuple[int, int] | None) -> None:
+    """TensorRT's rules (``export.trt_check``) for ``version`` (None: the newest known);
+    every finding in one error."""
+    from export.trt_check import check_onnx_file
+
+    findings = check_onnx_file(onnx_path, version)
+    if findings:
+        shown = "; ".join(f.line() for f in findings[:5])
+        more = f" (and {len(findings) - 5} more: cli.py check-onnx lists them)"
+        raise ExportError(
+            f"{onnx_path} breaks {len(findings)} rule(s) of {version_label(version)}: "
+            f"{shown}{more if len(findings) > 5 else ''}"
+        )
 
 
 def build_engine(
@@ -156,74 +188,96 @@ def build_engine(
     max_batch: int = 1,
     calib: Any = None,
     calib_cache_dir: str | os.PathLike[str] | None = None,
+    int8_float: str = "fp16",
 ) -> dict[str, Any]:
     """Build a serialized engine from one of our ONNX files; returns the sidecar record.
 
-    ``onnx_path`` must be the kind ``build_plan`` names for this TensorRT (the CLI makes it).
-    ``max_batch`` > 1 needs an ONNX exported with ``--dynamic-batch``: an optimisation profile
-    covers batch 1..max_batch (opt = max). ``calib`` (a CalibrationSet) is used only on
-    TensorRT < 10.1 when INT8 is built from the FP32 ONNX.
+    ``onnx_path`` must be the kind ``build_plan`` names for this TensorRT (``export.build``
+    makes it). ``max_batch`` > 1 needs an ONNX exported with ``--dynamic-batch``: an
+    optimisation profile covers batch 1..max_batch (opt = max). ``calib`` (a CalibrationSet)
+    is used only on TensorRT < 10.1 when INT8 is built from the FP32 ONNX.
     """
+    from export.cuda import cuda_backend
+
     trt = import_tensorrt()
+    cuda = cuda_backend()
     onnx_path, out = Path(onnx_path), Path(out)
-    version = trt.__version__
-    plan = build_plan(parse_version(version), precision, use_calibrator=calib is not None)
+    version_text = trt.__version__
+    version = parse_version(version_text)
+    plan = build_plan(version, precision, calib is not None, int8_float)
     have = onnx_kind(onnx_path)
     if have != plan.onnx_kind:
         raise ExportError(
-            f"TensorRT {version} builds {precision} from the {plan.onnx_kind} ONNX, "
+            f"TensorRT {version_text} builds {precision} from the {plan.onnx_kind} ONNX, "
             f"but {onnx_path} is {have}"
         )
+    check_for_version(onnx_path, version)
     t0 = time.perf_counter()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if plan.explicit_batch_flag:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if plan.strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        listed = "; ".join(f"[{i + 1}] {e}" for i, e in enumerate(errors)) or "no detail"
-        raise ExportError(f"TensorRT cannot parse {onnx_path}: {listed}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    for flag in plan.flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    cache = _load_timing_cache(config, timing_cache)
-    shapes = _add_profile(builder, network, config, max_batch)
-    calibrator = None
-    if plan.calibrator:
-        from calib.calibration import cache_key
+    with cuda.context():
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(_network_flags(trt, plan))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_path.read_bytes()):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            listed = "; ".join(f"[{i + 1}] {e}" for i, e in enumerate(errors)) or "no detail"
+            raise ExportError(f"TensorRT cannot parse {onnx_path}: {listed}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+        for flag in plan.flags:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+        cache_state = _attach_timing_cache(config, timing_cache)
+        shapes = _add_profile(builder, network, config, max_batch)
+        calibrator = None
+        if plan.calibrator:
+            from calib.calibration import cache_key
 
-        key = cache_key(file_sha256(onnx_path), calib, "tensorrt-entropy2")
-        cache_dir = Path(calib_cache_dir) if calib_cache_dir else out.parent
-        calibrator = make_entropy_calibrator(trt, calib, cache_dir / f"trt_calib_{key}.cache")
-        config.int8_calibrator = calibrator
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(
-            f"TensorRT failed to build the {precision} engine (see its log above); "
-            f"try a larger --workspace"
-        )
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    if timing_cache:
-        _save_timing_cache(config, cache, Path(timing_cache))
-    record = engine_sidecar(version, gpu_name(), precision, onnx_path, shapes)
+            key = cache_key(file_sha256(onnx_path), calib, "tensorrt-entropy2")
+            cache_dir = Path(calib_cache_dir) if calib_cache_dir else out.parent
+            cache_file = cache_dir / f"trt_calib_{key}.cache"
+            calibrator = make_entropy_calibrator(trt, cuda, calib, cache_file)
+            config.int8_calibrator = calibrator
+        try:
+            serialized = builder.build_serialized_network(network, config)
+        finally:
+            if calibrator is not None:
+                calibrator.release()
+        if serialized is None:
+            raise ExportError(
+                f"TensorRT failed to build the {precision} engine (see its log above); "
+                f"try a larger --workspace"
+            )
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(bytes(serialized))
+        if timing_cache:
+            with atomic_path(Path(timing_cache)) as tmp:
+                tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        gpu = cuda.device_name()
+    record = engine_sidecar(version_text, gpu, precision, onnx_path, shapes)
     record.update(
         build_seconds=time.perf_counter() - t0,
         workspace_gb=workspace_gb,
         flags=list(plan.flags),
         strongly_typed=plan.strongly_typed,
+        int8_float=int8_float if precision == "int8" else None,
         calibrator="IInt8EntropyCalibrator2" if calibrator else None,
+        timing_cache=cache_state,
+        cuda_binding=cuda.name,
         path=str(out),
         bytes=out.stat().st_size,
     )
     write_sidecar(out, record)
     return record
+
+
+def _network_flags(trt: Any, plan: BuildPlan) -> int:
+    """The creation flags of ``plan`` as the bit field ``create_network`` takes."""
+    flags = 0
+    if plan.explicit_batch_flag:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if plan.strongly_typed and plan.typed_flag:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
 
 
 def _add_profile(builder: Any, network: Any, config: Any, max_batch: int) -> dict[str, Any]:
@@ -242,32 +296,35 @@ def _add_profile(builder: Any, network: Any, config: Any, max_batch: int) -> dic
     return {INPUT_NAME: {"min": lo, "opt": hi, "max": hi}}
 
 
-def _load_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> Any:
+def _attach_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> str:
+    """Give the build a timing cache: the file's when TensorRT accepts it, else a new one (a
+    cache from another TensorRT version or GPU is refused by ``set_timing_cache``). Returns
+    what happened: new | reused | replaced."""
     data = Path(path).read_bytes() if path and Path(path).is_file() else b""
-    cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    return cache
+    if config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False):
+        return "reused" if data else "new"
+    if not data or not config.set_timing_cache(
+        config.create_timing_cache(b""), ignore_mismatch=False
+    ):
+        raise ExportError("TensorRT refused a new, empty timing cache")
+    return "replaced"
 
 
-def _save_timing_cache(config: Any, cache: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-
-
-def make_entropy_calibrator(trt: Any, calib: Any, cache_path: Path) -> Any:
+def make_entropy_calibrator(trt: Any, cuda: Any, calib: Any, cache_path: Path) -> Any:
     """An ``IInt8EntropyCalibrator2`` over a CalibrationSet (TensorRT < 10.1 only).
 
-    The cache file's name carries the key, so only a cache made for this ONNX, calibration
-    set and input shape is ever read.
+    Its device buffer is allocated in the current CUDA context (``build_engine`` holds the
+    primary context for the whole build) and freed by ``release()``. The cache file's name
+    carries the key, so only a cache made for this ONNX, calibration set and input shape is
+    ever read.
     """
     import numpy as np
-    import pycuda.driver as cuda
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.batches = calib.batches(1)
-            self.device = cuda.mem_alloc(int(calib.images[:1].nbytes))
+            self.device = cuda.alloc(int(calib.images[:1].nbytes))
 
         def get_batch_size(self) -> int:
             return 1
@@ -276,14 +333,19 @@ def make_entropy_calibrator(trt: Any, calib: Any, cache_path: Path) -> Any:
             batch = next(self.batches, None)
             if batch is None:
                 return None
-            cuda.memcpy_htod(self.device, np.ascontiguousarray(batch, dtype=np.float32))
+            cuda.htod(self.device, np.ascontiguousarray(batch, dtype=np.float32))
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:
             return cache_path.read_bytes() if cache_path.is_file() else None
 
-        def write_calibration_cache(self, cache: bytes) -> None:
+        def write_calibration_cache(self, cache: Any) -> None:
             with atomic_path(cache_path) as tmp:
                 tmp.write_bytes(bytes(cache))
+
+        def release(self) -> None:
+            if self.device is not None:
+                cuda.free(self.device)
+                self.device = None
 
     return EntropyCalibrator()

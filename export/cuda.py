@@ -1,0 +1,310 @@
+"""CUDA memory for TensorRT through one small interface, backed by pycuda or cuda-python.
+
+TensorRT's Python API takes device pointers and stream handles as integers; moving data needs
+a CUDA binding. Two are supported, the first importable one is used (``DD_CUDA_BACKEND=pycuda``
+or ``cuda-python`` picks one):
+
+- ``pycuda`` (the design card's choice; on Jetson it is built against JetPack's CUDA),
+- ``cuda-python`` (``cuda.bindings.driver``; wheels on PyPI, no CUDA toolkit needed: what
+  NVIDIA's TensorRT 10 Python samples use).
+
+Both work on the device's primary context: retained once, pushed around every piece of work
+and popped after, so TensorRT (which uses the primary context through the runtime API), the
+builder's calibrator and the runner share one context and nothing is left current.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from export.formats import BackendUnavailable
+
+BACKENDS = ("pycuda", "cuda-python")
+ENV_VAR = "DD_CUDA_BACKEND"
+
+
+class CudaError(BackendUnavailable):
+    """A CUDA call failed (no driver, no device, out of memory); the message says which."""
+
+
+class CudaBackend:
+    """What TensorRT's builder and runner need from CUDA (device 0, its primary context)."""
+
+    name = ""
+
+    def device_count(self) -> int:
+        """CUDA devices visible here (0 when there is no driver)."""
+        raise NotImplementedError
+
+    def device_name(self) -> str:
+        """Name of device 0 (what engine sidecars record)."""
+        raise NotImplementedError
+
+    def push(self) -> None:
+        """Make device 0's primary context current (retained on first use)."""
+        raise NotImplementedError
+
+    def pop(self) -> None:
+        """Undo one ``push``."""
+        raise NotImplementedError
+
+    @contextmanager
+    def context(self) -> Iterator[None]:
+        """The primary context, current for the duration."""
+        self.push()
+        try:
+            yield
+        finally:
+            self.pop()
+
+    def alloc(self, nbytes: int) -> int:
+        """Device memory of ``nbytes``; returns its address."""
+        raise NotImplementedError
+
+    def free(self, ptr: int) -> None:
+        """Release device memory from ``alloc``."""
+        raise NotImplementedError
+
+    def host_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A page-locked host array (fast, asynchronous copies)."""
+        raise NotImplementedError
+
+    def host_free(self, array: np.ndarray) -> None:
+        """Release a page-locked array from ``host_empty`` (a no-op where GC does it)."""
+
+    def stream(self) -> int:
+        """A new stream; returns its handle."""
+        raise NotImplementedError
+
+    def stream_free(self, handle: int) -> None:
+        """Destroy a stream from ``stream``."""
+
+    def htod(self, ptr: int, host: np.ndarray, stream: int | None = None) -> None:
+        """Copy ``host`` to device address ``ptr`` (asynchronously on ``stream`` when given)."""
+        raise NotImplementedError
+
+    def dtoh(self, host: np.ndarray, ptr: int, stream: int | None = None) -> None:
+        """Copy device address ``ptr`` into ``host`` (asynchronously on ``stream`` when given)."""
+        raise NotImplementedError
+
+    def synchronize(self, handle: int) -> None:
+        """Wait for everything queued on the stream."""
+        raise NotImplementedError
+
+
+class PyCudaBackend(CudaBackend):
+    """pycuda.driver: explicit primary context, ``DeviceAllocation`` and ``Stream`` objects
+    kept alive here and handed out as integers."""
+
+    name = "pycuda"
+
+    def __init__(self) -> None:
+        self.cuda = importlib.import_module("pycuda.driver")
+        try:
+            self.cuda.init()
+        except Exception as exc:  # pycuda raises its own RuntimeError/LogicError types
+            raise CudaError(f"CUDA (pycuda) cannot start: {exc}") from None
+        self._context: Any = None
+        self._allocs: dict[int, Any] = {}
+        self._streams: dict[int, Any] = {}
+
+    def device_count(self) -> int:
+        return int(self.cuda.Device.count())
+
+    def device_name(self) -> str:
+        return str(self.cuda.Device(0).name())
+
+    def push(self) -> None:
+        if self._context is None:
+            self._context = self.cuda.Device(0).retain_primary_context()
+        self._context.push()
+
+    def pop(self) -> None:
+        self.cuda.Context.pop()
+
+    def alloc(self, nbytes: int) -> int:
+        allocation = self.cuda.mem_alloc(max(int(nbytes), 1))
+        self._allocs[int(allocation)] = allocation
+        return int(allocation)
+
+    def free(self, ptr: int) -> None:
+        allocation = self._allocs.pop(ptr, None)
+        if allocation is not None:
+            allocation.free()
+
+    def host_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return self.cuda.pagelocked_empty(tuple(shape), np.dtype(dtype))
+
+    def stream(self) -> int:
+        stream = self.cuda.Stream()
+        self._streams[int(stream.handle)] = stream
+        return int(stream.handle)
+
+    def stream_free(self, handle: int) -> None:
+        self._streams.pop(handle, None)
+
+    def htod(self, ptr: int, host: np.ndarray, stream: int | None = None) -> None:
+        if stream is None:
+            self.cuda.memcpy_htod(ptr, host)
+        else:
+            self.cuda.memcpy_htod_async(ptr, host, self._streams[stream])
+
+    def dtoh(self, host: np.ndarray, ptr: int, stream: int | None = None) -> None:
+        if stream is None:
+            self.cuda.memcpy_dtoh(host, ptr)
+        else:
+            self.cuda.memcpy_dtoh_async(host, ptr, self._streams[stream])
+
+    def synchronize(self, handle: int) -> None:
+        self._streams[handle].synchronize()
+
+
+def _driver_module() -> Any:
+    """cuda-python's driver API: ``cuda.bindings.driver`` (12.6+) or the older ``cuda.cuda``."""
+    try:
+        return importlib.import_module("cuda.bindings.driver")
+    except ImportError:
+        return importlib.import_module("cuda.cuda")
+
+
+class CudaPythonBackend(CudaBackend):
+    """cuda-python's driver API: every call returns ``(CUresult, values...)``, checked here."""
+
+    name = "cuda-python"
+
+    def __init__(self) -> None:
+        self.drv = _driver_module()
+        try:
+            started = self.drv.cuInit(0)
+        except Exception as exc:  # cuda-python raises when the driver library is missing
+            raise CudaError(f"CUDA (cuda-python) cannot start: {exc}") from None
+        self._check(started, "cuInit")
+        self._device: Any = None
+        self._context: Any = None
+        self._hosts: dict[int, int] = {}  # id(array) -> pinned address
+        self._streams: dict[int, Any] = {}
+
+    def _check(self, result: Any, what: str) -> Any:
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if err != self.drv.CUresult.CUDA_SUCCESS:
+            raise CudaError(f"CUDA (cuda-python) {what} failed: {getattr(err, 'name', err)}")
+        return values[0] if len(values) == 1 else values
+
+    def _dev(self) -> Any:
+        if self._device is None:
+            self._device = self._check(self.drv.cuDeviceGet(0), "cuDeviceGet")
+        return self._device
+
+    def device_count(self) -> int:
+        return int(self._check(self.drv.cuDeviceGetCount(), "cuDeviceGetCount"))
+
+    def device_name(self) -> str:
+        raw = self._check(self.drv.cuDeviceGetName(256, self._dev()), "cuDeviceGetName")
+        return bytes(raw).split(b"\0", 1)[0].decode()
+
+    def push(self) -> None:
+        if self._context is None:
+            retain = self.drv.cuDevicePrimaryCtxRetain(self._dev())
+            self._context = self._check(retain, "cuDevicePrimaryCtxRetain")
+        self._check(self.drv.cuCtxPushCurrent(self._context), "cuCtxPushCurrent")
+
+    def pop(self) -> None:
+        self._check(self.drv.cuCtxPopCurrent(), "cuCtxPopCurrent")
+
+    def alloc(self, nbytes: int) -> int:
+        return int(self._check(self.drv.cuMemAlloc(max(int(nbytes), 1)), "cuMemAlloc"))
+
+    def free(self, ptr: int) -> None:
+        self._check(self.drv.cuMemFree(ptr), "cuMemFree")
+
+    def host_empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = max(count * dtype.itemsize, 1)
+        ptr = int(self._check(self.drv.cuMemHostAlloc(nbytes, 0), "cuMemHostAlloc"))
+        raw = (ctypes.c_byte * nbytes).from_address(ptr)
+        array = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+        self._hosts[id(array)] = ptr
+        return array
+
+    def host_free(self, array: np.ndarray) -> None:
+        ptr = self._hosts.pop(id(array), None)
+        if ptr is not None:
+            self._check(self.drv.cuMemFreeHost(ptr), "cuMemFreeHost")
+
+    def stream(self) -> int:
+        stream = self._check(self.drv.cuStreamCreate(0), "cuStreamCreate")
+        self._streams[int(stream)] = stream
+        return int(stream)
+
+    def stream_free(self, handle: int) -> None:
+        stream = self._streams.pop(handle, None)
+        if stream is not None:
+            self._check(self.drv.cuStreamDestroy(stream), "cuStreamDestroy")
+
+    def htod(self, ptr: int, host: np.ndarray, stream: int | None = None) -> None:
+        src, n = host.ctypes.data, host.nbytes
+        if stream is None:
+            self._check(self.drv.cuMemcpyHtoD(ptr, src, n), "cuMemcpyHtoD")
+        else:
+            call = self.drv.cuMemcpyHtoDAsync(ptr, src, n, self._streams[stream])
+            self._check(call, "cuMemcpyHtoDAsync")
+
+    def dtoh(self, host: np.ndarray, ptr: int, stream: int | None = None) -> None:
+        dst, n = host.ctypes.data, host.nbytes
+        if stream is None:
+            self._check(self.drv.cuMemcpyDtoH(dst, ptr, n), "cuMemcpyDtoH")
+        else:
+            call = self.drv.cuMemcpyDtoHAsync(dst, ptr, n, self._streams[stream])
+            self._check(call, "cuMemcpyDtoHAsync")
+
+    def synchronize(self, handle: int) -> None:
+        self._check(self.drv.cuStreamSynchronize(self._streams[handle]), "cuStreamSynchronize")
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def backend_installed() -> str | None:
+    """The CUDA binding that would be used here (``pycuda`` / ``cuda-python``), or None."""
+    wanted = os.environ.get(ENV_VAR, "")
+    if wanted and wanted not in BACKENDS:
+        raise CudaError(f"{ENV_VAR}={wanted!r}; choose {' or '.join(BACKENDS)}")
+    found = {
+        "pycuda": _installed("pycuda"),
+        "cuda-python": _installed("cuda.bindings") or _installed("cuda.cuda"),
+    }
+    if wanted:
+        return wanted if found[wanted] else None
+    return next((name for name in BACKENDS if found[name]), None)
+
+
+def cuda_backend() -> CudaBackend:
+    """The CUDA binding to use here, started; one clear line when there is none."""
+    name = backend_installed()
+    if name is None:
+        raise BackendUnavailable(
+            "TensorRT needs a CUDA binding: pip install cuda-python (or pycuda, built against "
+            "the CUDA toolkit; JetPack ships both)"
+        )
+    return PyCudaBackend() if name == "pycuda" else CudaPythonBackend()
+
+
+def cuda_device_count() -> int:
+    """CUDA devices visible through the installed binding; 0 when none or no driver."""
+    try:
+        return cuda_backend().device_count()
+    except Exception:  # no binding, no driver library, no device: all mean "no GPU here"
+        return 0

@@ -3,7 +3,6 @@ the session's tiny trained model, shared by the export and bench tests."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,13 @@ from train.loop import fit
 
 
 def _skip_reasons() -> dict[str, str | None]:
+    from export.formats import get_format
+
     has_cuda = torch.cuda.is_available()
-    has_trt = importlib.util.find_spec("tensorrt") is not None
+    trt = get_format("tensorrt", "fp16").unavailable_reason()
     return {
         "gpu": None if has_cuda else "needs a CUDA GPU (none visible to torch)",
-        "tensorrt": None
-        if has_cuda and has_trt
-        else "needs TensorRT and a CUDA GPU (pip install '.[tensorrt]' on a GPU machine)",
+        "tensorrt": None if trt is None else f"needs TensorRT and a CUDA GPU: {trt}",
     }
 
 

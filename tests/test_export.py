@@ -149,7 +149,9 @@ def test_int8_keeps_delta1_of_fp32_on_held_out_scenes(trained: dict, tmp_path: P
 def test_one_calibration_two_flavours_and_cache_keys(trained: dict, tmp_path: Path) -> None:
     calib = trained["calib"]
     cpu = quantize_int8(trained["onnx"], calib, tmp_path / "cpu.onnx", "cpu")
-    trt = quantize_int8(trained["onnx"], calib, tmp_path / "trt.onnx", "tensorrt")
+    trt = quantize_int8(
+        trained["onnx"], calib, tmp_path / "trt.onnx", "tensorrt", producer="onnxruntime"
+    )
     assert not cpu["calibration_reused"] and trt["calibration_reused"]
     assert cpu["calibration_cache"] == trt["calibration_cache"]
     zero_points = {}
@@ -164,7 +166,7 @@ def test_one_calibration_two_flavours_and_cache_keys(trained: dict, tmp_path: Pa
         zero_points[name] = {(t.data_type, int(onnx.numpy_helper.to_array(t).max())) for t in zps}
     assert {dt for dt, _ in zero_points["cpu"]} == {onnx.TensorProto.UINT8}
     assert zero_points["trt"] == {(onnx.TensorProto.INT8, 0)}  # symmetric signed activations
-    assert onnx_kind(tmp_path / "trt.onnx") == "int8-qdq"
+    assert onnx_kind(tmp_path / "trt.onnx") == "int8-qdq-fp32"
     with pytest.raises(ExportError, match="CPU INT8 flavour"):
         onnx_kind(tmp_path / "cpu.onnx")
     # another calibration set, another method or another model: another key
@@ -230,15 +232,26 @@ def test_calibration_spreads_over_scenes() -> None:
 
 def test_tensorrt_build_plans_per_version() -> None:
     assert parse_version("10.3.0.26") == (10, 3) and parse_version("11") == (11, 0)
-    assert build_plan((11, 2), "fp16") == build_plan((11, 0), "fp16")
-    assert build_plan((11, 2), "fp16").onnx_kind == "fp16"
-    assert build_plan((11, 2), "int8").onnx_kind == "int8-qdq"
-    assert build_plan((11, 2), "int8").flags == () and build_plan((11, 2), "int8").strongly_typed
+    # 11: strongly typed always (the flag is deprecated there), no precision flags
+    eleven = build_plan((11, 2), "int8")
+    assert eleven.onnx_kind == "int8-qdq-fp16" and eleven.flags == () and eleven.strongly_typed
+    assert not eleven.typed_flag and build_plan((11, 2), "fp16").onnx_kind == "fp16"
+    assert build_plan((11, 2), "int8", int8_float="fp32").onnx_kind == "int8-qdq-fp32"
+    # 10.12+: strongly typed, with the flag; the precision flags are deprecated there
+    typed = build_plan((10, 12), "int8")
+    assert typed.strongly_typed and typed.typed_flag and typed.flags == ()
+    assert build_plan((10, 16), "fp16").onnx_kind == "fp16"
+    # 10.1 .. 10.11: flags on FP32-float ONNX; INT8 + FP16 for the float layers by default
+    assert build_plan((10, 8), "fp16") == build_plan((10, 1), "fp16")
     assert build_plan((10, 8), "fp16").flags == ("FP16",)
-    assert build_plan((10, 8), "int8").onnx_kind == "int8-qdq"
-    assert "INT8" in build_plan((10, 8), "int8").flags
+    flagged = build_plan((10, 11), "int8")
+    assert flagged.onnx_kind == "int8-qdq-fp32" and flagged.flags == ("INT8", "FP16")
+    assert build_plan((10, 11), "int8", int8_float="fp32").flags == ("INT8",)
+    # < 10.1: the same, or the legacy calibrator; 8.x parses opset <= 17 with EXPLICIT_BATCH
     legacy = build_plan((8, 6), "int8", use_calibrator=True)
     assert legacy.calibrator and legacy.onnx_kind == "fp32" and legacy.explicit_batch_flag
+    assert legacy.max_opset == 17 and build_plan((10, 0), "int8").max_opset is None
+    assert build_plan((10, 0), "int8", use_calibrator=True).calibrator
     with pytest.raises(ExportError, match="no implicit INT8 calibrator"):
         build_plan((10, 1), "int8", use_calibrator=True)
     with pytest.raises(ExportError, match="fp16 or int8"):
@@ -253,8 +266,6 @@ def test_engine_sidecar_mismatch_is_refused_naming_both(tmp_path: Path) -> None:
         check_engine_sidecar(side, "10.8.0", "NVIDIA Jetson Orin", path)
     with pytest.raises(ExportError, match="built for NVIDIA Jetson Orin, this GPU is NVIDIA H100"):
         check_engine_sidecar(side, "10.3.0", "NVIDIA H100", path)
-    with pytest.raises(ExportError, match="no sidecar"):
-        check_engine_sidecar({}, "10.3.0", "x", path)
 
 
 def test_format_table_drives_availability() -> None:

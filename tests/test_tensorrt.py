@@ -1,0 +1,413 @@
+"""TensorRT without a GPU: the builder and runner against NVIDIA's real Python API.
+
+The API comes from manifests of the real bindings wheels (tests/tensorrt_api.py: 8.6, 10.0,
+10.8, 10.16, 11.4, one per code path of ``build_plan``); ``fake_tensorrt`` builds a module with
+exactly those names and signatures and simulates what a build and an inference need, and
+``fake_cuda`` stands in for the GPU behind pycuda and cuda-python. A name, keyword or enum the
+real bindings lack fails here as it would on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import fake_cuda
+import numpy as np
+import onnx
+import pytest
+from fake_tensorrt import FakeTensorRT, parse_signature
+from tensorrt_api import load_manifest, manifest_versions
+
+from calib.calibration import CalibrationSet
+from densedepth.errors import DenseDepthError
+from engines import load_runner
+from export.build import BuildOptions, build
+from export.formats import ExportError, get_format
+from export.onnx_export import export_onnx, read_sidecar
+from export.tensorrt import build_engine, build_plan, parse_version
+
+VERSIONS = manifest_versions()
+LEGACY = [v for v in VERSIONS if parse_version(v) < (10, 1)]
+
+
+@pytest.fixture(scope="module")
+def sources(trained_tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny model's fp32 ONNX (static and dynamic batch), 4 calibration images, and the
+    calibration ranges cache their INT8 builds share (copied into each build folder)."""
+    root = tmp_path_factory.mktemp("trt-sources")
+    static = root / "model_fp32.onnx"
+    shutil.copy(trained_tiny["onnx"], static)
+    shutil.copy(str(trained_tiny["onnx"]) + ".json", str(static) + ".json")
+    dynamic = root / "dyn" / "model_fp32.onnx"
+    export_onnx(trained_tiny["ckpt"], dynamic, dynamic_batch=True)
+    calib = CalibrationSet(trained_tiny["calib"].images[:4].copy(), "trained-calib-4")
+    warm = root / "warm"
+    opts = BuildOptions(calib=calib, producer="onnxruntime", onnx_only=True, int8_float="fp32")
+    build(get_format("tensorrt", "int8"), static, warm, opts)
+    return {"static": static, "dynamic": dynamic, "calib": calib,
+            "ranges": sorted(warm.glob("calib_*.json"))}  # fmt: skip
+
+
+def onnx_reference(path: str, x: np.ndarray) -> np.ndarray:
+    """What ONNX Runtime computes from the ONNX an engine was built from (the fake engine
+    runs that same ONNX, so the runner must return exactly this)."""
+    return load_runner(path, device="cpu")(x)
+
+
+def stage(sources: dict, folder: Path, kind: str = "static") -> Path:
+    """A build folder holding the fp32 ONNX (+ sidecar) and the shared ranges cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    src = sources[kind]
+    shutil.copy(src, folder / src.name)
+    shutil.copy(str(src) + ".json", folder / (src.name + ".json"))
+    for cache in sources["ranges"]:
+        shutil.copy(cache, folder / cache.name)
+    return folder / src.name
+
+
+@pytest.fixture
+def gpu_with(monkeypatch: pytest.MonkeyPatch):
+    """``gpu_with(version, binding)``: a fake GPU behind the binding and the fake tensorrt of
+    that version in ``sys.modules``; returns (FakeTensorRT, FakeGPU)."""
+
+    def install(version: str, binding: str = "cuda-python", **options):
+        gpu = fake_cuda.FakeGPU()
+        fake_cuda.install(monkeypatch, gpu, binding)
+        fake = FakeTensorRT(load_manifest(version), gpu, **options)
+        monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+        return fake, gpu
+
+    return install
+
+
+def expected_flags(version: str, precision: str, int8_float: str, legacy: bool) -> list[str]:
+    v = parse_version(version)
+    if v >= (10, 12):
+        return []
+    if precision == "fp16":
+        return ["FP16"]
+    return ["INT8", "FP16"] if int8_float == "fp16" else ["INT8"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    ("precision", "int8_float"), [("fp16", "fp16"), ("int8", "fp16"), ("int8", "fp32")]
+)
+def test_build_and_run_on_every_tensorrt_path(
+    version: str, precision: str, int8_float: str, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    fake, gpu = gpu_with(version, "cuda-python" if precision == "int8" else "pycuda")
+    fp32 = stage(sources, tmp_path)
+    opts = BuildOptions(calib=sources["calib"], producer="onnxruntime", int8_float=int8_float,
+                        timing_cache=str(tmp_path / "timing.cache"))  # fmt: skip
+    record = build(get_format("tensorrt", precision), fp32, tmp_path, opts)
+    plan = build_plan(parse_version(version), precision, int8_float=int8_float)
+
+    # the plan this version takes, as TensorRT saw it
+    assert record["flags"] == expected_flags(version, precision, int8_float, False)
+    assert record["strongly_typed"] == (parse_version(version) >= (10, 12))
+    typed_bit = 1 << 1 if parse_version(version) >= (10, 12) and version[:2] == "10" else 0
+    explicit_bit = 1 if version.startswith("8.") else 0
+    assert f"Builder.create_network(flags={typed_bit | explicit_bit})" in fake.calls
+    parsed = onnx.load(record["source_onnx"])
+    names = {
+        "fp32": "model_fp32.onnx",
+        "fp16": "model_fp16.onnx",
+        "int8-qdq-fp32": "model_int8_trt.onnx",
+        "int8-qdq-fp16": "model_int8_fp16_trt.onnx",
+    }
+    assert Path(record["source_onnx"]).name == names[plan.onnx_kind]  # fmt: skip
+    if plan.max_opset:
+        assert parsed.opset_import[0].version <= plan.max_opset
+    assert fake.used_deprecated() == []  # nothing this version deprecates, on its path
+    assert record["tensorrt_version"] == version and record["gpu"] == gpu.name
+    assert read_sidecar(record["path"])["source_onnx_sha256"] == record["source_onnx_sha256"]
+    assert gpu.stack == [] and gpu.memory == {}  # contexts popped, nothing left allocated
+    assert record["timing_cache"] == "new" and (tmp_path / "timing.cache").is_file()
+
+    # the runner reads the engine back and runs it on the fake GPU
+    runner = load_runner(record["path"])
+    x = sources["calib"].images[:2]
+    expected = onnx_reference(record["source_onnx"], x)
+    got = runner(x)
+    assert got.shape == (2, 1, 32, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert runner.precision == precision and runner.input_shape == (1, 3, 64, 64)
+    assert gpu.stack == [] and gpu.launches == 2  # a static batch-1 engine: one launch each
+    runner.close()
+    assert gpu.memory == {} and gpu.streams == set()
+    assert fake.used_deprecated() == []
+
+
+@pytest.mark.parametrize("version", LEGACY)
+def test_legacy_calibrator_pulls_batches_from_device_memory(
+    version: str, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    fake, gpu = gpu_with(version, "pycuda")
+    fp32 = stage(sources, tmp_path)
+    opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True, int8_float="fp16")
+    record = build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    assert record["calibrator"] == "IInt8EntropyCalibrator2"
+    assert record["source_onnx"].endswith("model_fp32.onnx")  # implicit INT8: the fp32 ONNX
+    assert fake.options["calibration_batches"] == len(sources["calib"])
+    caches = list(tmp_path.glob("trt_calib_*.cache"))
+    assert len(caches) == 1 and caches[0].read_bytes().startswith(b"TRT-fake")
+    assert gpu.stack == [] and gpu.memory == {}  # the calibrator's buffer was freed
+    assert "Device.retain_primary_context" in gpu.calls
+    # a second build reads the keyed cache instead of calibrating again
+    build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    assert fake.options["calibration_batches"] == 0
+    # the calibrator allocates in the context the build holds; outside one, CUDA refuses
+    from export.cuda import cuda_backend
+    from export.tensorrt import make_entropy_calibrator
+
+    with pytest.raises(fake_cuda.FakeCudaError, match="INVALID_CONTEXT"):
+        make_entropy_calibrator(fake.module, cuda_backend(), sources["calib"], tmp_path / "c")
+
+
+def test_no_calibrator_from_10_1_on(gpu_with, sources: dict, tmp_path: Path) -> None:
+    for version in ("10.8.0.43", "11.4.0.106"):
+        gpu_with(version)
+        fp32 = stage(sources, tmp_path / version)
+        opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True)
+        with pytest.raises(ExportError, match="no implicit INT8 calibrator"):
+            build(get_format("tensorrt", "int8"), fp32, tmp_path / version, opts)
+    fake, _ = gpu_with("11.4.0.106")
+    with pytest.raises(AttributeError, match="IInt8EntropyCalibrator2"):
+        fake.module.IInt8EntropyCalibrator2  # noqa: B018 (removed in TensorRT 11)
+
+
+@pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_dynamic_batch_engine_sets_the_input_shape(
+    binding: str, max_batch: int, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    fake, gpu = gpu_with("10.16.1.11", binding)
+    fp32 = stage(sources, tmp_path, "dynamic")
+    opts = BuildOptions(calib=sources["calib"], max_batch=max_batch)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)
+    assert record["shapes"]["rgb"] == {"min": [1, 3, 64, 64], "opt": [max_batch, 3, 64, 64],
+                                       "max": [max_batch, 3, 64, 64]}  # fmt: skip
+    runner = load_runner(record["path"])
+    assert runner.dynamic and runner.max_batch == max_batch
+    x = np.concatenate([sources["calib"].images] * 2)[:6]
+    got = runner(x)
+    np.testing.assert_allclose(got, onnx_reference(record["source_onnx"], x), atol=1e-6)
+    shapes = [c for c in fake.calls if c.startswith("IExecutionContext.set_input_shape")]
+    if max_batch == 1:  # min = max = 1: the input still has batch -1, so its shape is set
+        assert shapes == ["IExecutionContext.set_input_shape(name='rgb', shape=(1, 3, 64, 64))"]
+        assert gpu.launches == 6
+    else:  # 6 images in batches of at most 4: shapes 4, then 2
+        assert [s.split("shape=")[1] for s in shapes] == ["(4, 3, 64, 64))", "(2, 3, 64, 64))"]
+        assert gpu.launches == 2
+    runner.close()
+    assert gpu.memory == {}
+
+
+@pytest.mark.parametrize(("io_dtype", "itemsize"), [("HALF", 2), ("INT8", 1)])
+def test_buffers_follow_the_engine_io_dtypes(
+    io_dtype: str, itemsize: int, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    _fake, gpu = gpu_with("11.4.0.106", io_dtypes={"rgb": io_dtype, "depth": io_dtype})
+    fp32 = stage(sources, tmp_path)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    runner = load_runner(record["path"])
+    got = runner(sources["calib"].images[:1])
+    sizes = sorted(len(b) for b in gpu.memory.values())
+    assert sizes == sorted([1 * 3 * 64 * 64 * itemsize, 1 * 1 * 32 * 32 * itemsize])
+    assert got.dtype == np.float32 and got.shape == (1, 1, 32, 32)
+    if io_dtype == "HALF":  # fp16 in, fp16 out: the values survive at fp16 precision
+        want = onnx_reference(record["source_onnx"], sources["calib"].images[:1])
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+
+
+def test_engine_without_sidecar_loads_with_a_warning(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    _fake, _gpu = gpu_with("10.16.1.11")
+    fp32 = stage(sources, tmp_path, "dynamic")
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions(max_batch=2))
+    engine = Path(record["path"])
+    trtexec = tmp_path / "trtexec.engine"
+    shutil.copy(engine, trtexec)  # what trtexec --saveEngine leaves: no sidecar
+    with pytest.warns(UserWarning, match="no sidecar"):
+        runner = load_runner(trtexec)
+    assert runner.input_shape == (1, 3, 64, 64) and runner.max_batch == 2
+    assert runner.precision == "unknown"
+    x = sources["calib"].images[:3]
+    np.testing.assert_allclose(runner(x), onnx_reference(record["source_onnx"], x), atol=1e-6)
+
+
+def test_sidecar_from_another_tensorrt_or_gpu_is_refused(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    _fake, _gpu = gpu_with("10.16.1.11")
+    fp32 = stage(sources, tmp_path)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    side = Path(record["path"] + ".json")
+    data = json.loads(side.read_text())
+    side.write_text(json.dumps({**data, "tensorrt_version": "10.3.0.26"}))
+    with pytest.raises(DenseDepthError, match=r"TensorRT 10\.3\.0\.26, this is TensorRT 10\.16"):
+        load_runner(record["path"])
+    side.write_text(json.dumps({**data, "gpu": "Orin (nvgpu)"}))
+    with pytest.raises(DenseDepthError, match=r"built for Orin \(nvgpu\), this GPU is NVIDIA H100"):
+        load_runner(record["path"])
+    # and an engine from another TensorRT without a sidecar: TensorRT itself refuses it
+    side.unlink()
+    gpu_with("10.8.0.43")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DenseDepthError, match="cannot deserialize"):
+            load_runner(record["path"])
+
+
+def test_timing_cache_is_reused_or_replaced(sources: dict, gpu_with, tmp_path: Path) -> None:
+    fake, _gpu = gpu_with("11.4.0.106")
+    fp32 = stage(sources, tmp_path)
+    cache = tmp_path / "timing.cache"
+    opts = BuildOptions(timing_cache=str(cache))
+    assert build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)["timing_cache"] == "new"
+    assert build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)["timing_cache"] == "reused"
+    before = len(fake.calls)
+    cache.write_bytes(b"TIMING 11.4.0.106 NVIDIA A100-SXM4-40GB entries\n")  # another GPU's
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)
+    assert record["timing_cache"] == "replaced"
+    assert cache.read_bytes().startswith(fake.timing_signature)  # rewritten for this GPU
+    third = [c for c in fake.calls[before:] if "timing_cache(" in c]
+    assert [c.split("(")[0] for c in third] == [
+        "IBuilderConfig.create_timing_cache",  # the file's bytes: refused
+        "IBuilderConfig.set_timing_cache",
+        "IBuilderConfig.create_timing_cache",  # a new, empty one
+        "IBuilderConfig.set_timing_cache",
+        "IBuilderConfig.get_timing_cache",
+    ]
+    assert all("ignore_mismatch=False" in c for c in third if "set_timing" in c)
+
+
+def test_wrong_onnx_for_the_plan_and_rule_breakers_are_refused(
+    sources: dict, gpu_with, tmp_path: Path, trained_tiny: dict
+) -> None:
+    _fake, _gpu = gpu_with("11.4.0.106")
+    fp32 = stage(sources, tmp_path)
+    # TensorRT 11 builds INT8 with FP16 float layers from the FP16-float Q/DQ ONNX only
+    opts = BuildOptions(calib=sources["calib"], producer="onnxruntime", int8_float="fp32",
+                        onnx_only=True)  # fmt: skip
+    qdq_fp32 = build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)["path"]
+    with pytest.raises(ExportError, match=r"from the int8-qdq-fp16 ONNX, but .* is int8-qdq-fp32"):
+        build_engine(qdq_fp32, tmp_path / "x.engine", "int8", int8_float="fp16")
+    # the ONNX Runtime CPU flavour is refused before TensorRT sees it
+    from export.quantize import quantize_int8
+
+    cpu = quantize_int8(fp32, sources["calib"], tmp_path / "cpu.onnx", "cpu")["path"]
+    with pytest.raises(ExportError, match="CPU INT8 flavour"):
+        build_engine(cpu, tmp_path / "x.engine", "int8")
+    # a Q/DQ file that breaks TensorRT's rules never reaches the parser
+    model = onnx.load(qdq_fp32)
+    for init in model.graph.initializer:
+        if init.name.endswith("_zero_point") and init.data_type == onnx.TensorProto.INT8:
+            init.raw_data = np.full(init.dims or [1], 3, np.int8).tobytes()
+            break
+    broken = tmp_path / "model_int8_trt_broken.onnx"
+    onnx.save(model, str(broken))
+    shutil.copy(qdq_fp32 + ".json", str(broken) + ".json")
+    gpu_with("10.8.0.43")
+    with pytest.raises(ExportError, match=r"breaks \d+ rule\(s\) of TensorRT 10\.8.*zero point"):
+        build_engine(broken, tmp_path / "x.engine", "int8", int8_float="fp32")
+    assert not (tmp_path / "x.engine").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# The fakes hold to the real API (they would catch what TensorRT would refuse)
+# ------------------------------------------------------------------------------------------
+
+
+def test_fake_tensorrt_refuses_what_the_real_bindings_refuse(gpu_with) -> None:
+    fake, _ = gpu_with("10.16.1.11")
+    trt = fake.module
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    config = builder.create_builder_config()
+    with pytest.raises(AttributeError):
+        trt.BuilderFlag.INT4_WEIGHTS  # noqa: B018 (no such member)
+    with pytest.raises(AttributeError):
+        config.set_int8_calibrator(None)  # no such method
+    with pytest.raises(TypeError, match="unexpected keyword 'ignore'"):
+        config.set_timing_cache(config.create_timing_cache(b""), ignore=False)
+    with pytest.raises(TypeError, match="is not BuilderFlag"):
+        config.set_flag(trt.MemoryPoolType.WORKSPACE)
+    with pytest.raises(TypeError, match="missing 'pool_size'"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE)
+    network = builder.create_network(0)
+    with pytest.raises(AttributeError, match="read-only"):
+        network.num_inputs = 3
+    with pytest.raises(AttributeError):
+        network.made_up_field = 1
+    with pytest.raises(TypeError, match="No constructor"):
+        trt.ICudaEngine()
+    config.set_flag(trt.BuilderFlag.FP16)
+    assert any("Deprecated in TensorRT 10.12" in d for d in fake.used_deprecated())
+    fake11, _ = gpu_with("11.4.0.106")
+    with pytest.raises(AttributeError):
+        fake11.module.BuilderFlag.FP16  # noqa: B018 (removed in 11)
+
+
+def test_fake_cuda_python_matches_the_real_signatures() -> None:
+    real = pytest.importorskip("cuda.bindings.driver", reason="needs cuda-python (dev extra)")
+    for name, params in fake_cuda.CUDA_PYTHON_SIGNATURES.items():
+        first = getattr(real, name).__doc__.splitlines()[0]
+        real_params = tuple(p.split()[-1] for p in first[first.index("(") + 1 : -1].split(",") if p)
+        assert real_params == params, (name, first)
+    assert int(real.CUresult.CUDA_SUCCESS) == int(fake_cuda.CUresult.CUDA_SUCCESS)
+
+
+def test_cuda_python_without_a_driver_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("cuda.bindings.driver", reason="needs cuda-python (dev extra)")
+    from export.cuda import CudaError, cuda_backend, cuda_device_count
+    from export.formats import get_format
+
+    monkeypatch.setenv("DD_CUDA_BACKEND", "cuda-python")
+    with pytest.raises(CudaError, match=r"cuda-python.*cannot start"):
+        cuda_backend()
+    assert cuda_device_count() == 0
+    if "tensorrt" not in sys.modules:
+        reason = get_format("tensorrt", "int8").unavailable_reason()
+        assert reason is not None and "tensorrt" in reason
+
+
+def test_signature_parser() -> None:
+    params = parse_signature(
+        "(self: IBuilderConfig, cache: ITimingCache, ignore_mismatch: bool) -> bool"
+    )
+    assert [p.name for p in params] == ["self", "cache", "ignore_mismatch"]
+    params = parse_signature(
+        "(self: Logger, min_severity: ILogger.Severity = <Severity.WARNING: 2>) -> None"
+    )
+    assert params[1].type == "ILogger.Severity" and params[1].has_default
+    nested = parse_signature("(self: X, shapes: dict[str, tuple[int, int]], n: int = 1) -> None")
+    assert [p.name for p in nested] == ["self", "shapes", "n"]
+    assert parse_signature("(*args, **kwargs)") is None
+
+
+@pytest.mark.slow
+def test_manifests_match_the_wheels_on_the_registry(tmp_path: Path) -> None:
+    """Regenerate every manifest from NVIDIA's wheels; a drift means the API moved."""
+    import subprocess
+
+    from tensorrt_api import MANIFEST_DIR, WHEELS, generate
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++ to compile the stand-in TensorRT libraries")
+    try:
+        generate(list(WHEELS), tmp_path)
+    except subprocess.CalledProcessError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        if "download" in " ".join(map(str, exc.cmd)):
+            pytest.skip(f"the bindings wheels cannot be fetched here: {stderr.strip()[-200:]}")
+        raise
+    for version in WHEELS:
+        fresh = json.loads((tmp_path / f"manifest-{version}.json").read_text())
+        assert fresh == load_manifest(version, MANIFEST_DIR), f"manifest {version} drifted"

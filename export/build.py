@@ -164,8 +164,8 @@ def build_tensorrt(precision: str) -> Builder:
         else:
             float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
             source = build_tensorrt_qdq(fp32, out_dir, opts, float_precision, plan.max_opset)
-        check_for_version(Path(source["path"]), version)
-        if opts.onnx_only:
+        if opts.onnx_only:  # (build_engine checks it too, before parsing)
+            check_for_version(Path(source["path"]), version)
             return {**source, "tensorrt_plan": asdict(plan),
                     "planned_for": version_label(version), "onnx_only": True}  # fmt: skip
         calib = _need_calib(opts, "INT8") if plan.calibrator else None

@@ -21,7 +21,7 @@ import importlib.machinery
 import json
 import re
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -678,15 +678,3 @@ def _short(value: Any) -> str:
         return "<default>"
     text = repr(value)
     return text if len(text) < 60 else text[:57] + "..."
-
-
-@dataclass
-class FakeInstall:
-    """What a test gets back: the recorder, the GPU and the module."""
-
-    trt: FakeTensorRT
-    gpu: FakeGPU
-    module: types.ModuleType = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.module = self.trt.module

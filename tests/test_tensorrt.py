@@ -411,3 +411,41 @@ def test_manifests_match_the_wheels_on_the_registry(tmp_path: Path) -> None:
     for version in WHEELS:
         fresh = json.loads((tmp_path / f"manifest-{version}.json").read_text())
         assert fresh == load_manifest(version, MANIFEST_DIR), f"manifest {version} drifted"
+
+
+def test_calls_in_order_with_contexts_around_the_work(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    fake, gpu = gpu_with("10.8.0.43", "pycuda")
+    fp32 = stage(sources, tmp_path)
+    opts = BuildOptions(calib=sources["calib"], producer="onnxruntime", int8_float="fp16")
+    record = build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    build_calls = [c.split("(")[0] for c in fake.calls if "." in c and "ITensor" not in c]
+    assert build_calls == [
+        "Logger.__init__", "Builder.__init__", "Builder.create_network", "OnnxParser.__init__",
+        "OnnxParser.parse", "Builder.create_builder_config", "MemoryPoolType.WORKSPACE",
+        "IBuilderConfig.set_memory_pool_limit", "BuilderFlag.INT8", "IBuilderConfig.set_flag",
+        "BuilderFlag.FP16", "IBuilderConfig.set_flag", "IBuilderConfig.create_timing_cache",
+        "IBuilderConfig.set_timing_cache", "INetworkDefinition.get_input",
+        "Builder.build_serialized_network",
+    ]  # fmt: skip
+    assert gpu.calls[:2] == ["Device.retain_primary_context", "Context.push"]
+    assert gpu.calls.count("Context.push") == gpu.calls.count("Context.pop") == 1
+    del fake.calls[:]
+    runner = load_runner(record["path"])
+    runner(sources["calib"].images[:1])
+    run_calls = [c.split("(")[0] for c in fake.calls if c.split("(")[0].split(".")[0] in
+                 ("Runtime", "ICudaEngine", "IExecutionContext")]  # fmt: skip
+    assert run_calls == [
+        "Runtime.__init__", "Runtime.deserialize_cuda_engine",
+        "ICudaEngine.create_execution_context", "ICudaEngine.num_io_tensors",
+        "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_name",
+        "ICudaEngine.get_tensor_mode", "ICudaEngine.get_tensor_mode",
+        "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_shape",
+        "IExecutionContext.get_tensor_shape", "ICudaEngine.get_tensor_dtype",
+        "IExecutionContext.set_tensor_address", "IExecutionContext.get_tensor_shape",
+        "ICudaEngine.get_tensor_dtype", "IExecutionContext.set_tensor_address",
+        "IExecutionContext.execute_async_v3",
+    ]  # fmt: skip
+    pushes = [c for c in gpu.calls if c.startswith("Context.")]
+    assert pushes == ["Context.push", "Context.pop"] * 3  # build, load, one inference

@@ -45,7 +45,13 @@ from export.onnx_export import (
     set_metadata,
     write_sidecar,
 )
-from export.onnx_graph import drop_unused_domains, opset_of, set_opset, topological_sort
+from export.onnx_graph import (
+    constant_tensors,
+    drop_unused_domains,
+    opset_of,
+    set_opset,
+    topological_sort,
+)
 
 FLAVOURS = ("cpu", "tensorrt")
 METHODS = ("minmax", "entropy", "percentile")
@@ -402,8 +408,6 @@ def lower_opset(model: Any, target: int) -> None:
     ``target`` and the current opset for the attributes used (checked by the ONNX checker)."""
     import onnx
 
-    from export.onnx_graph import constant_tensors
-
     consts = constant_tensors(model.graph)
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -447,8 +451,6 @@ def _method(q: Any, name: str) -> Any:
 
 def _qdq_counts(model: Any) -> dict[str, int]:
     import onnx
-
-    from export.onnx_graph import constant_tensors
 
     consts = constant_tensors(model.graph)
     int32_dq = sum(

@@ -7,8 +7,9 @@ Layout (``FORMAT_VERSION`` 1)::
      "epoch": int, "step": int, "config": {...}, "metrics": {...}}
 
 ``config`` carries at least ``backbone``, ``decoder_width`` and ``input_size`` so a checkpoint
-rebuilds its own model. ``weights_only=True`` means a checkpoint cannot run code when loaded: a
-file holding pickled objects other than tensors and plain containers is refused.
+rebuilds its own model, and ``variant`` (``densedepth.variant``; absent means the default).
+``weights_only=True`` means a checkpoint cannot run code when loaded: a file holding pickled
+objects other than tensors and plain containers is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from densedepth.data import temp_file_beside
 from densedepth.errors import DenseDepthError, error_line
 from densedepth.model import DenseDepth
+from densedepth.variant import ModelVariant
 
 FORMAT = "densedepth"
 FORMAT_VERSION = 1
@@ -102,7 +104,9 @@ def model_from_checkpoint(
         raise CheckpointError(
             f"{source}checkpoint is a {config['backbone']} model but {backbone} was asked for"
         )
-    model = DenseDepth(config["backbone"], decoder_width=float(config.get("decoder_width", 1.0)))
+    variant = ModelVariant.from_dict(config.get("variant"))
+    width = float(config.get("decoder_width", 1.0))
+    model = DenseDepth(config["backbone"], decoder_width=width, variant=variant)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:

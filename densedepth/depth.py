@@ -1,13 +1,15 @@
 """Depth conventions: metres everywhere outside the network, the paper's reciprocal inside.
 
-DenseDepth trains on ``target = MAX_DEPTH / depth`` ("DepthNorm", 1000 / depth in centimetres in
-the original code), which maps the valid range 0.1..10 m onto 100..1. These two functions are the
-only place that conversion happens; both clamp to the valid range and accept numpy arrays and
-torch tensors alike.
+DenseDepth trains on ``target = numerator / depth`` ("DepthNorm"; 1000 / depth in centimetres in
+the original code), with NYU's numerator 10 m mapping the valid range 0.1..10 m onto 100..1
+(``kitti.h5``: 80 / depth over 1..80 m). A ``DepthRange`` holds the three numbers; these two
+functions are the only place the conversion happens. Both clamp to the valid range and accept
+numpy arrays and torch tensors alike; the default range is NYU's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -21,17 +23,35 @@ MAX_TARGET = MAX_DEPTH / MIN_DEPTH  # 100.0, the target of the nearest valid dep
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
+@dataclass(frozen=True)
+class DepthRange:
+    """Valid depth in metres and the numerator of the network's reciprocal target."""
+
+    min_depth: float = MIN_DEPTH
+    max_depth: float = MAX_DEPTH
+    numerator: float = MAX_DEPTH  # target = numerator / depth
+
+    @property
+    def target_range(self) -> tuple[float, float]:
+        """(smallest, largest) target: those of the farthest and the nearest valid depth."""
+        return self.numerator / self.max_depth, self.numerator / self.min_depth
+
+
+NYU_RANGE = DepthRange()
+
+
 def _clip(x: ArrayT, lo: float, hi: float) -> ArrayT:
     if isinstance(x, torch.Tensor):
         return x.clamp(lo, hi)
     return np.clip(x, lo, hi)
 
 
-def depth_to_target(depth_m: ArrayT) -> ArrayT:
-    """Metres -> the network's reciprocal target, clamping depth to [MIN_DEPTH, MAX_DEPTH]."""
-    return MAX_DEPTH / _clip(depth_m, MIN_DEPTH, MAX_DEPTH)
+def depth_to_target(depth_m: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:
+    """Metres -> the network's reciprocal target, clamping depth to the valid range."""
+    return rng.numerator / _clip(depth_m, rng.min_depth, rng.max_depth)
 
 
-def target_to_depth(target: ArrayT) -> ArrayT:
-    """The network's reciprocal output -> metres in [MIN_DEPTH, MAX_DEPTH]."""
-    return MAX_DEPTH / _clip(target, MIN_TARGET, MAX_TARGET)
+def target_to_depth(target: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:
+    """The network's reciprocal output -> metres in the valid range."""
+    lo, hi = rng.target_range
+    return rng.numerator / _clip(target, lo, hi)

@@ -7,12 +7,12 @@ the paper's reciprocal depth target (``densedepth.depth``) at half the input res
 Encoder contract (as segmentation_models_pytorch writes it): ``DenseNetEncoder.forward`` returns
 five feature maps, highest resolution first, taken from torchvision's DenseNet by module NAME:
 
-    name         stride  channels (densenet169 / densenet121)
-    relu0        2       64 / 64
-    pool0        4       64 / 64
-    transition1  8       128 / 128
-    transition2  16      256 / 256
-    norm5        32      1664 / 1024
+    name         stride  channels (densenet169 / densenet121 / densenet201)
+    relu0        2       64
+    pool0        4       64
+    transition1  8       128
+    transition2  16      256
+    norm5        32      1664 / 1024 / 1920
 
 The decoder is built from those channel counts only.
 """
@@ -29,10 +29,16 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
-from torchvision.models import DenseNet121_Weights, DenseNet169_Weights, WeightsEnum
+from torchvision.models import (
+    DenseNet121_Weights,
+    DenseNet169_Weights,
+    DenseNet201_Weights,
+    WeightsEnum,
+)
 
 from densedepth.depth import target_to_depth
 from densedepth.errors import ModelError, WeightsNotFoundError
+from densedepth.variant import DEFAULT, ModelVariant
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,6 +76,13 @@ BACKBONES: dict[str, BackboneSpec] = {
         DenseNet121_Weights.IMAGENET1K_V1,
         SKIP_NAMES,
         (64, 64, 128, 256, 1024),
+        SKIP_STRIDES,
+    ),
+    "densenet201": BackboneSpec(  # the original code's is_twohundred option
+        torchvision.models.densenet201,
+        DenseNet201_Weights.IMAGENET1K_V1,
+        SKIP_NAMES,
+        (64, 64, 128, 256, 1920),
         SKIP_STRIDES,
     ),
 }
@@ -230,25 +243,33 @@ class DenseNetEncoder(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Resize to the skip's size (bilinear), concatenate, two 3x3 convs with LeakyReLU 0.2."""
+    """Resize to the skip's size (bilinear), concatenate, two 3x3 convs with LeakyReLU 0.2
+    (after convA only when ``leaky_after_conv_a``; the released Keras files have none there)."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, leaky_after_conv_a: bool
+    ) -> None:
         super().__init__()
         self.conv_a = nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1)
         self.conv_b = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.act = nn.LeakyReLU(0.2)
+        self.leaky_after_conv_a = leaky_after_conv_a
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """Upsample ``x`` to ``skip``'s size and fuse them."""
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
-        x = self.act(self.conv_a(torch.cat([x, skip], dim=1)))
+        x = self.conv_a(torch.cat([x, skip], dim=1))
+        if self.leaky_after_conv_a:
+            x = self.act(x)
         return self.act(self.conv_b(x))
 
 
 class Decoder(nn.Module):
     """DenseDepth decoder built from the encoder's channel counts (highest resolution first)."""
 
-    def __init__(self, channels: tuple[int, ...], decoder_width: float = 1.0) -> None:
+    def __init__(
+        self, channels: tuple[int, ...], decoder_width: float = 1.0, leaky_after_conv_a: bool = True
+    ) -> None:
         super().__init__()
         if decoder_width <= 0:
             raise ModelError(f"decoder_width must be positive, got {decoder_width}")
@@ -259,7 +280,7 @@ class Decoder(nn.Module):
         in_ch = width
         for i, skip_ch in enumerate(reversed(skips), start=1):
             out_ch = width // 2**i
-            blocks.append(UpBlock(in_ch, skip_ch, out_ch))
+            blocks.append(UpBlock(in_ch, skip_ch, out_ch, leaky_after_conv_a))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.conv_out = nn.Conv2d(in_ch, 1, 3, padding=1)
@@ -278,6 +299,8 @@ class DenseDepth(nn.Module):
 
     ``weights``: ``None`` (random init, train from scratch), ``"imagenet"`` (torchvision's file
     from torch hub's cache, never downloaded) or a path to a torchvision DenseNet state dict.
+    ``variant`` (``densedepth.variant``): input normalisation, the convA activation, BatchNorm
+    epsilon and the depth range; the default is the toolkit's own.
     """
 
     def __init__(
@@ -285,12 +308,17 @@ class DenseDepth(nn.Module):
         backbone: str = "densenet169",
         decoder_width: float = 1.0,
         weights: str | os.PathLike[str] | None = None,
+        variant: ModelVariant = DEFAULT,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.decoder_width = decoder_width
+        self.variant = variant
         self.encoder = DenseNetEncoder(backbone)
-        self.decoder = Decoder(self.encoder.channels, decoder_width)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eps = variant.bn_eps
+        self.decoder = Decoder(self.encoder.channels, decoder_width, variant.leaky_after_conv_a)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -304,12 +332,13 @@ class DenseDepth(nn.Module):
             raise ModelError(f"expected an RGB batch of shape (N, 3, H, W), got {tuple(x.shape)}")
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             check_input_size(int(x.shape[2]), int(x.shape[3]))
-        x = (x - self.mean) / self.std
+        if self.variant.normalize_input:
+            x = (x - self.mean) / self.std
         return self.decoder(self.encoder(x))
 
     def predict_depth(self, x: Tensor) -> Tensor:
         """RGB in [0, 1] -> depth in metres at half resolution, clamped to the valid range."""
-        return target_to_depth(self(x))
+        return target_to_depth(self(x), self.variant.depth)
 
 
 def count_parameters(model: nn.Module) -> int:

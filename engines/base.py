@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DenseDepthError
 
 
@@ -16,7 +17,8 @@ class Runner(Protocol):
     """Anything that maps an RGB batch (N,3,H,W float32 in [0,1]) to metres (N,1,H/2,W/2).
 
     Our runners also carry ``backbone`` and ``decoder_width`` (what bench uses to count the
-    model's operations); code that takes any runner reads them with ``getattr``.
+    model's operations) and ``depth_range`` (the metres their output is clamped to); code that
+    takes any runner reads them with ``getattr``.
     """
 
     name: str
@@ -25,6 +27,11 @@ class Runner(Protocol):
     input_shape: tuple[int, int, int, int]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def depth_range_of(meta: dict) -> tuple[float, float]:
+    """(min, max) metres from an ONNX file's metadata or a sidecar (NYU's when absent)."""
+    return float(meta.get("min_depth", MIN_DEPTH)), float(meta.get("max_depth", MAX_DEPTH))
 
 
 def check_batch(name: str, batch: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from densedepth.errors import DenseDepthError, error_line
-from engines.base import check_batch
+from engines.base import check_batch, depth_range_of
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
 
 PROVIDERS = {
@@ -70,6 +70,7 @@ class OnnxRunner:
         self.meta: dict[str, Any] = meta
         self.backbone = meta.get("backbone", "")
         self.decoder_width = float(meta.get("decoder_width", 1.0))
+        self.depth_range = depth_range_of(meta)
         self.precision = meta.get("precision", "fp32")
         self.threads = threads
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from densedepth.errors import DenseDepthError
-from engines.base import check_batch
+from engines.base import check_batch, depth_range_of
 from export.onnx_export import read_sidecar
 from export.openvino import compile_ir
 
@@ -33,6 +33,7 @@ class OpenVinoRunner:
         self.precision = sidecar["precision"]
         self.backbone = sidecar.get("backbone", "")
         self.decoder_width = float(sidecar.get("decoder_width", 1.0))
+        self.depth_range = depth_range_of(sidecar)
         self.threads = threads
         self.compiled = compile_ir(self.path, self.precision, threads)
         self.request = self.compiled.create_infer_request()

@@ -55,7 +55,8 @@ def predict_image(runner: Runner, rgb: np.ndarray, flip: bool = True) -> np.ndar
     full = upsample2x(pred)
     if full.shape != rgb.shape[:2]:
         full = cv2.resize(full, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.clip(full, MIN_DEPTH, MAX_DEPTH).astype(np.float32)
+    lo, hi = getattr(runner, "depth_range", (MIN_DEPTH, MAX_DEPTH))
+    return np.clip(full, lo, hi).astype(np.float32)
 
 
 def predict_files(

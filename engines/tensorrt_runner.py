@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from densedepth.errors import DenseDepthError
-from engines.base import check_batch
+from engines.base import check_batch, depth_range_of
 from export.onnx_export import read_sidecar
 from export.tensorrt import check_engine_sidecar, import_tensorrt
 
@@ -80,6 +80,7 @@ class TensorRTRunner:
         self.precision = sidecar.get("precision", "unknown")
         self.backbone = sidecar.get("backbone", "")
         self.decoder_width = float(sidecar.get("decoder_width", 1.0))
+        self.depth_range = depth_range_of(sidecar)
 
     def _io_names(self) -> tuple[str, str]:
         """(input, output) tensor names; exactly one of each."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import model_from_checkpoint
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
 from densedepth.model import check_input_size
@@ -46,6 +47,12 @@ class TorchRunner:
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
         self.backbone = getattr(self.model, "backbone", "")
         self.decoder_width = float(getattr(self.model, "decoder_width", 1.0))
+        variant = getattr(self.model, "variant", None)
+        self.depth_range = (
+            (variant.depth.min_depth, variant.depth.max_depth)
+            if variant is not None
+            else (MIN_DEPTH, MAX_DEPTH)
+        )
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:

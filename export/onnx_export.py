@@ -24,7 +24,6 @@ import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
 from densedepth.data import atomic_path, write_text_atomic
-from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import error_line
 from densedepth.model import DenseDepth, check_input_size
 from export.formats import ExportError
@@ -194,8 +193,10 @@ def export_onnx(
             "decoder_width": model.decoder_width,
             "input_size": list(size),
             "dynamic_batch": dynamic_batch,
-            "min_depth": MIN_DEPTH,
-            "max_depth": MAX_DEPTH,
+            "min_depth": model.variant.depth.min_depth,
+            "max_depth": model.variant.depth.max_depth,
+            "depth_numerator": model.variant.depth.numerator,
+            "variant": model.variant.to_dict(),
             "source": str(checkpoint),
             "source_sha256": file_sha256(checkpoint),
             "opset": opset,

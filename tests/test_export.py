@@ -77,6 +77,31 @@ def test_export_matches_pytorch_and_records_metadata(tmp_path: Path, backbone: s
     np.testing.assert_allclose(depth, expected, atol=1e-4)
 
 
+def test_variant_travels_through_checkpoint_and_onnx(tmp_path: Path) -> None:
+    from densedepth.variant import preset
+
+    torch.manual_seed(0)
+    variant = preset("keras-released", "kitti")
+    model = DenseDepth("densenet121", decoder_width=0.125, variant=variant)
+    with torch.no_grad():  # a bias that puts depth beyond NYU's 10 m (random init: near 0)
+        model.decoder.conv_out.bias.fill_(4.0)  # 80 / 4 = 20 m
+    config = TrainConfig(backbone="densenet121", decoder_width=0.125, input_size=(64, 64),
+                         variant=variant.to_dict()).to_dict()  # fmt: skip
+    ckpt = save_checkpoint(tmp_path / "k.pt", {"model": model.state_dict(), "config": config})
+    record = export_onnx(ckpt, tmp_path / "k.onnx")
+    meta = read_metadata(tmp_path / "k.onnx")
+    assert meta["variant"] == variant.to_dict() and meta["depth_numerator"] == 80.0
+    assert (meta["min_depth"], meta["max_depth"]) == (1.0, 80.0)
+    x = parity_input((64, 64))
+    onnx_runner = load_runner(tmp_path / "k.onnx", device="cpu")
+    torch_runner = load_runner(ckpt, device="cpu")
+    assert onnx_runner.depth_range == torch_runner.depth_range == (1.0, 80.0)
+    got, want = onnx_runner(x), torch_runner(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert got.min() >= 1.0 and got.max() <= 80.0 and got.max() > 10.0  # not NYU's 10 m cap
+    assert record["parity_max_abs_m"] < 1e-3
+
+
 def test_dynamic_batch_and_other_input_size(tmp_path: Path) -> None:
     ckpt = tiny_checkpoint(tmp_path / "c.pt", "densenet121")
     out = tmp_path / "dyn.onnx"

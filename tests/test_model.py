@@ -20,7 +20,7 @@ from densedepth.model import (
     imagenet_weights_path,
 )
 
-EXPECTED_PARAMS = {"densenet169": 42_657_689, "densenet121": 18_991_425}
+EXPECTED_PARAMS = {"densenet169": 42_657_689, "densenet121": 18_991_425, "densenet201": 57_806_089}
 
 
 @pytest.fixture(scope="module", params=sorted(BACKBONES))
@@ -185,3 +185,43 @@ def test_corrupt_or_foreign_weights_file(tmp_path: Path) -> None:
         DenseDepth("densenet121", weights=other)
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         DenseDepth("densenet121", weights=tmp_path / "absent.pth")
+
+
+def test_variant_switches_change_exactly_what_they_say() -> None:
+    from densedepth.variant import KERAS_BN_EPS, ModelVariant, preset
+
+    torch.manual_seed(0)
+    base = DenseDepth("densenet121", decoder_width=0.125).eval()
+    keras = DenseDepth("densenet121", decoder_width=0.125, variant=preset("keras-released")).eval()
+    keras.load_state_dict(base.state_dict())  # same weights: only the switches differ
+    bns = [m for m in keras.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.eps == KERAS_BN_EPS for m in bns)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        # no normalisation inside: the Keras network sees RGB / 255 as it is
+        feats = keras.encoder(x)
+        # no LeakyReLU after convA: recompute the decoder by hand and compare
+        *skips, deepest = feats
+        y = keras.decoder.conv_in(torch.relu(deepest))
+        for block, skip in zip(keras.decoder.blocks, reversed(skips), strict=True):
+            y = torch.nn.functional.interpolate(y, size=skip.shape[-2:], mode="bilinear",
+                                                align_corners=True)  # fmt: skip
+            y = block.conv_a(torch.cat([y, skip], 1))
+            y = torch.nn.functional.leaky_relu(block.conv_b(y), 0.2)
+        torch.testing.assert_close(keras(x), keras.decoder.conv_out(y))
+        assert not torch.allclose(keras(x), base(x))
+        # the depth range: kitti.h5 reads 80 / output over 1..80 m
+        kitti = preset("keras-released", "kitti")
+        assert (kitti.depth.numerator, kitti.depth.min_depth, kitti.depth.max_depth) == (80, 1, 80)
+        km = DenseDepth("densenet121", decoder_width=0.125, variant=kitti).eval()
+        km.load_state_dict(base.state_dict())
+        target = km(x)
+        depth = km.predict_depth(x)
+        torch.testing.assert_close(depth, 80.0 / target.clamp(1.0, 80.0))
+        assert depth.min() >= 1.0 and depth.max() <= 80.0
+    assert ModelVariant.from_dict(kitti.to_dict()) == kitti
+    assert ModelVariant.from_dict(None) == ModelVariant() == ModelVariant.from_dict({})
+    with pytest.raises(ModelError, match="unknown model variant"):
+        preset("keras-2017")
+    with pytest.raises(ModelError, match="unknown model variant fields"):
+        ModelVariant.from_dict({"normalize_input": True, "dropout": 0.1})

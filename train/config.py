@@ -16,6 +16,7 @@ class TrainConfig:
 
     backbone: str = "densenet169"
     decoder_width: float = 1.0
+    variant: dict[str, Any] = field(default_factory=dict)  # densedepth.variant ({}: default)
     data: str = "synthetic"
     val_data: str | None = None  # default: the test split of ``data``
     weights: str = "imagenet"  # imagenet | none | FILE

@@ -38,6 +38,7 @@ from densedepth.evaluation import evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
+from densedepth.variant import ModelVariant
 from train.config import TrainConfig
 
 
@@ -155,9 +156,10 @@ def train_one_epoch(
     Returns False when stopped early (``should_stop()`` or ``on_step`` returned True).
     """
     model.train()
+    depth_range = _unwrap(model).variant.depth
     for images, depth in loader:
         images = images.to(device, non_blocking=True)
-        target = depth_to_target(depth.to(device, non_blocking=True))
+        target = depth_to_target(depth.to(device, non_blocking=True), depth_range)
         autocast = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
         with autocast:
             pred = model(images)
@@ -221,7 +223,8 @@ def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
 def build_model(cfg: TrainConfig) -> DenseDepth:
     """The network the config describes, with its encoder weights (never downloaded)."""
     weights = None if cfg.weights in ("none", "") else cfg.weights
-    return DenseDepth(cfg.backbone, decoder_width=cfg.decoder_width, weights=weights)
+    variant = ModelVariant.from_dict(cfg.variant)
+    return DenseDepth(cfg.backbone, cfg.decoder_width, weights=weights, variant=variant)
 
 
 def checkpoint_dict(
@@ -292,7 +295,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     val_set = open_dataset(cfg.val_data or cfg.data, "test", **_dataset_kwargs(cfg, "test"))
     val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
     sampler = EpochSampler(len(train_set), cfg.seed, info.rank, info.world)
-    loss_fn = DepthLoss()
+    loss_fn = DepthLoss(max_val=_unwrap(model).variant.depth.target_range[1])
     writer = _tensorboard(out) if info.is_main else None
 
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)

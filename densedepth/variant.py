@@ -1,0 +1,73 @@
+"""Variant switches of the DenseDepth family, recorded in every checkpoint, ONNX file and engine.
+
+The toolkit's own models (``DEFAULT``) normalise the input with ImageNet's mean and std inside
+the network, apply LeakyReLU(0.2) after both convolutions of each up-block, use torchvision's
+BatchNorm epsilon (1e-5) and learn ``10 / depth`` for NYU's 0.1..10 m. The authors' released
+Keras files differ in each (``PRESETS``): no normalisation (RGB / 255 goes in), LeakyReLU after
+``convB`` only, Keras' epsilon 1.001e-5; ``kitti.h5`` learns ``80 / depth`` over 1..80 m.
+Numpy only: the runtime reads these from metadata without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from densedepth.depth import DepthRange
+from densedepth.errors import ModelError
+
+KERAS_BN_EPS = 1.001e-5
+TORCHVISION_BN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """How one DenseDepth network differs from another of the same backbone and width."""
+
+    normalize_input: bool = True  # ImageNet mean/std inside the network
+    leaky_after_conv_a: bool = True  # LeakyReLU(0.2) after convA too (not only convB)
+    bn_eps: float = TORCHVISION_BN_EPS
+    depth: DepthRange = field(default_factory=DepthRange)
+    preset: str = "default"  # the name it came from (informational)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (checkpoint config, ONNX metadata, sidecars)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ModelVariant:
+        """Inverse of ``to_dict``; ``None`` or ``{}`` is the default (older checkpoints)."""
+        if not d:
+            return cls()
+        known = {"normalize_input", "leaky_after_conv_a", "bn_eps", "depth", "preset"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"unknown model variant fields {unknown}; upgrade the toolkit")
+        kw = dict(d)
+        kw["depth"] = DepthRange(**kw.get("depth", {}))
+        return cls(**kw)
+
+
+NYU = DepthRange(0.1, 10.0, 10.0)
+KITTI = DepthRange(1.0, 80.0, 80.0)
+DEPTH_RANGES = {"nyu": NYU, "kitti": KITTI}
+DEFAULT = ModelVariant()
+PRESETS: dict[str, ModelVariant] = {
+    "default": DEFAULT,
+    # nyu.h5 / kitti.h5 as released (January 2019): LeakyReLU after convB only
+    "keras-released": ModelVariant(False, False, KERAS_BN_EPS, NYU, "keras-released"),
+    # the repository's later decoder (LeakyReLU after both convs)
+    "keras-head": ModelVariant(False, True, KERAS_BN_EPS, NYU, "keras-head"),
+}
+
+
+def preset(name: str, dataset: str = "nyu") -> ModelVariant:
+    """A named variant with the depth range of ``dataset`` (nyu | kitti)."""
+    if name not in PRESETS:
+        raise ModelError(f"unknown model variant {name!r}; choose one of: {', '.join(PRESETS)}")
+    if dataset not in DEPTH_RANGES:
+        raise ModelError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DEPTH_RANGES)}")
+    base = PRESETS[name]
+    return ModelVariant(
+        base.normalize_input, base.leaky_after_conv_a, base.bn_eps, DEPTH_RANGES[dataset], name
+    )

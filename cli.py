@@ -330,6 +330,39 @@ def compare(
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
 
 
+class KerasDataset(str, Enum):
+    nyu = "nyu"
+    kitti = "kitti"
+
+
+@app.command("import-keras")
+def import_keras(
+    source: Annotated[Path, typer.Argument(help="The authors' nyu.h5 / kitti.h5 (Keras HDF5).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt).")] = Path("nyu.pt"),
+    dataset: Annotated[
+        KerasDataset,
+        typer.Option(help="Depth range: nyu (10/output, 0.1..10 m), kitti (80/output, 1..80 m)."),
+    ] = KerasDataset.nyu,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Import a Keras DenseDepth model (the published nyu.h5 / kitti.h5) as a checkpoint."""
+    from densedepth.keras_import import import_keras as run_import
+
+    with user_errors():
+        if out.suffix not in (".pt", ".pth"):
+            raise DenseDepthError(f"--out {out} must end in .pt")
+        if out.exists() and not overwrite:
+            raise DenseDepthError(f"{out} already exists; pass --overwrite or another --out")
+        t0 = time.perf_counter()
+        record = run_import(source, out, dataset.value)
+        console.print(
+            f"saved {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
+            f"{record['backbone']}, decoder width {record['decoder_width']:g}, "
+            f"{record['variant']}, {record['dataset']} depth range; from Keras "
+            f"{record['keras_version'] or '?'} ({record['saved_with']})"
+        )
+
+
 class Exporter(str, Enum):
     torchscript = "torchscript"
     dynamo = "dynamo"

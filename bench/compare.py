@@ -33,8 +33,12 @@ PUBLISHED = [
 
 
 def model_label(runner: Any, path: Path) -> str:
-    """A short column label: backbone and file, e.g. ``densenet169 (d169/best.pt)``."""
+    """A short column label: backbone and file, e.g. ``densenet169 (d169/best.pt)``; models
+    with published weights say so: ``densenet169 (published Keras nyu.h5: nyu.pt)``."""
     backbone = getattr(runner, "backbone", "") or runner.name
+    origin = getattr(runner, "weights_origin", "")
+    if origin:
+        return f"{backbone} ({origin}: {path.name})"
     return f"{backbone} ({path.parent.name}/{path.name})"
 
 

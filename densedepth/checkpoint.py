@@ -117,3 +117,11 @@ def model_from_checkpoint(
             f"(width {config.get('decoder_width', 1.0)}): {detail[:160]}"
         ) from None
     return model
+
+
+def weights_origin(ckpt: dict[str, Any]) -> dict[str, str]:
+    """``{"weights_origin": ...}`` for a checkpoint imported from published weights, else {}."""
+    source = ckpt.get("source") or {}
+    if source.get("format") == "keras-h5":
+        return {"weights_origin": f"published Keras {Path(source.get('file', '')).name}"}
+    return {}

@@ -71,6 +71,7 @@ class OnnxRunner:
         self.backbone = meta.get("backbone", "")
         self.decoder_width = float(meta.get("decoder_width", 1.0))
         self.depth_range = depth_range_of(meta)
+        self.weights_origin = str(meta.get("weights_origin", ""))
         self.precision = meta.get("precision", "fp32")
         self.threads = threads
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"

@@ -34,6 +34,7 @@ class OpenVinoRunner:
         self.backbone = sidecar.get("backbone", "")
         self.decoder_width = float(sidecar.get("decoder_width", 1.0))
         self.depth_range = depth_range_of(sidecar)
+        self.weights_origin = str(sidecar.get("weights_origin", ""))
         self.threads = threads
         self.compiled = compile_ir(self.path, self.precision, threads)
         self.request = self.compiled.create_infer_request()

@@ -81,6 +81,7 @@ class TensorRTRunner:
         self.backbone = sidecar.get("backbone", "")
         self.decoder_width = float(sidecar.get("decoder_width", 1.0))
         self.depth_range = depth_range_of(sidecar)
+        self.weights_origin = str(sidecar.get("weights_origin", ""))
 
     def _io_names(self) -> tuple[str, str]:
         """(input, output) tensor names; exactly one of each."""

@@ -28,15 +28,17 @@ class TorchRunner:
     ) -> None:
         """``input_size`` overrides the size the checkpoint was trained at (multiple of 32)."""
         self.torch_device = resolve_device(device)
+        self.weights_origin = ""
         if isinstance(checkpoint, torch.nn.Module):
             self.model = checkpoint
             self.name = f"torch:{getattr(checkpoint, 'backbone', 'model')}"
             size = getattr(checkpoint, "input_size", (480, 640))
         else:
-            from densedepth.checkpoint import load_checkpoint
+            from densedepth.checkpoint import load_checkpoint, weights_origin
 
             ckpt = load_checkpoint(checkpoint)
             self.model = model_from_checkpoint(ckpt)
+            self.weights_origin = weights_origin(ckpt).get("weights_origin", "")
             self.name = f"torch:{Path(checkpoint).name}"
             size = tuple(ckpt["config"].get("input_size", (480, 640)))
         if input_size is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
+from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
 from densedepth.data import atomic_path, write_text_atomic
 from densedepth.errors import error_line
 from densedepth.model import DenseDepth, check_input_size
@@ -199,6 +199,7 @@ def export_onnx(
             "variant": model.variant.to_dict(),
             "source": str(checkpoint),
             "source_sha256": file_sha256(checkpoint),
+            **weights_origin(ckpt),
             "opset": opset,
             "exporter": exporter,
             "parity_max_abs_m": parity,

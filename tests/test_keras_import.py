@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
-from densedepth.data import decode_rgb, open_dataset, rgb_to_input
+from densedepth.data import decode_rgb, encode_png, open_dataset, rgb_to_input
 from densedepth.errors import DenseDepthError
 from densedepth.keras_import import import_keras
 from engines import load_runner
@@ -142,9 +142,19 @@ def test_imported_model_deploys_in_metres(keras_files: dict, tmp_path: Path) -> 
         label = model_label(load_runner(model, device="cpu"), model)
         assert label.startswith("densenet121 (published Keras d121_released.h5"), label
     # the verbs work on it like on any checkpoint
-    args = ["evaluate", str(ckpt), "--limit", "4", "--device", "cpu", "--protocol", "densedepth"]
+    for protocol in ("densedepth", "eigen"):
+        args = ["evaluate", str(ckpt), "--limit", "4", "--device", "cpu", "--protocol", protocol]
+        result = cli.invoke(app, args, terminal_width=200)
+        assert result.exit_code == 0, result.output
+    image = tmp_path / "frame.png"
+    rgb = (np.load(keras_files["root"] / "inputs.npy")[0] * 255).round().astype(np.uint8)
+    image.write_bytes(encode_png(rgb))
+    result = cli.invoke(app, ["predict", str(ckpt), str(image), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0 and (tmp_path / "p" / "frame_depth.png").is_file(), result.output
+    args = ["build-engine", str(tmp_path / "nyu.onnx"), "--int8", "--calib", "synthetic",
+            "--calib-images", "4"]  # fmt: skip
     result = cli.invoke(app, args, terminal_width=200)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and (tmp_path / "nyu_int8.onnx").is_file(), result.output
 
 
 @needs_keras

@@ -23,6 +23,7 @@ grayscale (a grayscale "RGB" is usually a depth map passed by mistake).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import struct
@@ -572,6 +573,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

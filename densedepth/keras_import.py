@@ -25,7 +25,6 @@ written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from densedepth.data import file_sha256
 from densedepth.errors import DenseDepthError
 from densedepth.variant import preset
 
@@ -81,14 +81,6 @@ def _names_attr(group: Any, name: str) -> list[str]:
         parts += [_text(v) for v in group.attrs[f"{name}{i}"]]
         i += 1
     return parts
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_keras_h5(path: str | os.PathLike[str]) -> KerasFile:

@@ -10,7 +10,6 @@ sidecar, and exceeding the tolerance is an error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
-from densedepth.data import atomic_path, write_text_atomic
+from densedepth.data import atomic_path, file_sha256, write_text_atomic
 from densedepth.errors import error_line
 from densedepth.model import DenseDepth, check_input_size
 from export.formats import ExportError
@@ -46,15 +45,6 @@ class DeployableDepth(torch.nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.model.predict_depth(rgb)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parity_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 A predictor is any callable mapping an RGB batch (N,3,H,W float32 in [0,1]) to metres at half
 resolution: a model closure, or any runner of ``engines``. Images are brought to the
-predictor's input size first (area resampling); ground truth too (nearest neighbour where it
-has holes), so metrics are computed at the input resolution. The Eigen crop applies when the
-dataset carries one and the input is 480x640 (NYU's own resolution).
+predictor's input size (area resampling); the ground truth keeps its own resolution: the
+prediction is upsampled to it, so a model run at 240x320 is scored on the same 480x640 pixels
+as one run at 480x640, as the literature does. The Eigen crop applies when the dataset carries
+one and its ground truth is NYU's 480x640.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from densedepth.data import EIGEN_CROP, Sample, resize_depth, resize_rgb
+from densedepth.data import EIGEN_CROP, Sample, resize_rgb
 from densedepth.metrics import eigen_evaluate
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -22,22 +23,23 @@ NYU_SIZE = (480, 640)
 
 def evaluation_arrays(
     dataset: Sequence[Sample], input_size: tuple[int, int], limit: int = 0
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int] | None]:
-    """The first ``limit`` samples (0 = all) at ``input_size``, and the crop that applies."""
+) -> tuple[np.ndarray, np.ndarray | list[np.ndarray], tuple[int, int, int, int] | None]:
+    """The first ``limit`` samples (0 = all): RGB at ``input_size``, ground truth at its own
+    resolution (one N x H x W array, or a list when sizes differ), and the crop that applies."""
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     size = tuple(int(s) for s in input_size)
     rgb = np.empty((n, *size, 3), np.uint8)
-    depth = np.empty((n, *size), np.float32)
+    depths = []
     for i in range(n):
         r, d = dataset[i]
         rgb[i] = resize_rgb(r, size)
-        depth[i] = resize_depth(d, size)
+        depths.append(np.asarray(d, np.float32))
+    shapes = {d.shape for d in depths}
+    depth: np.ndarray | list[np.ndarray] = np.stack(depths) if len(shapes) == 1 else depths
     crop = getattr(dataset, "crop", None)
-    if size != NYU_SIZE:
-        crop = None
-    elif crop is not None:
-        crop = tuple(crop)
-    return rgb, depth, crop
+    if crop is not None and shapes == {NYU_SIZE}:
+        return rgb, depth, tuple(crop)
+    return rgb, depth, None
 
 
 def evaluate_dataset(

@@ -36,7 +36,7 @@ at half resolution) over a test set batch by batch. Two protocols:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -219,11 +219,30 @@ def upsample2x_skimage(depth_half: np.ndarray) -> np.ndarray:
     return _upsample2x(depth_half, "reflect")
 
 
+def _axis_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis: source indices i0, i1 and the weight of i1."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+
+def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (..., h, w) to (..., H, W) with half-pixel centres and edge clamping
+    (OpenCV's INTER_LINEAR, torch's ``align_corners=False``, no anti-aliasing)."""
+    x = _float(x)
+    i0, i1, wy = _axis_taps(x.shape[-2], int(size[0]))
+    j0, j1, wx = _axis_taps(x.shape[-1], int(size[1]))
+    rows = x[..., i0, :] * (1 - wy)[:, None] + x[..., i1, :] * wy[:, None]
+    return (rows[..., j0] * (1 - wx) + rows[..., j1] * wx).astype(x.dtype, copy=False)
+
+
 # --------------------------------------------------------------------------------------------
 # The evaluation protocols
 
 
-def _check_inputs(rgb: np.ndarray, depth: np.ndarray) -> tuple[int, int, int]:
+def _check_inputs(
+    rgb: np.ndarray, depth: np.ndarray | Sequence[np.ndarray]
+) -> tuple[int, int, int]:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 4:
         raise DataError(
             f"rgb must be a uint8 array N x H x W x 3, got "
@@ -233,13 +252,19 @@ def _check_inputs(rgb: np.ndarray, depth: np.ndarray) -> tuple[int, int, int]:
     n, h, w, c = rgb.shape
     if c != 3:
         raise DataError(f"rgb must be N x H x W x 3, got shape {rgb.shape} ({c} channels)")
-    if not isinstance(depth, np.ndarray) or depth.shape != (n, h, w):
+    if isinstance(depth, np.ndarray):
+        ok = depth.ndim == 3 and depth.shape[0] == n
+        dtypes = {depth.dtype}
+    else:
+        ok = len(depth) == n and all(getattr(d, "ndim", 0) == 2 for d in depth)
+        dtypes = {d.dtype for d in depth} if ok else set()
+    if not ok:
         raise DataError(
-            f"depth must be an array N x H x W = {(n, h, w)} matching rgb, got "
-            f"{getattr(depth, 'shape', type(depth).__name__)}"
+            f"depth must be {n} maps (N x H x W, or one H x W array per image) matching rgb, "
+            f"got {getattr(depth, 'shape', f'{len(depth)} items')}"
         )
-    if not np.issubdtype(depth.dtype, np.floating):
-        raise DataError(f"depth must be float metres, got dtype {depth.dtype}")
+    if not all(np.issubdtype(t, np.floating) for t in dtypes):
+        raise DataError(f"depth must be float metres, got dtype {sorted(map(str, dtypes))}")
     if n == 0:
         raise DataError("the test set is empty; pass at least one image")
     if h % 2 or w % 2:
@@ -278,7 +303,7 @@ def _flip_averaged(
 def eigen_evaluate(
     predict: Predictor,
     rgb: np.ndarray,
-    depth: np.ndarray,
+    depth: np.ndarray | Sequence[np.ndarray],
     crop: Crop | None = EIGEN_CROP,
     batch_size: int | None = None,
     protocol: str = "eigen",
@@ -286,8 +311,11 @@ def eigen_evaluate(
     """Metrics of ``predict`` on a test set under ``protocol`` (see the module docstring).
 
     ``predict``: float32 NCHW RGB in [0,1] -> metres at half resolution, (N,1,h,w) or (N,h,w).
-    ``rgb``: N x H x W x 3 uint8 (a memmap is read batch by batch); ``depth``: N x H x W metres.
-    ``crop``: inclusive (top, bottom, left, right), or None for the whole image.
+    ``rgb``: N x h x w x 3 uint8 at the predictor's input size (a memmap is read batch by
+    batch). ``depth``: metres at the ground truth's own resolution, N x H x W or one H x W map
+    per image; the prediction, upsampled 2x to h x w, is resized (bilinear) to each map's size
+    when it differs, so every input size is scored at ground-truth resolution.
+    ``crop``: inclusive (top, bottom, left, right) in ground-truth pixels, or None.
     ``batch_size``: None for the protocol's default (eigen 8, densedepth 4).
     Returns the six metrics plus ``n_images`` (images scored) and ``protocol``.
     """
@@ -297,9 +325,6 @@ def eigen_evaluate(
     bs = DEFAULT_BATCH_SIZE[protocol] if batch_size is None else int(batch_size)
     if bs < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    top, bottom, left, right = (0, h - 1, 0, w - 1) if crop is None else _check_crop(crop, h, w)
-    rows, cols = slice(top, bottom + 1), slice(left, right + 1)
-
     if protocol == "eigen":
         n_scored = n
         upsample = upsample2x
@@ -315,29 +340,16 @@ def eigen_evaluate(
     sums = np.zeros(7, dtype=np.float64)
     for start in range(0, n_scored, bs):
         stop = min(start + bs, n_scored)
-        pred = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)[:, rows, cols]
-        gt = np.asarray(depth[start:stop], dtype=np.float64)[:, rows, cols]
-        if protocol == "eigen":
-            with np.errstate(invalid="ignore"):
-                valid = np.isfinite(gt) & (gt > 0)
-            gt = np.clip(gt, MIN_DEPTH, MAX_DEPTH)
-            pred = np.clip(pred, MIN_DEPTH, MAX_DEPTH)
-            sums += _valid_sums(gt, pred, valid)
-        else:
-            bad = np.count_nonzero(~(np.isfinite(gt) & (gt > 0)))
-            if bad:
-                raise DataError(
-                    f"{bad} ground-truth pixels in the crop of images {start}..{stop - 1} are "
-                    "0, negative or not finite; the densedepth protocol has no validity mask "
-                    "and needs filled ground truth (use protocol='eigen' for raw depth)"
-                )
-            if not np.isfinite(pred).all():
-                raise DataError(
-                    f"the predictor returned NaN or infinite depth for images {start}..{stop - 1}; "
-                    "check the model and its inputs"
-                )
-            # compute_errors(gt=predictions, pred=ground truth): rel divides by the prediction.
-            sums += _sums(pred.ravel(), gt.ravel())
+        preds = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)
+        for k, pred in enumerate(preds):
+            gt = np.asarray(depth[start + k], dtype=np.float64)
+            if pred.shape != gt.shape:
+                pred = resize_bilinear(pred, gt.shape)
+            if crop is not None:
+                top, bottom, left, right = _check_crop(crop, *gt.shape)
+                pred = pred[top : bottom + 1, left : right + 1]
+                gt = gt[top : bottom + 1, left : right + 1]
+            sums += _score(pred, gt, protocol, start + k)
 
     if sums[0] == 0:
         raise DataError(
@@ -347,6 +359,30 @@ def eigen_evaluate(
     return {**_finish(sums), "n_images": n_scored, "protocol": protocol}
 
 
+def _score(pred: np.ndarray, gt: np.ndarray, protocol: str, index: int) -> np.ndarray:
+    """The metric sums of one cropped image under ``protocol``."""
+    if protocol == "eigen":
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(gt) & (gt > 0)
+        gt = np.clip(gt, MIN_DEPTH, MAX_DEPTH)
+        pred = np.clip(pred, MIN_DEPTH, MAX_DEPTH)
+        return _valid_sums(gt, pred, valid)
+    bad = np.count_nonzero(~(np.isfinite(gt) & (gt > 0)))
+    if bad:
+        raise DataError(
+            f"{bad} ground-truth pixels in the crop of image {index} are 0, negative or not "
+            "finite; the densedepth protocol has no validity mask and needs filled ground "
+            "truth (use protocol='eigen' for raw depth)"
+        )
+    if not np.isfinite(pred).all():
+        raise DataError(
+            f"the predictor returned NaN or infinite depth for image {index}; check the model "
+            "and its inputs"
+        )
+    # compute_errors(gt=predictions, pred=ground truth): rel divides by the prediction.
+    return _sums(pred.ravel(), gt.ravel())
+
+
 __all__ = [
     "EIGEN_CROP",
     "METRIC_KEYS",
@@ -354,6 +390,7 @@ __all__ = [
     "compute_metrics",
     "eigen_crop",
     "eigen_evaluate",
+    "resize_bilinear",
     "upsample2x",
     "upsample2x_skimage",
 ]

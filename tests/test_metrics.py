@@ -400,7 +400,8 @@ def _bad_cases() -> list[tuple[dict, str]]:
         ({"rgb": rgb.astype(np.float32)}, "uint8"),
         ({"rgb": rgb[0]}, "uint8"),
         ({"rgb": np.zeros((2, H, W, 4), np.uint8)}, "channels"),
-        ({"depth": depth[:, :, :-2]}, "matching rgb"),
+        ({"depth": depth[:1]}, "matching rgb"),  # one map for two images
+        ({"depth": [depth[0], depth[1][0]]}, "matching rgb"),  # a row is not a map
         ({"depth": depth.astype(np.int32)}, "float"),
         ({"rgb": rgb[:, :-1], "depth": depth[:, :-1]}, "even"),
         ({"rgb": rgb[:0], "depth": depth[:0]}, "empty"),
@@ -423,3 +424,44 @@ def test_nan_predictions_are_reported() -> None:
     for protocol in ("eigen", "densedepth"):
         with pytest.raises(DataError, match="NaN"):
             eigen_evaluate(constant(np.nan), rgb, depth, crop=CROP, protocol=protocol, batch_size=2)
+
+
+def test_metrics_at_ground_truth_resolution_for_any_input_size() -> None:
+    from densedepth.data import open_dataset
+    from densedepth.evaluation import evaluate_dataset, evaluation_arrays
+
+    test = open_dataset("synthetic", "test", n=3, height=480, width=640, seed=7)
+
+    def rows(x: np.ndarray) -> np.ndarray:
+        """Depth as a function of the image row only: the same picture at any resolution."""
+        n, _, h, w = x.shape
+        y = (np.arange(h // 2) + 0.5) / (h // 2)
+        return np.broadcast_to((1.0 + 5.0 * y)[None, None, :, None], (n, 1, h // 2, w // 2))
+
+    rgb, depth, crop = evaluation_arrays(test, (240, 320))
+    assert rgb.shape == (3, 240, 320, 3) and depth.shape == (3, 480, 640)  # gt not resized
+    assert crop == EIGEN_CROP  # the Eigen crop of NYU-sized ground truth, whatever the input
+    full = evaluate_dataset(rows, test, (480, 640))
+    half = evaluate_dataset(rows, test, (240, 320))
+    quarter = evaluate_dataset(rows, test, (128, 160))
+    for k in METRIC_KEYS:
+        assert half[k] == pytest.approx(full[k], rel=1e-6, abs=1e-9), k
+        assert quarter[k] == pytest.approx(full[k], rel=1e-6, abs=1e-9), k
+    # ground truth of mixed sizes is scored image by image at its own size, without a crop
+    mixed = [open_dataset("synthetic", "test", n=1, height=h, width=w, seed=3)[0] for h, w in
+             ((96, 128), (120, 160))]  # fmt: skip
+    rgb, depth, crop = evaluation_arrays(mixed, (64, 64))
+    assert crop is None and [d.shape for d in depth] == [(96, 128), (120, 160)]
+    got = eigen_evaluate(rows, rgb, depth, crop=None)
+    assert got["n_images"] == 2 and 0 <= got["delta1"] <= 1
+
+
+def test_resize_bilinear_matches_opencv() -> None:
+    import cv2
+
+    from densedepth.metrics import resize_bilinear
+
+    x = np.random.default_rng(0).random((7, 9)).astype(np.float32)
+    for size in ((14, 18), (21, 27), (5, 4), (7, 9)):
+        want = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(resize_bilinear(x, size), want, atol=1e-5)

@@ -14,6 +14,12 @@ On the network's reciprocal target (``densedepth.depth``, values in [1, 100]), N
   official PyTorch port does (TensorFlow would refuse them).
 
 SSIM is always computed in float32 (float64 if given float64), with autocast disabled.
+
+Missing depth: ``mask`` (True where the ground truth is valid: depth > 0 and finite) makes the
+holes contribute nothing: L1 is the mean over valid pixels; a forward difference counts only
+when both of its pixels are valid (the sum over pixels divided by the number of valid pixels,
+so on hole-free data the terms are exactly the unmasked ones); SSIM is averaged over the window
+positions whose 11x11 window holds no hole, per image, then over the images that have one.
 """
 
 from __future__ import annotations
@@ -53,10 +59,8 @@ def gaussian_window_1d(size: int, sigma: float, dtype: torch.dtype, device: torc
     return (g / g.sum()).to(device=device, dtype=dtype)
 
 
-def _ssim_per_image(
-    img1: Tensor, img2: Tensor, max_val: float, window_size: int, sigma: float
-) -> Tensor:
-    """SSIM of each image pair (N,), the VALID SSIM map averaged over C, H, W."""
+def _ssim_map(img1: Tensor, img2: Tensor, max_val: float, window_size: int, sigma: float) -> Tensor:
+    """The SSIM map (N, C, H', W') of two batches: Gaussian window, VALID convolution."""
     _check_pair(img1, img2, "ssim")
     _, c, h, w = img1.shape
     if h < 1 or w < 1:
@@ -79,7 +83,14 @@ def _ssim_per_image(
         mu_sq = mu1 * mu1 + mu2 * mu2
         luminance = (2.0 * mu12 + c1) / (mu_sq + c1)
         contrast_structure = (2.0 * (e12 - mu12) + c2) / (e11 + e22 - mu_sq + c2)
-        return (luminance * contrast_structure).mean(dim=(1, 2, 3))
+        return luminance * contrast_structure
+
+
+def _ssim_per_image(
+    img1: Tensor, img2: Tensor, max_val: float, window_size: int, sigma: float
+) -> Tensor:
+    """SSIM of each image pair (N,), the VALID SSIM map averaged over C, H, W."""
+    return _ssim_map(img1, img2, max_val, window_size, sigma).mean(dim=(1, 2, 3))
 
 
 def ssim(
@@ -123,9 +134,18 @@ class DepthLoss(nn.Module):
         """The unweighted terms of the last call: ``{"l1", "grad", "ssim"}`` (empty before)."""
         return {k: float(v) for k, v in self._last.items()}
 
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        """The scalar loss of ``pred`` against ``target`` (both NCHW, same shape)."""
+    def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The scalar loss of ``pred`` against ``target`` (both NCHW, same shape); ``mask``
+        (bool, same shape) marks the valid target pixels (None or all True: every pixel)."""
         _check_pair(pred, target, "DepthLoss")
+        if mask is not None:
+            if mask.shape != target.shape:
+                raise DataError(
+                    f"DepthLoss: mask shape {tuple(mask.shape)} differs from the target's "
+                    f"{tuple(target.shape)}"
+                )
+            if not bool(mask.all()):
+                return self._masked(pred, target, mask.bool())
         dtype = _work_dtype(pred, target)
         p = pred.to(dtype)
         t = target.to(dtype)
@@ -140,6 +160,39 @@ class DepthLoss(nn.Module):
         )
         self._last = {"l1": l1.detach(), "grad": grad.detach(), "ssim": ssim_term.detach()}
         return self.l1_weight * l1 + grad + ssim_term
+
+    def _masked(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        dtype = _work_dtype(pred, target)
+        p = pred.to(dtype)
+        t = torch.where(mask, target.to(dtype), p.detach())  # holes: no error, no gradient
+        m = mask.to(dtype)
+        valid = m.sum().clamp(min=1.0)
+        l1 = ((p - t).abs() * m).sum() / valid
+        dy_p, dx_p = image_gradients(p)
+        dy_t, dx_t = image_gradients(t)
+        my = F.pad(m[:, :, 1:, :] * m[:, :, :-1, :], (0, 0, 0, 1))  # both pixels valid
+        mx = F.pad(m[:, :, :, 1:] * m[:, :, :, :-1], (0, 1, 0, 0))
+        grad = (((dy_p - dy_t).abs() * my) + ((dx_p - dx_t).abs() * mx)).sum() / valid
+        ssim_term = self._masked_ssim(t, p, m)
+        self._last = {"l1": l1.detach(), "grad": grad.detach(), "ssim": ssim_term.detach()}
+        return self.l1_weight * l1 + grad + ssim_term
+
+    def _masked_ssim(self, t: Tensor, p: Tensor, m: Tensor) -> Tensor:
+        """``(1 - SSIM) / 2`` over the hole-free windows of each image, then over images."""
+        _, c, h, w = t.shape
+        size = min(SSIM_WINDOW, h, w)
+        with torch.autocast(device_type=t.device.type, enabled=False):
+            smap = _ssim_map(t, p, self.max_val, SSIM_WINDOW, SSIM_SIGMA)
+            ones = torch.ones(1, c, size, size, dtype=m.dtype, device=m.device)
+            holes = F.conv2d(1.0 - m, ones / ones.sum())  # share of holes in each window
+            clean = (holes <= 1e-6).to(smap.dtype).expand_as(smap)
+            per_image_count = clean.sum(dim=(1, 2, 3))
+            has = per_image_count > 0
+            if not bool(has.any()):
+                return (smap * 0.0).sum()
+            per_image = (smap * clean).sum(dim=(1, 2, 3)) / per_image_count.clamp(min=1.0)
+            terms = ((1.0 - per_image) * 0.5).clamp(0.0, 1.0)
+            return terms[has].mean()
 
     def extra_repr(self) -> str:
         return f"l1_weight={self.l1_weight}, max_val={self.max_val}"

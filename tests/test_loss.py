@@ -209,3 +209,58 @@ def test_cuda_matches_cpu() -> None:
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
     assert float(gpu) == pytest.approx(float(cpu), rel=1e-4)
     gpu.backward()
+
+
+def _hand_masked_loss(p: np.ndarray, t: np.ndarray, m: np.ndarray, smap: np.ndarray) -> float:
+    """The masked loss written out pixel by pixel (one image, one channel), from its definition:
+    L1 over valid pixels; forward differences where both pixels are valid, summed over pixels
+    and divided by the valid count; SSIM averaged over the windows without a hole."""
+    h, w = p.shape
+    valid = m.sum()
+    l1 = sum(abs(p[i, j] - t[i, j]) for i in range(h) for j in range(w) if m[i, j]) / valid
+    grad = 0.0
+    for i in range(h):
+        for j in range(w):
+            if i + 1 < h and m[i, j] and m[i + 1, j]:
+                grad += abs((p[i + 1, j] - p[i, j]) - (t[i + 1, j] - t[i, j]))
+            if j + 1 < w and m[i, j] and m[i, j + 1]:
+                grad += abs((p[i, j + 1] - p[i, j]) - (t[i, j + 1] - t[i, j]))
+    grad /= valid
+    clean = [smap[a, b] for a in range(smap.shape[0]) for b in range(smap.shape[1])
+             if m[a : a + 11, b : b + 11].all()]  # fmt: skip
+    ssim_term = min(max((1 - np.mean(clean)) / 2, 0.0), 1.0)
+    return 0.1 * l1 + grad + ssim_term
+
+
+def test_masked_loss_matches_a_hand_computation_on_a_map_with_holes() -> None:
+    from densedepth.loss import _ssim_map
+
+    rng = np.random.default_rng(5)
+    t = torch.from_numpy(rng.uniform(1, 100, (1, 1, 24, 28)))
+    p = torch.from_numpy(rng.uniform(1, 100, (1, 1, 24, 28)))
+    m = torch.ones_like(t, dtype=torch.bool)
+    m[0, 0, 3:6, 4:9] = False  # a hole near the top left
+    m[0, 0, 20, 25] = False  # and one pixel
+    t_holes = t.clone()
+    t_holes[~m] = 0.0  # what the hole holds must not matter
+    got = DepthLoss()(p, t_holes, m)
+    smap = _ssim_map(t, p, 100.0, 11, 1.5)[0, 0].numpy()
+    want = _hand_masked_loss(p[0, 0].numpy(), t[0, 0].numpy(), m[0, 0].numpy(), smap)
+    assert float(got) == pytest.approx(want, rel=1e-10)
+    # gradients never reach the prediction through a hole pixel's own L1 term
+    q = p.clone().requires_grad_(True)
+    DepthLoss(l1_weight=1.0)(q, t_holes, m).backward()
+    assert torch.isfinite(q.grad).all()
+
+
+def test_mask_changes_nothing_on_hole_free_data() -> None:
+    rng = np.random.default_rng(6)
+    t = torch.from_numpy(rng.uniform(1, 100, (2, 1, 32, 40)).astype(np.float32))
+    p = torch.from_numpy(rng.uniform(1, 100, (2, 1, 32, 40)).astype(np.float32))
+    loss = DepthLoss()
+    plain = loss(p, t)
+    assert torch.equal(loss(p, t, torch.ones_like(t, dtype=torch.bool)), plain)
+    forced = loss._masked(p, t, torch.ones_like(t, dtype=torch.bool))  # the masked formula
+    assert float(forced) == pytest.approx(float(plain), rel=1e-5)
+    with pytest.raises(DataError, match="mask shape"):
+        loss(p, t, torch.ones(2, 1, 32, 39, dtype=torch.bool))

@@ -159,11 +159,13 @@ def train_one_epoch(
     depth_range = _unwrap(model).variant.depth
     for images, depth in loader:
         images = images.to(device, non_blocking=True)
-        target = depth_to_target(depth.to(device, non_blocking=True), depth_range)
+        depth = depth.to(device, non_blocking=True)
+        valid = torch.isfinite(depth) & (depth > 0)  # missing depth (0) counts for nothing
+        target = depth_to_target(torch.nan_to_num(depth, nan=0.0), depth_range)
         autocast = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
         with autocast:
             pred = model(images)
-        loss = loss_fn(pred.float(), target)
+        loss = loss_fn(pred.float(), target, valid)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(float(loss.detach()))
         optimizer.zero_grad(set_to_none=True)

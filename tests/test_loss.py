@@ -262,5 +262,7 @@ def test_mask_changes_nothing_on_hole_free_data() -> None:
     assert torch.equal(loss(p, t, torch.ones_like(t, dtype=torch.bool)), plain)
     forced = loss._masked(p, t, torch.ones_like(t, dtype=torch.bool))  # the masked formula
     assert float(forced) == pytest.approx(float(plain), rel=1e-5)
+    nothing = loss(p, t * float("nan"), torch.zeros_like(t, dtype=torch.bool))
+    assert float(nothing) == 0.0  # a batch without valid depth teaches nothing (and no NaN)
     with pytest.raises(DataError, match="mask shape"):
         loss(p, t, torch.ones(2, 1, 32, 39, dtype=torch.bool))

@@ -233,7 +233,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(
     real_open = loop.open_dataset
 
     class PoisonAt:
-        """The training set with one image full of NaN (a corrupt sample)."""
+        """The training set with images full of NaN (corrupt samples). NaN depth would only
+        be missing depth, which the loss masks out; a NaN image makes the prediction NaN."""
 
         def __init__(self, base: object, bad: set[int]) -> None:
             self.base, self.bad = base, bad
@@ -243,7 +244,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(
 
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
             rgb, depth = self.base[i]
-            return rgb, (depth * np.nan if i in self.bad else depth)
+            return (rgb * np.float32(np.nan) if i in self.bad else rgb), depth
 
     def poisoned(path: str, split: str, **kw: object) -> object:
         ds = real_open(path, split, **kw)

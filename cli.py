@@ -188,8 +188,15 @@ def train(
     backbone: Annotated[Backbone, typer.Option(help="Encoder.")] = "densenet169",
     data: Annotated[str, typer.Option(help="Dataset path or 'synthetic'.")] = "synthetic",
     val_data: Annotated[
-        str | None, typer.Option(help="Validation set (default: --data test).")
+        str | None,
+        typer.Option(help="Validate on this source instead of a split of --data."),
     ] = None,
+    val_split: Annotated[
+        float, typer.Option(help="Share of the training scenes held out for validation.")
+    ] = 0.02,
+    val_split_name: Annotated[
+        str, typer.Option(help="Split of --val-data to validate on: train, or test (warned).")
+    ] = "train",
     weights: Annotated[
         str, typer.Option(help="Encoder init: imagenet (offline cache), none, or a FILE.")
     ] = "imagenet",
@@ -208,6 +215,9 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between last.pt.")] = 200,
     val_samples: Annotated[int, typer.Option(min=0, help="Validation images (0 = all).")] = 64,
+    test_samples: Annotated[
+        int, typer.Option(min=0, help="Test images scoring best.pt at the end (0 = all).")
+    ] = 0,
     synthetic_train: Annotated[int, typer.Option(min=1, help="Synthetic train scenes.")] = 1000,
     synthetic_test: Annotated[int, typer.Option(min=1, help="Synthetic test scenes.")] = 100,
 ) -> None:
@@ -221,6 +231,8 @@ def train(
             decoder_width=decoder_width,
             data=data,
             val_data=val_data,
+            val_split=val_split,
+            val_split_name=val_split_name,
             weights=weights,
             epochs=epochs,
             max_steps=max_steps,
@@ -233,6 +245,7 @@ def train(
             workers=workers,
             checkpoint_every=checkpoint_every,
             val_samples=val_samples,
+            test_samples=test_samples,
             synthetic_train=synthetic_train,
             synthetic_test=synthetic_test,
         )
@@ -243,7 +256,8 @@ def train(
             raise typer.Exit(130) from None
         console.print(
             f"done: {summary['steps']} steps, {summary['img_per_s']:.1f} img/s; "
-            f"best {summary['best_path']}, last {summary['last']}"
+            f"best {summary['best_path']} (chosen on validation), last {summary['last']}",
+            soft_wrap=True,
         )
 
 

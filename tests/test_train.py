@@ -363,3 +363,92 @@ def test_ddp_on_two_gloo_processes_keeps_ranks_identical(tmp_path: Path) -> None
     assert_same_weights(written, params[0])  # rank 0 wrote what both ranks hold
     persistent = {k: v for k, v in ranks[0]["buffers"].items() if k in ckpt["model"]}
     assert persistent and all(torch.equal(ckpt["model"][k], v) for k, v in persistent.items())
+
+
+class Scenes:
+    """A dataset of ``scenes`` x ``frames`` samples whose scene is known (like nyu_data.zip)."""
+
+    name = "scenes"
+
+    def __init__(self, scenes: int, frames: int) -> None:
+        self.labels = [f"room_{s:02d}" for s in range(scenes) for _ in range(frames)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.float32)
+
+    def scene(self, i: int) -> str:
+        return self.labels[i]
+
+
+def test_validation_holds_out_whole_scenes_from_the_seed() -> None:
+    from densedepth.errors import DataError
+    from densedepth.splits import Subset, split_by_scene
+
+    data = Scenes(scenes=50, frames=4)
+    split = split_by_scene(data, 0.1, seed=0)
+    assert (split.val_groups, split.train_groups, split.grouped_by) == (5, 45, "scene")
+    train_scenes = {data.scene(i) for i in split.train}
+    val_scenes = {data.scene(i) for i in split.val}
+    assert not train_scenes & val_scenes and len(val_scenes) == 5  # no scene on both sides
+    assert sorted(split.train + split.val) == list(range(200)) and len(split.val) == 20
+    assert split_by_scene(data, 0.1, seed=0) == split  # deterministic from the seed
+    assert split_by_scene(data, 0.1, seed=1).val != split.val
+    val = Subset(data, split.val, "validation")
+    assert len(val) == 20 and {val.scene(i) for i in range(20)} == val_scenes
+    files = split_by_scene(open_dataset("synthetic", "train", n=10, height=8, width=8), 0.2, 3)
+    assert files.grouped_by == "file" and len(files.val) == 2
+    for fraction, message in ((0.0, "outside"), (0.6, "outside"), (0.5, None)):
+        if message:
+            with pytest.raises(DataError, match=message):
+                split_by_scene(data, fraction, 0)
+        else:
+            assert split_by_scene(data, fraction, 0).val_groups == 25
+    with pytest.raises(DataError, match="leave no training scene"):
+        split_by_scene(Scenes(scenes=1, frames=9), 0.02, 0)
+
+
+def test_best_is_chosen_on_validation_and_test_is_scored_once(tmp_path: Path) -> None:
+    import json
+
+    summary = fit(tiny_config(tmp_path, max_steps=2, synthetic_train=10, val_split=0.2))
+    config = json.loads((tmp_path / "config.json").read_text())
+    held = config["validation"]
+    assert (held["train_images"], held["val_images"], held["grouped_by"]) == (8, 2, "file")
+    assert len(held["val_groups_sha256"]) == 64 and held["val_split"] == 0.2
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["validation"]["best"]["delta1"] == summary["best"]["delta1"]
+    test = written["test"]
+    assert test["data"].startswith("synthetic(n=4, seed=1") and 0 <= test["delta1"] <= 1
+    assert test["n_images"] == 4  # every test image, once, with best.pt
+    assert "delta1" in load_checkpoint(tmp_path / "best.pt")["metrics"]
+
+
+def test_validation_source_and_its_bad_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    cli = CliRunner()
+    args = ["train", "--backbone", "densenet121", "--decoder-width", "0.125", "--weights", "none",
+            "--input-size", "64x64", "--batch-size", "2", "--synthetic-train", "4",
+            "--synthetic-test", "2", "--max-steps", "1", "--device", "cpu"]  # fmt: skip
+    out = tmp_path / "run"
+    result = cli.invoke(app, [*args, "--out", str(out), "--val-data", "synthetic",
+                              "--val-split-name", "test"], terminal_width=200)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "validating on the test split of synthetic" in " ".join(result.output.split())
+    test = load_checkpoint(out / "best.pt")["config"]["validation"]
+    assert test == {"source": "synthetic", "split": "test", "val_images": 2}
+    for extra, message in (
+        (["--val-split", "0.6"], "outside (0, 0.5]"),
+        (["--val-split", "0"], "outside (0, 0.5]"),
+        (["--synthetic-train", "1"], "leave no training"),
+        (["--val-data", "synthetic", "--val-split-name", "val"], "choose train or test"),
+    ):
+        bad = tmp_path / "bad"
+        result = cli.invoke(app, [*args, *extra, "--out", str(bad)])
+        assert result.exit_code == 1 and message in result.output, (extra, result.output)
+        assert "Traceback" not in result.output and not bad.exists()  # nothing written

@@ -18,7 +18,10 @@ class TrainConfig:
     decoder_width: float = 1.0
     variant: dict[str, Any] = field(default_factory=dict)  # densedepth.variant ({}: default)
     data: str = "synthetic"
-    val_data: str | None = None  # default: the test split of ``data``
+    val_data: str | None = None  # another validation source (default: a split of ``data``)
+    val_split: float = 0.02  # share of the training scenes held out for validation
+    val_split_name: str = "train"  # the split of ``val_data`` validated on ("test": warned)
+    validation: dict[str, Any] = field(default_factory=dict)  # what was held out (fit fills it)
     weights: str = "imagenet"  # imagenet | none | FILE
     epochs: int = 20
     max_steps: int | None = None  # stop after this many optimiser steps in total
@@ -33,6 +36,7 @@ class TrainConfig:
     workers: int = 0
     checkpoint_every: int = 200  # optimiser steps between last.pt writes
     val_samples: int = 64  # images of the validation set evaluated each epoch (0 = all)
+    test_samples: int = 0  # images of the test split scoring best.pt at the end (0 = all)
     synthetic_train: int = 1000  # scenes, when data is "synthetic"
     synthetic_test: int = 100
     synthetic_size: tuple[int, int] | None = None  # render size; default: input_size

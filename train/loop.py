@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
-from densedepth.checkpoint import load_checkpoint, save_checkpoint
+from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from densedepth.data import TorchDepthDataset, open_dataset, write_text_atomic
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
@@ -38,6 +38,7 @@ from densedepth.evaluation import evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
+from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant
 from train.config import TrainConfig
 
@@ -222,6 +223,50 @@ def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
     return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w}
 
 
+def training_and_validation(cfg: TrainConfig, warn: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """The training set, the validation set and what config.json records of the split.
+
+    By default ``cfg.val_split`` of the training scenes (whole scenes; files where a dataset
+    has none) are held out, chosen from ``cfg.seed``; ``cfg.val_data`` validates on another
+    source instead, on its ``cfg.val_split_name`` split (``test`` is allowed, with a warning).
+    """
+    base = open_dataset(cfg.data, "train", **_dataset_kwargs(cfg, "train"))
+    if cfg.val_data:
+        split = _check_split_name(cfg.val_split_name)
+        val = open_dataset(cfg.val_data, split, **_dataset_kwargs(cfg, split))
+        if len(val) == 0:
+            raise TrainingError(f"the validation set {cfg.val_data} ({split}) is empty")
+        if split == "test" and warn is not None:
+            warn(
+                f"warning: validating on the test split of {cfg.val_data}: best.pt is chosen on "
+                f"those images, so numbers measured on them are not held-out test numbers"
+            )
+        record = {"source": cfg.val_data, "split": split, "val_images": len(val)}
+        return base, val, record
+    held = split_by_scene(base, cfg.val_split, cfg.seed)
+    train = Subset(base, held.train, "train")
+    val = Subset(base, held.val, f"validation {cfg.val_split:g}")
+    return train, val, {"source": f"{cfg.data} (train)", "val_split": cfg.val_split,
+                        **held.record()}  # fmt: skip
+
+
+def _check_split_name(split: str) -> str:
+    if split not in ("train", "test"):
+        raise TrainingError(f"--val-split-name {split!r}: choose train or test")
+    return split
+
+
+def test_set_for(cfg: TrainConfig, train_name: str, validation: dict[str, Any]) -> tuple[Any, str]:
+    """The test split that scores best.pt at the end, or None and why there is none
+    (``train_name``: the training dataset's name; a format without splits gives the same)."""
+    test = open_dataset(cfg.data, "test", **_dataset_kwargs(cfg, "test"))
+    if test.name == train_name:
+        return None, f"{cfg.data} has no separate test split"
+    if validation.get("source") == cfg.data and validation.get("split") == "test":
+        return test, "the test split also chose best.pt (--val-split-name test)"
+    return test, ""
+
+
 def build_model(cfg: TrainConfig) -> DenseDepth:
     """The network the config describes, with its encoder weights (never downloaded)."""
     weights = None if cfg.weights in ("none", "") else cfg.weights
@@ -267,6 +312,13 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
+    if not cfg.val_data:
+        check_val_split(cfg.val_split)
+    warn = (lambda line: console.print(line, soft_wrap=True)) if info.is_main else None
+    train_data, val_set, cfg.validation = training_and_validation(cfg, warn)
+    train_name = getattr(getattr(train_data, "base", train_data), "name", "")
+    test_set, test_note = test_set_for(cfg, train_name, cfg.validation)
+
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -288,13 +340,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         ddp_ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
 
-    train_set = TorchDepthDataset(
-        open_dataset(cfg.data, "train", **_dataset_kwargs(cfg, "train")),
-        cfg.input_size,
-        train=True,
-        seed=cfg.seed,
-    )
-    val_set = open_dataset(cfg.val_data or cfg.data, "test", **_dataset_kwargs(cfg, "test"))
+    train_set = TorchDepthDataset(train_data, cfg.input_size, train=True, seed=cfg.seed)
     val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
     sampler = EpochSampler(len(train_set), cfg.seed, info.rank, info.world)
     loss_fn = DepthLoss(max_val=_unwrap(model).variant.depth.target_range[1])
@@ -402,12 +448,27 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
                 stopped = True
     if writer is not None:
         writer.close()
+    test_metrics: dict[str, Any] = {"skipped": test_note} if test_set is None else {}
+    if info.is_main and test_set is not None and best_path.exists():
+        best_model = model_from_checkpoint(load_checkpoint(best_path)).to(device)
+        rgb, depth, crop = evaluation_arrays(test_set, cfg.input_size, cfg.test_samples)
+        test_metrics = {**validate(best_model, rgb, depth, crop, device), "data": test_set.name}
+        if test_note:
+            test_metrics["note"] = test_note
+        console.print(
+            f"{cfg.backbone} best.pt on the test split ({test_set.name}): d1 "
+            f"{test_metrics['delta1']:.3f} rel {test_metrics['rel']:.3f} rms "
+            f"{test_metrics['rms']:.3f} log10 {test_metrics['log10']:.3f}",
+            soft_wrap=True,
+        )
     summary = {
         "steps": state.step,
         "epochs": state.epoch,
         "img_per_s": timing["images"] / max(timing["seconds"], 1e-9),
         "train_seconds": timing["seconds"],
         "best": best,
+        "validation": {**cfg.validation, "best": best},
+        "test": test_metrics,
         "last": str(last_path),
         "best_path": str(best_path),
         "world": info.world,

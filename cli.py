@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from densedepth.data import FORMATS, open_dataset, write_synthetic
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, error_line
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import BACKBONES
 
@@ -38,10 +38,19 @@ def show_warning(message: Warning | str, *args: object, **kwargs: object) -> Non
     typer.echo(f"warning: {message}", err=True)
 
 
+DEBUG = {"on": os.environ.get("DENSEDEPTH_DEBUG", "") not in ("", "0")}
+
+
 @app.callback()
-def setup() -> None:
+def setup(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error (or DENSEDEPTH_DEBUG=1)."),
+    ] = False,
+) -> None:
     """DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment."""
     warnings.showwarning = show_warning
+    DEBUG["on"] = DEBUG["on"] or debug
 
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
@@ -53,34 +62,81 @@ class Split(str, Enum):
     test = "test"
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free space or choose another --out",
+    errno.EDQUOT: "disk quota exceeded; free space or choose another --out",
+    errno.EACCES: "permission denied; choose a location you can write to",
+    errno.EPERM: "operation not permitted; choose a location you can write to",
+    errno.EROFS: "read-only file system; choose another location",
+    errno.EISDIR: "it is a folder; give a file name",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "no such file or folder",
+    errno.ELOOP: "symbolic link loop",
+    errno.ENAMETOOLONG: "name too long",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: which file, what happened, what to do."""
+    hint = _OS_HINTS.get(exc.errno or -1) or exc.strerror or str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    where = " -> ".join(map(str, names))
+    return f"{where}: {hint}" if where else hint
+
+
+def fail(line: str, code: int = 1) -> typer.Exit:
+    """Print ``error: line`` on stderr; the Exit to raise."""
+    typer.echo(f"error: {line}", err=True)
+    return typer.Exit(code)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print our errors as one line on stderr and exit 1 (no traceback)."""
+    """The one error boundary of every verb: our errors, file-system errors and any other
+    exception become one line on stderr and exit 1 (Ctrl-C: 130); ``--debug`` or
+    DENSEDEPTH_DEBUG=1 shows the traceback instead."""
     try:
         yield
-    except DenseDepthError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except Exception as exc:
+        if DEBUG["on"] or type(exc).__module__.startswith(("typer", "click")):
+            raise  # typer.Exit, usage errors: typer prints them
+        if isinstance(exc, DenseDepthError):
+            raise fail(str(exc)) from None
+        if isinstance(exc, OSError):
+            raise fail(os_error_line(exc)) from None
+        raise fail(f"{error_line(exc)} (unexpected; `cli.py --debug ...` shows where)") from None
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    """Refuse an existing non-empty output folder unless ``overwrite``; create it."""
-    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
-    if occupied:
-        if not overwrite:
-            raise DenseDepthError(f"output {out} already exists; pass --overwrite or another --out")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DenseDepthError(f"cannot create output folder {out}: {exc.strerror}") from None
-    return out
+@contextmanager
+def output_folder(
+    out: Path, overwrite: bool, verb: str, inputs: Sequence[Path] = ()
+) -> Iterator[Path]:
+    """The verb's output folder (``densedepth.outputs.OutputFolder``): refused unless new,
+    empty or ours; an error or Ctrl-C inside puts the previous folder back."""
+    from densedepth.outputs import OutputFolder
+
+    if overwrite and out.exists():
+        inside = [p for p in inputs if out.resolve() in (p.resolve(), *p.resolve().parents)]
+        if inside:
+            raise DenseDepthError(
+                f"{inside[0]} is inside {out}, which --overwrite replaces; pass another --out"
+            )
+    folder = OutputFolder(out, overwrite, verb)
+    with folder as path:
+        if folder.note:
+            typer.echo(f"note: {folder.note}", err=True)
+        yield path
+
+
+def require_files(paths: Sequence[Path], what: str = "model") -> None:
+    """One line for the first input that does not exist (before any output is touched)."""
+    for p in paths:
+        if not p.exists():
+            why = "is a broken link" if p.is_symlink() else "does not exist"
+            raise DenseDepthError(f"{what} {p} {why}; pass existing files or folders")
 
 
 @app.command()
@@ -110,11 +166,13 @@ def synth(
     seed: Annotated[int, typer.Option(help="Train seed; test scenes use seed + 1.")] = 0,
     height: Annotated[int, typer.Option(min=8, help="Image height.")] = 480,
     width: Annotated[int, typer.Option(min=8, help="Image width.")] = 640,
+    overwrite: Annotated[bool, typer.Option(help="Replace a dataset synth wrote before.")] = False,
 ) -> None:
     """Render synthetic indoor scenes with exact depth and write them in a real NYU layout."""
     with user_errors():
         t0 = time.perf_counter()
-        path = write_synthetic(out, str(fmt.value), train, test, seed, height, width)
+        with output_folder(out, overwrite, "synth") as folder:
+            path = write_synthetic(folder, str(fmt.value), train, test, seed, height, width)
         seconds = time.perf_counter() - t0
         console.print(f"saved {path} ({train} train + {test} test, {seconds:.1f} s)")
 
@@ -204,6 +262,9 @@ def train(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size (paper: 8).")] = 8,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (paper: 1e-4).")] = 1e-4,
+    amsgrad: Annotated[
+        bool, typer.Option("--amsgrad", help="Adam's AMSGrad variant (the released code used it).")
+    ] = False,
     input_size: Annotated[str, typer.Option(help="Network input HEIGHTxWIDTH.")] = "480x640",
     decoder_width: Annotated[float, typer.Option(min=0.01, help="Decoder width factor.")] = 1.0,
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, config, logs).")] = Path(
@@ -238,6 +299,7 @@ def train(
             max_steps=max_steps,
             batch_size=batch_size,
             lr=lr,
+            amsgrad=amsgrad,
             input_size=parse_size(input_size),
             out=str(out),
             device=device.value,
@@ -273,6 +335,17 @@ def metrics_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
+def is_metrics_file(path: Path) -> bool:
+    """Whether ``path`` is a metrics JSON that ``evaluate --out`` wrote."""
+    import json
+
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(row, dict) and {"model", "data", "delta1", "n_images"} <= row.keys()
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
@@ -288,9 +361,12 @@ def evaluate(
     import json
 
     from densedepth.evaluation import evaluate_dataset
+    from densedepth.outputs import check_output_file, write_text_atomic
     from engines import load_runner
 
     with user_errors():
+        if out is not None:
+            check_output_file(out, ours=is_metrics_file)
         runner = load_runner(model, device=device.value)
         dataset = open_dataset(data, "test")
         metrics = evaluate_dataset(
@@ -299,8 +375,7 @@ def evaluate(
         row = {"model": str(model), "data": getattr(dataset, "name", data), **metrics}
         console.print(metrics_table(f"{row['data']} ({protocol.value} protocol)", [row]))
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(row, indent=2, default=float) + "\n")
+            write_text_atomic(out, json.dumps(row, indent=2, default=float) + "\n")
             console.print(f"saved {out}")
 
 
@@ -308,17 +383,22 @@ def evaluate(
 def predict(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/predict"),
+    out: Annotated[Path, typer.Option(help="Output folder (its own).")] = Path("runs/predict"),
+    overwrite: Annotated[bool, typer.Option(help="Replace a folder predict wrote before.")] = False,
     flip: Annotated[bool, typer.Option(help="Average with the mirrored prediction.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
 ) -> None:
-    """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image."""
+    """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image, in a
+    folder of its own (names that clash get their folder in front)."""
     from engines import load_runner
-    from engines.predict import predict_files
+    from engines.predict import list_images, predict_files
 
     with user_errors():
+        require_files([model, *inputs], "input")
+        images = list_images(inputs)
         runner = load_runner(model, device=device.value)
-        written = predict_files(runner, inputs, out, flip=flip)
+        with output_folder(out, overwrite, "predict", [model, *images]) as folder:
+            written = predict_files(runner, images, folder, flip=flip)
         console.print(f"saved {len(written)} depth maps (+ jet PNGs) in {out}")
 
 
@@ -327,6 +407,7 @@ def compare(
     models: Annotated[list[Path], typer.Argument(help="Two or more checkpoints or engines.")],
     data: Annotated[str, typer.Option(help="Test set path or 'synthetic'.")] = "synthetic",
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/compare"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
     images: Annotated[int, typer.Option(min=1, help="Rows of the qualitative figure.")] = 4,
     protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth.")] = Protocol.eigen,
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
@@ -337,9 +418,11 @@ def compare(
     from bench.compare import compare_models
 
     with user_errors():
-        report = compare_models(
-            models, data, out, images, protocol.value, limit, device.value, published
-        )
+        require_files(models)
+        with output_folder(out, overwrite, "compare", models) as folder:
+            report = compare_models(
+                models, data, folder, images, protocol.value, limit, device.value, published
+            )
         console.print(metrics_table(f"{report['data']} ({protocol.value})", report["measured"]))
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
 
@@ -726,10 +809,16 @@ def bench(
         )
         if not models:
             raise DenseDepthError("bench needs at least one MODEL (file or folder)")
-        folder = prepare_out_dir(out, overwrite)
-        result = run_bench(models, folder, opts, log=lambda line: console.print(escape(line)))
+        require_files(models)
+        with output_folder(out, overwrite, "bench", models) as folder:
+            result = run_bench(models, folder, opts, log=lambda line: console.print(escape(line)))
         console.print(bench_table(result["rows"]))
         console.print(f"saved {', '.join(result['files'])}")
+        failed = sum(r["status"] != "ok" for r in result["rows"])
+        if failed == len(result["rows"]):
+            raise DenseDepthError(f"no bench row succeeded ({failed} failed; reasons above)")
+        if failed:
+            typer.echo(f"warning: {failed} of {len(result['rows'])} bench rows failed", err=True)
 
 
 def bench_camera(
@@ -755,17 +844,21 @@ def bench_camera(
 
     if len(models) != 1:
         raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
+    require_files(models)
     runner = load_runner(models[0], device=device, threads=threads)
-    folder = prepare_out_dir(*out)
-    console.print(escape(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)"))
-    result = run_camera(runner, source, **live)
+    with output_folder(*out, "bench --camera", models) as folder:
+        console.print(
+            escape(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)")
+        )
+        result = run_camera(runner, source, **live)
+        files = write_camera_report(result, folder)
     table = Table(title=escape(summary_line(result)), caption=escape(memory_line(result)))
     for col in STAGE_COLUMNS:
         table.add_column(col)
     for row in camera_table_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print(f"saved {', '.join(map(str, write_camera_report(result, folder)))}")
+    console.print(f"saved {', '.join(map(str, files))}")
 
 
 @app.command()
@@ -782,15 +875,17 @@ def demo(
     from demo import DemoConfig, run_demo
 
     with user_errors():
-        cfg = DemoConfig(
-            out=prepare_out_dir(out, overwrite),
-            input_size=parse_size(input_size),
-            steps=steps,
-            train_scenes=train_scenes,
-            test_scenes=test_scenes,
-            device=device.value,
-        )
-        result = run_demo(cfg, console, lambda ds: console.print(dataset_table(ds, 4)[0]))
+        size = parse_size(input_size)
+        with output_folder(out, overwrite, "demo") as folder:
+            cfg = DemoConfig(
+                out=folder,
+                input_size=size,
+                steps=steps,
+                train_scenes=train_scenes,
+                test_scenes=test_scenes,
+                device=device.value,
+            )
+            result = run_demo(cfg, console, lambda ds: console.print(dataset_table(ds, 4)[0]))
         console.print(f"demo finished in {result['wall_seconds']:.0f} s; report: {out / 'demo.md'}")
 
 

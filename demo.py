@@ -27,10 +27,11 @@ from rich.markup import escape
 from bench.compare import compare_models
 from bench.harness import BenchOptions, run_bench
 from bench.report import markdown_bench
-from densedepth.data import FORMATS, open_dataset, write_synthetic, write_text_atomic
+from densedepth.data import FORMATS, open_dataset, write_synthetic
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import imagenet_weights_path
+from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
 from export.formats import FORMATS as FORMATS_TABLE

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import open_dataset, write_text_atomic
+from densedepth.data import open_dataset
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
+from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_grid
 from engines import load_runner
 from engines.predict import predict_image

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import write_text_atomic
 from densedepth.metrics import METRIC_KEYS
+from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_figure
 
 ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch"}

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from densedepth.data import temp_file_beside
 from densedepth.errors import DenseDepthError, error_line
 from densedepth.model import DenseDepth
+from densedepth.outputs import temp_file_beside
 from densedepth.variant import ModelVariant
 
 FORMAT = "densedepth"
@@ -49,10 +49,11 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else error_line(exc)
         raise CheckpointError(
-            f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous checkpoint "
-            f"is intact, free space or choose another --out"
+            f"cannot write checkpoint {path}: {why}; the previous checkpoint is intact, "
+            f"free space or choose another --out"
         ) from None
     finally:
         if tmp is not None and os.path.exists(tmp):

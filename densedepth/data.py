@@ -27,10 +27,8 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +37,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densedepth.errors import DataError, OutputError
+from densedepth.errors import DataError
 from densedepth.metrics import EIGEN_CROP
+from densedepth.outputs import atomic_path
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -546,35 +545,6 @@ def _check_split(split: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """Open a temp file in ``path``'s folder (created if needed) with the permissions a new
-    file gets from the umask (mkstemp alone would make it 0600); returns (fd, name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    return fd, tmp
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
-    try:
-        fd, tmp = temp_file_beside(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's bytes (hex)."""
     h = hashlib.sha256()
@@ -582,13 +552,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file renamed over it; returns ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -23,8 +23,8 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from densedepth.data import temp_file_beside
 from densedepth.errors import OutputError
+from densedepth.outputs import temp_file_beside
 from densedepth.synthetic import render, sample_scene
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import atomic_path
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
+from densedepth.outputs import atomic_path
 
 
 def colorize(

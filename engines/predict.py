@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,7 +38,30 @@ def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             raise DataError(f"input {p} does not exist")
     if not found:
         raise DataError("no images found in the inputs; pass image files or folders of them")
-    return found
+    unique = {os.path.realpath(p): p for p in reversed(found)}  # an image given twice: once
+    return [p for p in found if unique[os.path.realpath(p)] is p]
+
+
+def output_stems(paths: list[Path]) -> list[str]:
+    """A distinct output name per image: its stem, or where stems clash, its path below the
+    clashing images' common folder, parts joined by ``__`` and the extension kept
+    (``a/img.png``, ``b/img.png`` -> ``a__img_png``, ``b__img_png``)."""
+    counts = Counter(p.stem for p in paths)
+    clashing = [Path(os.path.realpath(p)) for p in paths if counts[p.stem] > 1]
+    root = Path(os.path.commonpath(clashing)) if clashing else Path()
+    names = []
+    for p in paths:
+        if counts[p.stem] == 1:
+            names.append(p.stem)
+            continue
+        rel = Path(os.path.realpath(p)).relative_to(root)
+        names.append("__".join([*rel.parts[:-1], f"{rel.stem}_{rel.suffix.lstrip('.')}"]))
+    seen: Counter[str] = Counter()
+    for i, name in enumerate(names):  # a stem that happens to equal a made-up name
+        seen[name] += 1
+        if seen[name] > 1:
+            names[i] = f"{name}-{seen[name]}"
+    return names
 
 
 def predict_image(runner: Runner, rgb: np.ndarray, flip: bool = True) -> np.ndarray:
@@ -66,17 +90,19 @@ def predict_files(
     flip: bool = True,
     vrange: tuple[float, float] | None = None,
 ) -> list[tuple[Path, Path]]:
-    """Write ``NAME_depth.png`` (uint16 mm) and ``NAME_depth_jet.png`` for every input image."""
+    """Write ``NAME_depth.png`` (uint16 mm) and ``NAME_depth_jet.png`` for every input image
+    (``output_stems`` keeps the names distinct)."""
     out = Path(out_dir)
     written = []
-    for path in list_images(inputs):
+    images = list_images(inputs)
+    for path, name in zip(images, output_stems(images), strict=True):
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         depth = predict_image(runner, decode_rgb(data, str(path)), flip=flip)
         lo, hi = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
-        pair = (out / f"{path.stem}_depth.png", out / f"{path.stem}_depth_jet.png")
+        pair = (out / f"{name}_depth.png", out / f"{name}_depth_jet.png")
         for target, array in zip(
             pair, (depth_to_mm16(depth), colorize(depth, lo, hi)), strict=True
         ):

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
-from densedepth.data import atomic_path, file_sha256, write_text_atomic
+from densedepth.data import file_sha256
 from densedepth.errors import error_line
 from densedepth.model import DenseDepth, check_input_size
+from densedepth.outputs import atomic_path, write_text_atomic
 from export.formats import ExportError
 
 INPUT_NAME = "rgb"

@@ -33,8 +33,8 @@ import numpy as np
 
 from calib.calibration import CalibrationSet, cache_key
 from calib.ranges import RANGES_VERSION, ranges_cache
-from densedepth.data import atomic_path
 from densedepth.errors import error_line
+from densedepth.outputs import atomic_path
 from export.formats import ExportError
 from export.onnx_export import (
     INPUT_NAME,

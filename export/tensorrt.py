@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from densedepth.data import atomic_path
+from densedepth.outputs import atomic_path
 from export.formats import ExportError, get_format, require
 from export.onnx_export import INPUT_NAME, file_sha256, read_metadata, write_sidecar
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,13 @@ def test_cli_bench_bad_input(trained_tiny: dict, tmp_path: Path) -> None:
     (out / "keep.txt").write_text("x")
     model = str(trained_tiny["onnx"])
     cases = [
-        (["bench", model, "--out", str(out)], "already exists; pass --overwrite"),
+        (["bench", model, "--out", str(out)], "holds files this toolkit did not write"),
+        (["bench", model, "--out", str(out), "--overwrite"], "did not write"),
+        (["bench", model, "--out", ".", "--overwrite"], "it is the current folder"),
+        (
+            ["bench", str(tmp_path / "no.onnx"), "--out", str(out / "keep.txt"), "--overwrite"],
+            "exist",
+        ),
         (["bench", model, "--build", "onnx-int4"], "unknown format 'onnx-int4'"),
         (["bench", "--out", str(tmp_path / "o")], "at least one MODEL"),
         (["bench", str(tmp_path / "nope.onnx")], "does not exist"),
@@ -222,19 +229,29 @@ def test_cli_bench_bad_input(trained_tiny: dict, tmp_path: Path) -> None:
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
-    assert (out / "keep.txt").is_file()
+    assert (out / "keep.txt").read_text() == "x" and os.listdir(out) == ["keep.txt"]
 
 
-def test_cli_bench_overwrite_writes_the_report(trained_tiny: dict, tmp_path: Path) -> None:
+def test_cli_bench_overwrite_replaces_its_own_report(trained_tiny: dict, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "old.txt").write_text("x")
-    args = ["bench", str(trained_tiny["onnx"]), "--out", str(out), "--overwrite"]
+    args = ["bench", str(trained_tiny["onnx"]), "--out", str(out)]
     args += ["--iters", "2", "--min-time", "0", "--limit", "2", "--threads", "1"]
-    result = cli_runner.invoke(app, args, terminal_width=200)
+    assert cli_runner.invoke(app, args, terminal_width=200).exit_code == 0
+    (out / "old.txt").write_text("x")  # a stray file inside a folder bench wrote goes too
+    result = cli_runner.invoke(app, [*args, "--overwrite"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "densenet121 onnxruntime fp32" in result.output
     assert not (out / "old.txt").exists() and (out / "bench.md").is_file()
+
+
+def test_cli_bench_exits_non_zero_when_no_row_succeeds(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(b"not an onnx file")
+    args = ["bench", str(foreign), "--out", str(tmp_path / "r"), "--iters", "1", "--no-accuracy"]
+    result = cli_runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 1, result.output
+    assert "no bench row succeeded (1 failed" in result.output
+    assert (tmp_path / "r" / "bench.md").is_file()  # the report says why
 
 
 def test_rows_are_ordered_by_backbone_then_format_table() -> None:

@@ -442,7 +442,7 @@ def test_cli_bench_camera_on_a_generated_video(trained_tiny: dict, tmp_path: Pat
         (["--source", "{tmp}/junk.mp4"], "cannot open video"),
         (["--source", "{tmp}/none.avi"], "delivered no frames"),
         (["--source", "{tmp}/walk.mp4", "{model}"], "--camera runs one model, got 2"),
-        (["--source", "{tmp}/walk.mp4", "--out", "{tmp}"], "already exists; pass --overwrite"),
+        (["--source", "{tmp}/walk.mp4", "--out", "{tmp}"], "toolkit did not write"),
     ],
     ids=["bad-index", "unopenable", "zero-frames", "two-models", "existing-out"],
 )

@@ -61,11 +61,68 @@ def test_our_errors_print_one_line_without_traceback(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:") and "not a readable zip" in lines[0]
 
 
-def test_demo_refuses_an_existing_output_folder(tmp_path: Path) -> None:
+def test_demo_refuses_a_users_folder_and_checks_sizes_before_touching_output(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "keep.txt").write_text("precious")
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "--overwrite" in result.output
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["demo", "--out", str(tmp_path), *extra])
+        assert result.exit_code == 1 and "holds files this toolkit did not write" in result.output
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / ".densedepth").write_text('{"tool": "densedepth", "state": "complete"}')
+    (report / "demo.md").write_text("the old report")
+    args = ["demo", "--out", str(report), "--overwrite", "--input-size", "65x96"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "multiple of 32" in result.output, result.output
     assert (tmp_path / "keep.txt").read_text() == "precious"
+    assert (report / "demo.md").read_text() == "the old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "report"]
+
+
+def test_synth_refuses_an_existing_dataset_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    args = ["synth", str(out), "--train", "1", "--test", "1", "--height", "32", "--width", "32"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = sorted(p.name for p in (out / "test").iterdir())
+    result = runner.invoke(app, [*args, "--seed", "5"])
+    assert result.exit_code == 1 and "already exists; pass --overwrite" in result.output
+    result = runner.invoke(app, [*args, "--format", "nyu-test-zip", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [".densedepth", "nyu_test.zip"]
+    assert first  # the pairs it replaced were its own
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something inside went wrong\nsecond line")
+
+    monkeypatch.setattr(cli, "open_dataset", broken)
+    result = runner.invoke(app, ["inspect", "synthetic"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert lines == ["error: RuntimeError: something inside went wrong (unexpected; "
+                     "`cli.py --debug ...` shows where)"]  # fmt: skip
+    result = runner.invoke(app, ["--debug", "inspect", "synthetic"])
+    assert isinstance(result.exception, RuntimeError)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png"))
+
+    monkeypatch.setattr(cli, "open_dataset", full)
+    cli.DEBUG["on"] = False
+    result = runner.invoke(app, ["inspect", "synthetic"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {tmp_path / 'x.png'}: no space left on the device; free space or choose "
+        f"another --out"
+    )
 
 
 TINY_TRAIN = [
@@ -161,11 +218,52 @@ def test_predict_writes_uint16_millimetres_and_jet(
     args = ["predict", str(trained["densenet121"]), str(images), "--out", str(out)]
     result = runner.invoke(app, [*args, "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    assert (out / ".densedepth").is_file()
     depth = cv2.imread(str(out / "room_depth.png"), cv2.IMREAD_UNCHANGED)
     jet = cv2.imread(str(out / "room_depth_jet.png"), cv2.IMREAD_UNCHANGED)
     assert depth.dtype == np.uint16 and depth.shape == (48, 80)
     assert depth.min() >= 100 and depth.max() <= 10_000  # clamped to 0.1..10 m
     assert jet.dtype == np.uint8 and jet.shape == (48, 80, 3)
+
+
+def test_predict_never_overwrites_a_users_file_and_keeps_clashing_names_apart(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    from densedepth.data import open_dataset
+
+    images = tmp_path / "images"
+    (images / "b").mkdir(parents=True)
+    rgb, depth = open_dataset("synthetic", "test", n=1, height=32, width=32)[0]
+    cv2.imwrite(str(images / "room.png"), rgb[..., ::-1])
+    cv2.imwrite(str(images / "b" / "room.png"), rgb[..., ::-1])
+    cv2.imwrite(str(images / "room.jpg"), rgb[..., ::-1])
+    cv2.imwrite(str(images / "room_depth.png"), (depth * 1000).astype(np.uint16))  # the user's
+    before = {p: p.read_bytes() for p in images.rglob("*") if p.is_file()}
+    model = str(trained["densenet121"])
+    result = runner.invoke(app, ["predict", model, str(images), "--out", str(images)])
+    assert result.exit_code == 1 and "holds files this toolkit did not write" in result.output
+    out = tmp_path / "pred"
+    inputs = [str(images / "room.png"), str(images / "b" / "room.png"), str(images / "room.jpg")]
+    result = runner.invoke(app, ["predict", model, *inputs, "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.glob("*_depth.png"))
+    assert names == ["b__room_png_depth.png", "room_jpg_depth.png", "room_png_depth.png"]
+    result = runner.invoke(app, ["predict", model, *inputs, "--out", str(out)])
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    assert {p: p.read_bytes() for p in images.rglob("*") if p.is_file()} == before
+
+
+def test_evaluate_refuses_a_foreign_out_file_before_evaluating(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    theirs = tmp_path / "notes.json"
+    theirs.write_text('{"mine": true}')
+    args = ["evaluate", str(trained["densenet121"]), "--limit", "1", "--out", str(theirs)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "was not written by this toolkit" in result.output
+    assert theirs.read_text() == '{"mine": true}'
+    result = runner.invoke(app, [*args[:-1], str(tmp_path)])
+    assert result.exit_code == 1 and "is a folder; give a file name" in result.output
 
 
 def test_compare_writes_report_and_figure(trained: dict[str, Path], tmp_path: Path) -> None:

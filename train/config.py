@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from densedepth.data import write_text_atomic
+from densedepth.outputs import write_text_atomic
 
 
 @dataclass
@@ -28,6 +28,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    amsgrad: bool = False  # the released Keras training used Adam(amsgrad=True)
     input_size: tuple[int, int] = (480, 640)
     out: str = "runs/train"
     device: str = "auto"

@@ -5,8 +5,10 @@
 many batches of the current epoch are done, so a run killed after a checkpoint loses only the
 steps since then, and a resumed CPU run ends with the same weights as an uninterrupted one.
 
-Multi-GPU / multi-node: launch with ``torchrun``; each rank takes a disjoint shard of every
-epoch's permutation, gradients are averaged by DistributedDataParallel, and only rank 0 writes.
+Multi-GPU / multi-node: launch with ``torchrun``; ``batch_size`` is the global batch, split
+evenly over the ranks; each rank takes a disjoint shard of every epoch's permutation,
+BatchNorm uses the statistics of the global batch (``train.sync_bn``), gradients are averaged
+by DistributedDataParallel, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from densedepth.data import TorchDepthDataset, open_dataset, write_text_atomic
+from densedepth.data import TorchDepthDataset, open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
@@ -38,9 +40,11 @@ from densedepth.evaluation import evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
+from densedepth.outputs import write_text_atomic
 from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant
 from train.config import TrainConfig
+from train.sync_bn import sync_batchnorm
 
 
 class TrainingError(DenseDepthError):
@@ -180,6 +184,14 @@ def train_one_epoch(
     return True
 
 
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or None."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
 class NonFiniteLoss(Exception):
     """Raised inside the loop; ``fit`` turns it into a TrainingError naming the step."""
 
@@ -312,6 +324,13 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
 
+    if cfg.batch_size % info.world:
+        raise TrainingError(
+            f"--batch-size {cfg.batch_size} is the global batch, split over {info.world} ranks; "
+            f"it must divide by {info.world}"
+        )
+    per_rank = cfg.batch_size // info.world
+    cfg.extra["distributed"] = {"world": info.world, "per_rank_batch": per_rank}
     if not cfg.val_data:
         check_val_split(cfg.val_split)
     warn = (lambda line: console.print(line, soft_wrap=True)) if info.is_main else None
@@ -321,7 +340,9 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     state = LoopState()
     best: dict[str, Any] = {}
@@ -337,6 +358,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         cfg.save(out / "config.json")
     model.to(device)
     if info.world > 1:
+        model = sync_batchnorm(model, device)  # statistics of the global batch, not the rank's
         ddp_ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
 
@@ -346,7 +368,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     loss_fn = DepthLoss(max_val=_unwrap(model).variant.depth.target_range[1])
     writer = _tensorboard(out) if info.is_main else None
 
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(sampler) / per_rank)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -363,15 +385,26 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         disable=not (console.is_terminal and info.is_main),
     )
     task = progress.add_task(cfg.backbone, total=total, completed=state.step, loss=0.0, ips=0.0)
-    last_good = last_path if last_path.exists() else None
+    last_good = (last_path, state.step) if last_path.exists() else None
     stopped = False
     t_step = time.perf_counter()
+
+    def kept() -> str:
+        if last_good is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {last_good[0]} (step {last_good[1]}) is kept"
 
     def save_last(metrics: dict[str, Any]) -> None:
         nonlocal last_good
         if info.is_main:
+            bad = first_nonfinite(_unwrap(model).state_dict())
+            if bad:
+                raise TrainingError(
+                    f"the weights became non-finite ({bad}) by step {state.step}; not saved, "
+                    f"{kept()}; lower --lr or check the data"
+                )
             ckpt = checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
-            last_good = save_checkpoint(last_path, ckpt)
+            last_good = (save_checkpoint(last_path, ckpt), state.step)
 
     def on_step(loss: float, n: int) -> bool:
         nonlocal t_step
@@ -392,10 +425,10 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     with progress, stop_on_sigint() as sigint:
         while state.epoch < cfg.epochs and not stopped:
             train_set.set_epoch(state.epoch)
-            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * cfg.batch_size)
+            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
             loader = DataLoader(
                 train_set,
-                batch_size=cfg.batch_size,
+                batch_size=per_rank,
                 sampler=sampler,
                 num_workers=cfg.workers,
                 pin_memory=device.type == "cuda",
@@ -416,14 +449,9 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
                     lambda: sigint["stop"],
                 )
             except NonFiniteLoss as exc:
-                kept = (
-                    f"the last good checkpoint {last_good} is kept"
-                    if last_good
-                    else ("no checkpoint had been written yet")
-                )
                 raise TrainingError(
                     f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
-                    f"stopped without saving it, {kept}; lower --lr or check the data"
+                    f"stopped without saving it, {kept()}; lower --lr or check the data"
                 ) from None
             if sigint["stop"]:
                 save_last({})
@@ -472,6 +500,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         "last": str(last_path),
         "best_path": str(best_path),
         "world": info.world,
+        "per_rank_batch": per_rank,
     }
     if info.is_main:
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")

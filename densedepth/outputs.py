@@ -1,0 +1,306 @@
+"""Writing outputs without ever losing a user's file.
+
+- Files are written through a temp file beside the target, renamed over it on success
+  (``atomic_path``). Temp files are named ``.dd-tmp-PID-NAME.XXXX`` so the next run can tell
+  a dead process's leftovers from a live one's and remove them (``remove_stale_temps``).
+- Folders a verb writes (reports, predictions, synthetic datasets) carry a marker file,
+  ``.densedepth``. ``OutputFolder`` accepts a new or empty folder, or one with the marker;
+  ``--overwrite`` replaces only marked folders. The old folder is moved aside, the new one is
+  built in its place, and the old one is deleted only when the new one is complete: an error
+  or Ctrl-C puts the old one back, and after a SIGKILL the next run restores it.
+- The current folder, the home folder, the file system root and any folder holding files
+  this toolkit did not write are refused with one line, before anything is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from densedepth.errors import OutputError
+
+MARKER = ".densedepth"
+TEMP_PREFIX = ".dd-tmp-"
+_TEMP_RE = re.compile(r"^\.dd-tmp-(\d+)-")
+_BACKUP_RE = re.compile(r"^\.dd-old-(\d+)-(.+)$")
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """Open ``.dd-tmp-PID-NAME.XXXX.tmp`` in ``path``'s folder (created if needed) with the
+    permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-{path.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
+def temp_dir_beside(path: Path) -> Path:
+    """A scratch folder ``.dd-tmp-PID-NAME.XXXX`` beside ``path`` (removed as stale once this
+    process is gone)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(
+        tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{path.name}.", dir=path.parent)
+    )
+
+
+def check_output_file(path: Path, ours: Any = None) -> None:
+    """Refuse, before any work, an output file that cannot be written or is not ours to
+    replace (``ours(path) -> bool`` says whether an existing file is one we wrote)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder; give a file name")
+    if path.exists() and (ours is None or not ours(path)):
+        raise OutputError(
+            f"{path} exists and was not written by this toolkit; choose another file name"
+        )
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():
+            raise OutputError(f"cannot write {path}: {parent} is a broken link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {parent} is not writable")
+
+
+def _check_target(path: Path) -> None:
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.exists() and path.parent.is_symlink():
+        raise OutputError(f"cannot write {path}: {path.parent} is a broken link")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    _check_target(path)
+    remove_stale_temps(path.parent, once=True)
+    try:
+        fd, tmp = temp_file_beside(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.lexists(tmp):
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                os.unlink(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file renamed over it; returns ``path``."""
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_text(text)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+_SWEPT: set[str] = set()
+
+
+def remove_stale_temps(folder: Path, once: bool = False) -> list[Path]:
+    """Remove ``.dd-tmp-PID-*`` files and folders in ``folder`` whose process is gone
+    (``once``: skip a folder this process has swept before)."""
+    removed: list[Path] = []
+    key = os.path.abspath(folder)
+    if once and key in _SWEPT:
+        return removed
+    _SWEPT.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Folders
+# --------------------------------------------------------------------------------------------
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of a folder this toolkit wrote, or None."""
+    try:
+        data = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == "densedepth" else None
+
+
+def write_marker(folder: Path, verb: str, state: str, **extra: Any) -> None:
+    """Mark ``folder`` as written by ``verb`` (``state``: writing | complete)."""
+    record = {"tool": "densedepth", "verb": verb, "state": state, "pid": os.getpid(),
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}  # fmt: skip
+    write_text_atomic(folder / MARKER, json.dumps(record, indent=2) + "\n")
+
+
+def _protected(path: Path) -> str | None:
+    """Why ``path`` may never be an output folder, or None."""
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        return "it is the root of the file system"
+    if resolved == Path.home().resolve():
+        return "it is the home folder"
+    if resolved == cwd:
+        return "it is the current folder"
+    if resolved in cwd.parents:
+        return "it holds the current folder"
+    return None
+
+
+def _backup_name(path: Path) -> Path:
+    return path.with_name(f".dd-old-{os.getpid()}-{path.name}")
+
+
+def recover_interrupted(path: Path) -> str | None:
+    """Finish what a killed run left beside ``path``: when its new folder was incomplete,
+    put the old one back; when it was complete, delete the old one. Returns a note or None."""
+    note = None
+    try:
+        siblings = list(os.scandir(path.parent))
+    except OSError:
+        return None
+    for entry in siblings:
+        m = _BACKUP_RE.match(entry.name)
+        if not m or m.group(2) != path.name or pid_alive(int(m.group(1))):
+            continue
+        backup = Path(entry.path)
+        marker = read_marker(path) if path.is_dir() else None
+        if marker is not None and marker.get("state") == "complete":
+            shutil.rmtree(backup, ignore_errors=True)
+            continue
+        if path.is_dir() and (marker is not None or not any(path.iterdir())):
+            shutil.rmtree(path)
+        if not path.exists():
+            os.replace(backup, path)
+            note = f"restored {path} (a run that was killed had started to replace it)"
+    return note
+
+
+class OutputFolder:
+    """A folder a verb writes, replaced only when it is ours (see the module docstring).
+
+    ``with OutputFolder(out, overwrite, "bench") as folder: ...`` validates ``out`` on entry
+    (one-line ``OutputError``), and on exit marks the folder complete and deletes the previous
+    one, or, on any exception (Ctrl-C included), deletes what was written and puts the previous
+    folder back.
+    """
+
+    def __init__(self, path: Path, overwrite: bool, verb: str) -> None:
+        self.path, self.overwrite, self.verb = Path(path), overwrite, verb
+        self.backup: Path | None = None
+        self.was_empty = False
+        self.note: str | None = None
+
+    def check(self) -> None:
+        """Refuse an output that is not ours to (re)write; touches nothing."""
+        path = self.path
+        why = _protected(path)
+        if why:
+            raise OutputError(f"refusing to write into {path}: {why}; pass a new folder")
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"output {path} is a file; pass a folder")
+        if path.is_dir() and any(path.iterdir()) and read_marker(path) is None:
+            raise OutputError(
+                f"output folder {path} holds files this toolkit did not write; "
+                f"pass a new or empty folder"
+            )
+        if read_marker(path) is not None and not self.overwrite:
+            raise OutputError(f"output {path} already exists; pass --overwrite or another --out")
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create {path}: {parent} is not writable")
+
+    def __enter__(self) -> Path:
+        self.note = recover_interrupted(self.path)
+        self.check()
+        self.was_empty = self.path.is_dir() and read_marker(self.path) is None
+        if read_marker(self.path) is not None:
+            self.backup = _backup_name(self.path)
+            os.replace(self.path, self.backup)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_marker(self.path, self.verb, "writing")
+        except OSError as exc:
+            self._restore()
+            raise OutputError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        return self.path
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            write_marker(self.path, self.verb, "complete")
+            if self.backup is not None:
+                shutil.rmtree(self.backup, ignore_errors=True)
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._restore()
+        if self.was_empty:
+            self.path.mkdir(exist_ok=True)
+
+    def _restore(self) -> None:
+        if self.backup is not None and self.backup.exists() and not self.path.exists():
+            os.replace(self.backup, self.path)

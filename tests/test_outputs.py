@@ -1,0 +1,187 @@
+"""Outputs never lose a user's file: marked folders, staged --overwrite, stale temp files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from densedepth.errors import OutputError
+from densedepth.outputs import (
+    MARKER,
+    OutputFolder,
+    atomic_path,
+    check_output_file,
+    read_marker,
+    remove_stale_temps,
+    write_text_atomic,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (hidden ones too) -> SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def written_report(folder: Path, text: str = "old report") -> Path:
+    """A folder as a verb leaves it: its files and a complete marker."""
+    with OutputFolder(folder, overwrite=False, verb="bench") as path:
+        (path / "bench.md").write_text(text)
+        (path / "sub").mkdir()
+        (path / "sub" / "rows.json").write_text("[1, 2]")
+    return folder
+
+
+def test_a_new_folder_is_marked_complete(tmp_path: Path) -> None:
+    out = written_report(tmp_path / "a" / "report")
+    marker = read_marker(out)
+    assert marker is not None and marker["state"] == "complete" and marker["verb"] == "bench"
+    assert (out / "bench.md").read_text() == "old report"
+
+
+@pytest.mark.parametrize(
+    ("make", "overwrite", "message"),
+    [
+        (lambda t: t / "report", False, "already exists; pass --overwrite"),
+        (lambda t: t / "user", True, "holds files this toolkit did not write"),
+        (lambda t: t / "user" / "notes.txt", True, "is a file; pass a folder"),
+    ],
+)
+def test_refusals_touch_nothing(tmp_path: Path, make, overwrite: bool, message: str) -> None:
+    written_report(tmp_path / "report")
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("precious")
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match=message), OutputFolder(make(tmp_path), overwrite, "x"):
+        pytest.fail("entered")
+    assert snapshot(tmp_path) == before
+
+
+def test_the_current_home_and_root_folders_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "home" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for out, why in (
+        (Path("."), "it is the current folder"),
+        (Path(".."), "it is the home folder"),
+        (tmp_path, "it holds the current folder"),
+        (Path("/"), "it is the root of the file system"),
+    ):
+        with pytest.raises(OutputError, match=why), OutputFolder(out, True, "bench"):
+            pytest.fail("entered")
+
+
+def test_overwrite_replaces_a_marked_folder_and_leaves_no_backup(tmp_path: Path) -> None:
+    out = written_report(tmp_path / "report")
+    with OutputFolder(out, overwrite=True, verb="bench") as path:
+        assert path == out and not (out / "bench.md").exists()
+        (path / "bench.md").write_text("new report")
+    assert snapshot(out).keys() == {"bench.md", MARKER}
+    assert (out / "bench.md").read_text() == "new report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_an_error_or_ctrl_c_puts_the_old_folder_back(tmp_path: Path, error: BaseException) -> None:
+    out = written_report(tmp_path / "report")
+    before = snapshot(out)
+    with pytest.raises(type(error)), OutputFolder(out, overwrite=True, verb="bench") as path:
+        (path / "bench.md").write_text("half")
+        raise error
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_an_error_in_a_new_folder_removes_it_and_keeps_a_users_empty_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), OutputFolder(tmp_path / "new", False, "x") as path:
+        (path / "part.txt").write_text("half")
+        raise ValueError
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError), OutputFolder(tmp_path / "empty", False, "x") as path:
+        (path / "part.txt").write_text("half")
+        raise ValueError
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+
+
+def test_sigkill_mid_overwrite_then_the_next_run_restores_the_old_folder(tmp_path: Path) -> None:
+    out = written_report(tmp_path / "report")
+    before = snapshot(out)
+    code = (
+        "import os, signal, sys; from pathlib import Path; "
+        "from densedepth.outputs import OutputFolder\n"
+        "with OutputFolder(Path(sys.argv[1]), True, 'bench') as p:\n"
+        "    (p / 'bench.md').write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT)
+    assert done.returncode == -9
+    backups = [p.name for p in tmp_path.iterdir() if p.name.startswith(".dd-old-")]
+    assert len(backups) == 1 and (out / "bench.md").read_text() == "half"
+    folder = OutputFolder(out, overwrite=False, verb="bench")
+    with pytest.raises(OutputError, match="already exists"), folder:
+        pytest.fail("entered")
+    assert folder.note is not None and folder.note.startswith(f"restored {out}")
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead, alive = dead_pid(), os.getpid()
+    stale_file = tmp_path / f".dd-tmp-{dead}-last.pt.abc.tmp"
+    stale_dir = tmp_path / f".dd-tmp-{dead}-quant.xyz"
+    live = tmp_path / f".dd-tmp-{alive}-model.onnx.def.tmp"
+    user = tmp_path / ".dd-tmp-notes.txt"  # not our pattern: no process id
+    for p in (stale_file, live, user):
+        p.write_bytes(b"x" * 10)
+    stale_dir.mkdir()
+    (stale_dir / "scratch.onnx").write_bytes(b"x")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale_file, stale_dir])
+    assert live.exists() and user.exists()
+
+
+def test_atomic_writes_leave_nothing_on_failure_and_name_their_temp(tmp_path: Path) -> None:
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.name.startswith(f".dd-tmp-{os.getpid()}-summary.json.")
+        tmp.write_text("half")
+        raise RuntimeError
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["summary.json"]
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
+        write_text_atomic(tmp_path, "x")
+
+
+def test_check_output_file(tmp_path: Path) -> None:
+    (tmp_path / "theirs.json").write_text("{}")
+    (tmp_path / "a_file").write_text("x")
+    check_output_file(tmp_path / "new" / "deeper" / "m.json")  # created later: fine
+    check_output_file(tmp_path / "theirs.json", ours=lambda p: True)
+    for path, message in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "theirs.json", "was not written by this toolkit"),
+        (tmp_path / "a_file" / "m.json", "is a file, not a folder"),
+    ):
+        with pytest.raises(OutputError, match=message):
+            check_output_file(path)
+    assert (tmp_path / "theirs.json").read_text() == "{}"

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from densedepth.data import FORMATS, open_dataset, write_synthetic
-from densedepth.errors import DenseDepthError, error_line
+from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import BACKBONES
 
@@ -47,10 +47,17 @@ def setup(
         bool,
         typer.Option("--debug", help="Show the traceback of an error (or DENSEDEPTH_DEBUG=1)."),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress display on long steps.")
+    ] = False,
 ) -> None:
     """DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment."""
+    from densedepth.progress import set_enabled, set_quiet
+
     warnings.showwarning = show_warning
     DEBUG["on"] = DEBUG["on"] or debug
+    set_enabled(True)
+    set_quiet(quiet)
 
 
 Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
@@ -118,25 +125,27 @@ def output_folder(
     empty or ours; an error or Ctrl-C inside puts the previous folder back."""
     from densedepth.outputs import OutputFolder
 
-    if overwrite and out.exists():
-        inside = [p for p in inputs if out.resolve() in (p.resolve(), *p.resolve().parents)]
-        if inside:
-            raise DenseDepthError(
-                f"{inside[0]} is inside {out}, which --overwrite replaces; pass another --out"
-            )
-    folder = OutputFolder(out, overwrite, verb)
+    folder = OutputFolder(out, overwrite, verb, inputs)
     with folder as path:
         if folder.note:
             typer.echo(f"note: {folder.note}", err=True)
         yield path
 
 
+def set_torch_threads(threads: int) -> None:
+    """PyTorch's CPU threads (0: leave its default); ONNX Runtime and OpenVINO get theirs from
+    ``load_runner``."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def require_files(paths: Sequence[Path], what: str = "model") -> None:
     """One line for the first input that does not exist (before any output is touched)."""
     for p in paths:
         if not p.exists():
-            why = "is a broken link" if p.is_symlink() else "does not exist"
-            raise DenseDepthError(f"{what} {p} {why}; pass existing files or folders")
+            raise DenseDepthError(f"{what} {p} {missing_reason(p)}; pass existing files or folders")
 
 
 @app.command()
@@ -283,10 +292,12 @@ def train(
     synthetic_test: Annotated[int, typer.Option(min=1, help="Synthetic test scenes.")] = 100,
 ) -> None:
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
+    from densedepth.model import check_decoder_width
     from train.config import TrainConfig
     from train.loop import TrainingInterrupted, fit
 
     with user_errors():
+        check_decoder_width(str(backbone.value), decoder_width)
         cfg = TrainConfig(
             backbone=str(backbone.value),
             decoder_width=decoder_width,
@@ -355,6 +366,7 @@ def evaluate(
     ),
     limit: Annotated[int, typer.Option(min=0, help="Evaluate the first N images (0 = all).")] = 0,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
 ) -> None:
     """Evaluate a model on a test set with the Eigen protocol; print and save the metrics."""
@@ -367,7 +379,8 @@ def evaluate(
     with user_errors():
         if out is not None:
             check_output_file(out, ours=is_metrics_file)
-        runner = load_runner(model, device=device.value)
+        set_torch_threads(threads)
+        runner = load_runner(model, device=device.value, threads=threads)
         dataset = open_dataset(data, "test")
         metrics = evaluate_dataset(
             runner, dataset, runner.input_shape[2:], protocol=protocol.value, limit=limit
@@ -387,6 +400,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option(help="Replace a folder predict wrote before.")] = False,
     flip: Annotated[bool, typer.Option(help="Average with the mirrored prediction.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
 ) -> None:
     """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image, in a
     folder of its own (names that clash get their folder in front)."""
@@ -396,7 +410,8 @@ def predict(
     with user_errors():
         require_files([model, *inputs], "input")
         images = list_images(inputs)
-        runner = load_runner(model, device=device.value)
+        set_torch_threads(threads)
+        runner = load_runner(model, device=device.value, threads=threads)
         with output_folder(out, overwrite, "predict", [model, *images]) as folder:
             written = predict_files(runner, images, folder, flip=flip)
         console.print(f"saved {len(written)} depth maps (+ jet PNGs) in {out}")
@@ -413,15 +428,25 @@ def compare(
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
     published: Annotated[bool, typer.Option(help="Add the paper's published row.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
 ) -> None:
     """Evaluate models on the same test images; write report.md, report.json, compare.png."""
     from bench.compare import compare_models
 
     with user_errors():
         require_files(models)
+        set_torch_threads(threads)
         with output_folder(out, overwrite, "compare", models) as folder:
             report = compare_models(
-                models, data, folder, images, protocol.value, limit, device.value, published
+                models,
+                data,
+                folder,
+                images,
+                protocol.value,
+                limit,
+                device.value,
+                published,
+                threads=threads,
             )
         console.print(metrics_table(f"{report['data']} ({protocol.value})", report["measured"]))
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
@@ -767,7 +792,7 @@ def bench(
     calib: Annotated[
         str | None, typer.Option(help="Calibration data for INT8 builds (default: training data).")
     ] = None,
-    calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 300,
+    calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 500,
     camera: Annotated[
         bool, typer.Option("--camera", help="Live mode: run MODEL on --source frames.")
     ] = False,

@@ -36,7 +36,7 @@ import numpy as np
 
 from densedepth.data import rgb_to_input
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import DenseDepthError, error_line
+from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.outputs import atomic_path
 from densedepth.video import VideoFileWriter
 from densedepth.viz import colorize
@@ -120,7 +120,7 @@ def open_source(source: str) -> cv2.VideoCapture:
 def _check_video_file(path: Path) -> Path:
     """``path`` when it is a non-empty file; otherwise the one-line reason it is not."""
     if not path.exists():
-        raise CameraError(f"video file {path} does not exist")
+        raise CameraError(f"video file {path} {missing_reason(path)}")
     if path.is_dir():
         raise CameraError(f"{path} is a folder; pass a video file, a camera index or a stream URL")
     if path.stat().st_size == 0:

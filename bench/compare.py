@@ -59,6 +59,7 @@ def compare_models(
     device: str = "auto",
     published: bool = True,
     data_kwargs: dict[str, Any] | None = None,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Evaluate every model on the same test images and write report.md, report.json and
     compare.png (rows RGB | ground truth | one column per model, one jet scale per row)."""
@@ -70,7 +71,7 @@ def compare_models(
     rows = []
     runners = []
     for path in map(Path, models):
-        runner = load_runner(path, device=device)
+        runner = load_runner(path, device=device, threads=threads)
         size = runner.input_shape[2:]
         metrics = evaluate_dataset(runner, dataset, size, protocol=protocol, limit=limit)
         label = model_label(runner, path)

@@ -29,9 +29,10 @@ from typing import Any
 
 from bench.latency import measure_latency
 from densedepth.data import open_dataset
-from densedepth.errors import DenseDepthError, error_line
+from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import BACKBONES, count_flops
+from densedepth.progress import progress
 from engines.base import load_runner
 from export.formats import FORMATS, BackendUnavailable
 
@@ -71,7 +72,7 @@ class BenchOptions:
     build: tuple[str, ...] = ()  # format keys built from each checkpoint first
     input_size: tuple[int, int] | None = None  # export size of built formats
     calib: str | None = None  # calibration data for INT8 builds (default: the training data)
-    calib_images: int = 300
+    calib_images: int = 500  # the usual INT8 calibration set (the demo uses 300, for time)
     calib_kwargs: dict[str, Any] = field(default_factory=dict)
     method: str = "minmax"
 
@@ -408,7 +409,9 @@ def run_bench(
         raise DenseDepthError("bench needs at least one model file, folder or runner")
     missing = [str(m) for m in models if isinstance(m, (str, os.PathLike)) and not Path(m).exists()]
     if missing:
-        raise DenseDepthError(f"model {missing[0]} does not exist; pass model files or folders")
+        raise DenseDepthError(
+            f"model {missing[0]} {missing_reason(missing[0])}; pass model files or folders"
+        )
     if opts.threads:
         import torch
 
@@ -420,7 +423,12 @@ def run_bench(
     candidates = candidates_from(models, opts, out, log)
     if not candidates:
         raise DenseDepthError(f"no model files found in {', '.join(map(str, models))}")
-    rows = table_order(candidates, [measure_row(c, opts, dataset, log) for c in candidates])
+    measured = []
+    with progress("bench rows", len(candidates), "rows") as advance:
+        for candidate in candidates:
+            measured.append(measure_row(candidate, opts, dataset, log))
+            advance(1)
+    rows = table_order(candidates, measured)
     add_ratios(rows)
     result = {
         "environment": environment(opts.threads),

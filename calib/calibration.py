@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from densedepth.data import IMAGE_SUFFIXES, decode_rgb, image_files, open_dataset, rgb_to_input
 from densedepth.errors import DataError
+from densedepth.progress import progress
 
 DEFAULT_IMAGES = 500  # TensorRT / Ultralytics practice
 WARN_BELOW = 300
@@ -113,7 +114,8 @@ def load_calibration_set(
     if kept < batch_size or kept == 0:
         detail = f" ({len(skipped)} unreadable skipped)" if skipped else ""
         raise DataError(
-            f"calibration needs at least one batch ({batch_size} images) but {source} gave "
+            f"calibration needs at least one batch ({batch_size} image{'s' * (batch_size > 1)}) "
+            f"but {source} gave "
             f"{kept}{detail}; point --calib at more images"
         )
     if kept < WARN_BELOW:
@@ -138,14 +140,17 @@ def _from_image_folder(
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
     files = image_files(path)
     images, names, skipped = [], [], []
-    for f in (files[i] for i in even_indices(len(files), n)):
-        try:
-            rgb = decode_rgb(f.read_bytes(), str(f))
-        except (DataError, OSError):
-            skipped.append(f.name)
-            continue
-        images.append(rgb_to_input(rgb, size))
-        names.append(f.name)
+    chosen = [files[i] for i in even_indices(len(files), n)]
+    with progress("reading calibration images", len(chosen)) as advance:
+        for f in chosen:
+            advance(1)
+            try:
+                rgb = decode_rgb(f.read_bytes(), str(f))
+            except (DataError, OSError):
+                skipped.append(f.name)
+                continue
+            images.append(rgb_to_input(rgb, size))
+            names.append(f.name)
     return images, names, skipped
 
 
@@ -163,14 +168,16 @@ def _from_dataset(
     else:
         indices = even_indices(len(dataset), n)
     images, names, skipped = [], [], []
-    for i in indices:
-        try:
-            rgb, _ = dataset[i]
-        except DataError:
-            skipped.append(str(i))
-            continue
-        images.append(rgb_to_input(rgb, size))
-        names.append(str(i))
+    with progress("reading calibration images", len(indices)) as advance:
+        for i in indices:
+            advance(1)
+            try:
+                rgb, _ = dataset[i]
+            except DataError:
+                skipped.append(str(i))
+                continue
+            images.append(rgb_to_input(rgb, size))
+            names.append(str(i))
     return images, names, skipped
 
 
@@ -189,8 +196,15 @@ def cache_key(onnx_sha256: str, calib: CalibrationSet, method: str, **extra: Any
 class OrtCalibrationReader(CalibrationDataReader):
     """ONNX Runtime ``CalibrationDataReader`` over a calibration set (rewindable)."""
 
-    def __init__(self, calib: CalibrationSet, input_name: str, batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        calib: CalibrationSet,
+        input_name: str,
+        batch_size: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.calib, self.input_name, self.batch_size = calib, input_name, batch_size
+        self.on_batch = on_batch  # told the images of every batch handed out (progress)
         self._it: Iterator[np.ndarray] | None = None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -198,6 +212,8 @@ class OrtCalibrationReader(CalibrationDataReader):
         if self._it is None:
             self._it = self.calib.batches(self.batch_size)
         batch = next(self._it, None)
+        if batch is not None and self.on_batch is not None:
+            self.on_batch(len(batch))
         return None if batch is None else {self.input_name: batch}
 
     def rewind(self) -> None:

@@ -17,7 +17,6 @@ calibration. Images go through ONNX Runtime in chunks, so memory does not grow w
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from calib.calibration import CalibrationSet, OrtCalibrationReader
+from densedepth.outputs import atomic_path, scratch_beside
+from densedepth.progress import progress
 
 HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator
 QUANTIZED_LEVELS = 128  # int8 magnitudes 0..127
@@ -96,9 +97,15 @@ def _quantizable_op_types() -> list[str]:
 
 
 def compute_ranges(
-    model_path: str | Path, calib: CalibrationSet, method: str, input_name: str
+    model_path: str | Path,
+    calib: CalibrationSet,
+    method: str,
+    input_name: str,
+    scratch: str | Path | None = None,
 ) -> Any:
-    """Ranges (ONNX Runtime ``TensorsData``) of the quantizable tensors of ``model_path``."""
+    """Ranges (ONNX Runtime ``TensorsData``) of the quantizable tensors of ``model_path``
+    (ONNX Runtime's augmented model goes in a scratch folder beside ``scratch``, default the
+    model)."""
     from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
         TensorData,
@@ -109,7 +116,7 @@ def compute_ranges(
     if method not in ("minmax", "percentile", "entropy"):
         raise ValueError(f"unknown calibration method {method!r}")
     histogram = method != "minmax"
-    with tempfile.TemporaryDirectory(prefix="dd-ranges-") as tmp:
+    with scratch_beside(Path(scratch or model_path)) as tmp:
         calibrator = create_calibrator(
             Path(model_path),
             _quantizable_op_types(),
@@ -123,8 +130,9 @@ def compute_ranges(
             else {},
         )
         chunk = CHUNK_IMAGES if histogram else len(calib)
-        for part in _chunks(calib, chunk):
-            calibrator.collect_data(OrtCalibrationReader(part, input_name))
+        with progress(f"calibration ranges ({method})", len(calib)) as advance:
+            for part in _chunks(calib, chunk):
+                calibrator.collect_data(OrtCalibrationReader(part, input_name, on_batch=advance))
         ranges = calibrator.compute_data()
         if method != "entropy":
             return ranges
@@ -152,5 +160,7 @@ def ranges_cache(
 
     if cache.is_file():
         return True
-    save_tensors_data(compute_ranges(model_path, calib, method, input_name), cache)
+    ranges = compute_ranges(model_path, calib, method, input_name, scratch=cache)
+    with atomic_path(cache) as tmp:  # a killed run never leaves a half cache to be reused
+        save_tensors_data(ranges, tmp)
     return False

@@ -15,12 +15,13 @@ objects other than tensors and plain containers is refused.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from densedepth.errors import DenseDepthError, error_line
+from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.model import DenseDepth
 from densedepth.outputs import temp_file_beside
 from densedepth.variant import ModelVariant
@@ -65,17 +66,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a checkpoint (tensors and plain containers only)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} {missing_reason(path)}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = error_line(exc, with_type=False)
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
-                f"refusing {path}: it contains pickled code or objects, which a checkpoint must "
-                f"not ({first[:160]})"
+                f"refusing {path}: it contains pickled code or objects{what}, which a "
+                f"checkpoint must not; load only checkpoints this toolkit wrote"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is truncated or not a PyTorch file "
+            f"({error_line(exc)[:120]})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a DenseDepth checkpoint of this toolkit")
     version = ckpt.get("format_version")

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import struct
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densedepth.errors import DataError
+from densedepth.errors import DataError, missing_reason
 from densedepth.metrics import EIGEN_CROP
 from densedepth.outputs import atomic_path
 
@@ -101,8 +102,9 @@ def _open_image(data: bytes, name: str) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... on bad bytes
+        first = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc).splitlines()[0])
         raise DataError(
-            f"{name}: cannot decode image ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            f"{name}: cannot decode image ({type(exc).__name__}: {first}); "
             f"the file is corrupt or truncated, re-download it"
         ) from None
     return img
@@ -503,7 +505,7 @@ def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: A
         return SyntheticDataset(**args)
     p = Path(path)
     if not p.exists():
-        raise DataError(f"dataset {p} does not exist; pass a path or 'synthetic'")
+        raise DataError(f"dataset {p} {missing_reason(p)}; pass a path or 'synthetic'")
     if p.is_dir():
         for candidate in _folder_candidates(p, split):
             if candidate.exists():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 
 class DenseDepthError(Exception):
     """Base class of every error the CLI prints as one line and exits non-zero on."""
@@ -32,3 +36,22 @@ def error_line(exc: BaseException, limit: int = 300, with_type: bool = True) -> 
     if isinstance(exc, DenseDepthError) or not with_type:
         return first or type(exc).__name__
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def missing_reason(path: str | os.PathLike[str]) -> str:
+    """Why ``path`` cannot be opened as a file, in words: does not exist, is a broken link, is
+    a symbolic link loop, cannot be reached, is a folder."""
+    p = Path(path)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if exc.errno == errno.EACCES:
+            return "cannot be reached: permission denied"
+        if exc.errno == errno.ENOTDIR:
+            return "does not exist (a part of its path is a file)"
+        if os.path.islink(p):
+            return f"is a broken link (to {os.readlink(p)})"
+        return "does not exist"
+    return "is a folder, not a file" if p.is_dir() else "is not a regular file"

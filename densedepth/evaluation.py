@@ -16,6 +16,7 @@ import numpy as np
 
 from densedepth.data import EIGEN_CROP, Sample, resize_rgb
 from densedepth.metrics import eigen_evaluate
+from densedepth.progress import progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 NYU_SIZE = (480, 640)
@@ -30,10 +31,12 @@ def evaluation_arrays(
     size = tuple(int(s) for s in input_size)
     rgb = np.empty((n, *size, 3), np.uint8)
     depths = []
-    for i in range(n):
-        r, d = dataset[i]
-        rgb[i] = resize_rgb(r, size)
-        depths.append(np.asarray(d, np.float32))
+    with progress("reading test images", n) as advance:
+        for i in range(n):
+            r, d = dataset[i]
+            rgb[i] = resize_rgb(r, size)
+            depths.append(np.asarray(d, np.float32))
+            advance(1)
     shapes = {d.shape for d in depths}
     depth: np.ndarray | list[np.ndarray] = np.stack(depths) if len(shapes) == 1 else depths
     crop = getattr(dataset, "crop", None)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from densedepth.data import file_sha256
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, missing_reason
 from densedepth.variant import preset
 
 STAGE_BLOCKS = {  # blocks per dense stage (conv2..conv5) -> backbone
@@ -89,7 +89,7 @@ def read_keras_h5(path: str | os.PathLike[str]) -> KerasFile:
 
     path = Path(path)
     if not path.is_file():
-        raise KerasImportError(f"Keras file {path} does not exist")
+        raise KerasImportError(f"Keras file {path} {missing_reason(path)}")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from densedepth.errors import DataError
+from densedepth.progress import progress
 
 # Same values as densedepth.depth (which imports torch; this module must not).
 MIN_DEPTH = 0.1  # metres
@@ -338,18 +339,20 @@ def eigen_evaluate(
             )
 
     sums = np.zeros(7, dtype=np.float64)
-    for start in range(0, n_scored, bs):
-        stop = min(start + bs, n_scored)
-        preds = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)
-        for k, pred in enumerate(preds):
-            gt = np.asarray(depth[start + k], dtype=np.float64)
-            if pred.shape != gt.shape:
-                pred = resize_bilinear(pred, gt.shape)
-            if crop is not None:
-                top, bottom, left, right = _check_crop(crop, *gt.shape)
-                pred = pred[top : bottom + 1, left : right + 1]
-                gt = gt[top : bottom + 1, left : right + 1]
-            sums += _score(pred, gt, protocol, start + k)
+    with progress("evaluating", n_scored) as advance:
+        for start in range(0, n_scored, bs):
+            stop = min(start + bs, n_scored)
+            preds = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)
+            for k, pred in enumerate(preds):
+                gt = np.asarray(depth[start + k], dtype=np.float64)
+                if pred.shape != gt.shape:
+                    pred = resize_bilinear(pred, gt.shape)
+                if crop is not None:
+                    top, bottom, left, right = _check_crop(crop, *gt.shape)
+                    pred = pred[top : bottom + 1, left : right + 1]
+                    gt = gt[top : bottom + 1, left : right + 1]
+                sums += _score(pred, gt, protocol, start + k)
+            advance(stop - start)
 
     if sums[0] == 0:
         raise DataError(

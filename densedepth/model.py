@@ -106,11 +106,31 @@ def feature_info(backbone: str) -> list[dict[str, object]]:
     ]
 
 
+def check_decoder_width(backbone: str, decoder_width: float) -> None:
+    """Raise a one-line error unless every decoder layer of ``backbone`` keeps >= 1 channel."""
+    channels = backbone_spec(backbone).channels
+    deepest, blocks = channels[-1], len(channels) - 1
+    if decoder_width > 0 and int(deepest * decoder_width) // 2**blocks >= 1:
+        return
+    smallest = 2**blocks / deepest
+    steps = [k / 1000 for k in range(1, 1001)]
+    least = next(w for w in steps if w >= smallest and int(deepest * w) // 2**blocks >= 1)
+    raise ModelError(
+        f"decoder width {decoder_width:g} leaves a {backbone} decoder layer with no channels "
+        f"(the last block has width x {deepest} / {2**blocks}); use at least {least:g}"
+    )
+
+
 def check_input_size(height: int, width: int) -> None:
     """Raise a one-line error unless both sides are positive multiples of 32."""
     bad = [s for s in (height, width) if s <= 0 or s % SIZE_MULTIPLE]
     if not bad:
         return
+    if min(height, width) <= 0:
+        raise ModelError(
+            f"input size {height}x{width}: both sides must be positive multiples of "
+            f"{SIZE_MULTIPLE} (e.g. 480x640)"
+        )
 
     def near(s: int) -> str:
         lo = max(SIZE_MULTIPLE, s // SIZE_MULTIPLE * SIZE_MULTIPLE)
@@ -271,10 +291,14 @@ class Decoder(nn.Module):
         self, channels: tuple[int, ...], decoder_width: float = 1.0, leaky_after_conv_a: bool = True
     ) -> None:
         super().__init__()
-        if decoder_width <= 0:
-            raise ModelError(f"decoder_width must be positive, got {decoder_width}")
         *skips, deepest = channels
         width = int(deepest * decoder_width)
+        if decoder_width <= 0 or width // 2 ** len(skips) < 1:
+            least = 2 ** len(skips) / deepest
+            raise ModelError(
+                f"decoder width {decoder_width:g} leaves a decoder layer with no channels; "
+                f"use at least {least:.3g}"
+            )
         self.conv_in = nn.Conv2d(deepest, width, kernel_size=1)
         blocks = []
         in_ch = width

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -59,8 +59,10 @@ def pid_alive(pid: int) -> bool:
 
 def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """Open ``.dd-tmp-PID-NAME.XXXX.tmp`` in ``path``'s folder (created if needed) with the
-    permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name)."""
+    permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name).
+    Leftovers of dead processes in that folder are removed first (once per process)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, once=True)
     prefix = f"{TEMP_PREFIX}{os.getpid()}-{path.name}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
@@ -71,6 +73,7 @@ def temp_dir_beside(path: Path) -> Path:
     """A scratch folder ``.dd-tmp-PID-NAME.XXXX`` beside ``path`` (removed as stale once this
     process is gone)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, once=True)
     return Path(
         tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{path.name}.", dir=path.parent)
     )
@@ -97,6 +100,20 @@ def check_output_file(path: Path, ours: Any = None) -> None:
         raise OutputError(f"cannot write {path}: {parent} is not writable")
 
 
+@contextmanager
+def scratch_beside(path: Path) -> Iterator[Path]:
+    """A scratch folder beside ``path`` (not in the system temp folder), removed on exit;
+    a SIGKILL leaves it to the next run's sweep."""
+    try:
+        folder = temp_dir_beside(Path(path))
+    except OSError as exc:
+        raise OutputError(f"cannot write beside {path}: {exc.strerror or exc}") from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _check_target(path: Path) -> None:
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; give a file name")
@@ -109,7 +126,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
     path = Path(path)
     _check_target(path)
-    remove_stale_temps(path.parent, once=True)
     try:
         fd, tmp = temp_file_beside(path)
     except OSError as exc:
@@ -243,8 +259,11 @@ class OutputFolder:
     folder back.
     """
 
-    def __init__(self, path: Path, overwrite: bool, verb: str) -> None:
+    def __init__(self, path: Path, overwrite: bool, verb: str, inputs: Sequence[Path] = ()) -> None:
         self.path, self.overwrite, self.verb = Path(path), overwrite, verb
+        self.inputs = [
+            Path(p) for p in inputs
+        ]  # files the run reads: never inside a replaced folder
         self.backup: Path | None = None
         self.was_empty = False
         self.note: str | None = None
@@ -264,9 +283,19 @@ class OutputFolder:
             )
         if read_marker(path) is not None and not self.overwrite:
             raise OutputError(f"output {path} already exists; pass --overwrite or another --out")
+        if path.exists():
+            here = path.resolve()
+            inside = [p for p in self.inputs if here in (p.resolve(), *p.resolve().parents)]
+            if inside:
+                raise OutputError(
+                    f"{inside[0]} is inside {path}, which this run would replace; "
+                    f"pass another --out"
+                )
         parent = path.parent
-        while not parent.exists():
+        while not parent.exists() and not parent.is_symlink():
             parent = parent.parent
+        if not parent.is_dir():
+            raise OutputError(f"cannot create {path}: {parent} is a file, not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise OutputError(f"cannot create {path}: {parent} is not writable")
 

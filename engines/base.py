@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import DenseDepthError
+from densedepth.errors import DenseDepthError, missing_reason
 
 
 @runtime_checkable
@@ -59,11 +59,22 @@ def load_runner(path: str | os.PathLike[str], device: str = "auto", threads: int
     """
     path = Path(path)
     kind = RUNNER_SUFFIXES.get(path.suffix)
+    if path.is_dir():
+        raise DenseDepthError(f"{path} is a folder; pass a model file (bench also takes folders)")
     if kind is None:
         known = ", ".join(sorted(RUNNER_SUFFIXES))
         raise DenseDepthError(f"{path}: unknown model file type {path.suffix!r}; expected {known}")
     if not path.is_file():
-        raise DenseDepthError(f"model file {path} does not exist")
+        raise DenseDepthError(f"model file {path} {missing_reason(path)}")
+    from export.formats import BackendUnavailable
+
+    try:
+        return _open_runner(kind, path, device, threads)
+    except BackendUnavailable as exc:  # name the file: "which model could not run?"
+        raise BackendUnavailable(f"cannot run {path}: {exc}") from None
+
+
+def _open_runner(kind: str, path: Path, device: str, threads: int) -> Runner:
     if kind == "onnxruntime":
         from engines.onnx_runner import OnnxRunner
 

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 from densedepth.data import (
-    atomic_path,
     decode_rgb,
     depth_to_mm16,
     encode_png,
@@ -19,8 +18,10 @@ from densedepth.data import (
     rgb_to_input,
 )
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import DataError
+from densedepth.errors import DataError, missing_reason
 from densedepth.metrics import upsample2x
+from densedepth.outputs import atomic_path
+from densedepth.progress import progress
 from densedepth.viz import colorize
 from engines.base import Runner
 
@@ -35,7 +36,7 @@ def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise DataError(f"input {p} does not exist")
+            raise DataError(f"input {p} {missing_reason(p)}")
     if not found:
         raise DataError("no images found in the inputs; pass image files or folders of them")
     unique = {os.path.realpath(p): p for p in reversed(found)}  # an image given twice: once
@@ -95,18 +96,25 @@ def predict_files(
     out = Path(out_dir)
     written = []
     images = list_images(inputs)
-    for path, name in zip(images, output_stems(images), strict=True):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-        depth = predict_image(runner, decode_rgb(data, str(path)), flip=flip)
-        lo, hi = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
-        pair = (out / f"{name}_depth.png", out / f"{name}_depth_jet.png")
-        for target, array in zip(
-            pair, (depth_to_mm16(depth), colorize(depth, lo, hi)), strict=True
-        ):
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(encode_png(array))
-        written.append(pair)
+    with progress("predicting", len(images)) as advance:
+        for path, name in zip(images, output_stems(images), strict=True):
+            written.append(_predict_one(runner, path, out / name, flip, vrange))
+            advance(1)
     return written
+
+
+def _predict_one(
+    runner: Runner, path: Path, stem: Path, flip: bool, vrange: tuple[float, float] | None
+) -> tuple[Path, Path]:
+    """Predict one image file; write ``STEM_depth.png`` and ``STEM_depth_jet.png``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    depth = predict_image(runner, decode_rgb(data, str(path)), flip=flip)
+    lo, hi = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
+    pair = (stem.with_name(f"{stem.name}_depth.png"), stem.with_name(f"{stem.name}_depth_jet.png"))
+    for target, array in zip(pair, (depth_to_mm16(depth), colorize(depth, lo, hi)), strict=True):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(encode_png(array))
+    return pair

@@ -23,7 +23,7 @@ import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
 from densedepth.data import file_sha256
-from densedepth.errors import error_line
+from densedepth.errors import error_line, missing_reason
 from densedepth.model import DenseDepth, check_input_size
 from densedepth.outputs import atomic_path, write_text_atomic
 from export.formats import ExportError
@@ -63,7 +63,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     import onnx
 
     if not Path(path).is_file():
-        raise ExportError(f"ONNX file {path} does not exist")
+        raise ExportError(f"ONNX file {path} {missing_reason(path)}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends

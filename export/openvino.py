@@ -9,8 +9,6 @@ sidecar JSON tells the runner which precision an IR is for. Needs the ``openvino
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.errors import OutputError
+from densedepth.outputs import scratch_beside
 from export.formats import ExportError, get_format, require
 from export.onnx_export import (
     file_sha256,
@@ -109,17 +107,10 @@ def save_ir(model: Any, out: Path) -> None:
     """Write ``out`` (.xml) and its .bin together: into a temp folder, then renamed."""
     import openvino as ov
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}-", dir=out.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    try:
+    with scratch_beside(out) as tmpdir:
         ov.save_model(model, str(tmpdir / out.name), compress_to_fp16=False)
         os.replace(tmpdir / out.with_suffix(".bin").name, out.with_suffix(".bin"))
         os.replace(tmpdir / out.name, out)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _nncf_quantize(model: Any, calib: Any, ignored_nodes: Sequence[str]) -> Any:

@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ import numpy as np
 from calib.calibration import CalibrationSet, cache_key
 from calib.ranges import RANGES_VERSION, ranges_cache
 from densedepth.errors import error_line
-from densedepth.outputs import atomic_path
+from densedepth.outputs import atomic_path, scratch_beside
 from export.formats import ExportError
 from export.onnx_export import (
     INPUT_NAME,
@@ -229,8 +228,7 @@ def quantize_int8(
     t0 = time.perf_counter()
     cache_dir = Path(cache_dir) if cache_dir else out.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dd-quant-") as tmpdir:
-        work = Path(tmpdir)
+    with scratch_beside(out) as work:  # beside the output, not in the system temp folder
         if resolved == "modelopt":
             quantized, calibration = _modelopt_qdq(src, calib, work, method, keep_float,
                                                    float_precision)  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from densedepth.errors import missing_reason
 from export.formats import ExportError
 from export.onnx_graph import DEFAULT_DOMAINS, constant_tensors, consumers, opset_of, producers
 from export.tensorrt_ops import OPS_8_6, OPS_10_1, OPS_10_15
@@ -142,7 +143,7 @@ def check_onnx_file(
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"ONNX file {path} does not exist")
+        raise ExportError(f"ONNX file {path} {missing_reason(path)}")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf's DecodeError and friends

@@ -324,3 +324,45 @@ def test_predict_refuses_a_non_image_file(trained: dict[str, Path], tmp_path: Pa
     result = runner.invoke(app, ["predict", str(trained["densenet121"]), str(bad)])
     assert result.exit_code == 1 and "photo.png" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_inputs_say_the_real_cause(tmp_path: Path) -> None:
+    from densedepth.errors import missing_reason
+
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.pt"
+    broken.symlink_to(tmp_path / "gone.pt")
+    (tmp_path / "file").write_text("x")
+    assert missing_reason(loop) == "is a symbolic link loop"
+    assert missing_reason(broken) == f"is a broken link (to {tmp_path / 'gone.pt'})"
+    assert missing_reason(tmp_path / "nothing.pt") == "does not exist"
+    assert missing_reason(tmp_path) == "is a folder, not a file"
+    assert missing_reason(tmp_path / "file" / "x.pt").startswith("does not exist (a part")
+    for args, line in (
+        (["evaluate", str(loop)], f"error: model file {loop} is a symbolic link loop"),
+        (["compare", str(broken)], f"error: model {broken} is a broken link"),
+        (["inspect", str(loop)], f"error: dataset {loop} is a symbolic link loop"),
+        (["export", "x.pt", "--input-size", "0x0"], "both sides must be positive multiples"),
+    ):
+        result = runner.invoke(app, args, terminal_width=300)
+        assert result.exit_code == 1 and line in result.output, (args, result.output)
+
+
+def test_every_verb_that_runs_a_model_takes_threads_and_a_console_script_exists() -> None:
+    import os
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    for verb in ("evaluate", "predict", "compare", "bench"):
+        result = runner.invoke(app, [verb, "--help"], terminal_width=200)
+        assert "--threads" in result.output, verb
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "densedepth"]
+    assert script.value == "cli:main"
+    exe = Path(sys.executable).parent / "densedepth"
+    if not exe.is_file():
+        pytest.skip(f"{exe} is not installed (pip install -e . makes it)")
+    done = subprocess.run([str(exe), "info"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 0 and "42,657,689" in done.stdout, done.stderr

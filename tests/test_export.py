@@ -159,13 +159,29 @@ def test_fp16_onnx_agrees_with_fp32(trained: dict, tmp_path: Path) -> None:
     assert runner.precision == "fp16"
 
 
-def test_int8_keeps_delta1_of_fp32_on_held_out_scenes(trained: dict, tmp_path: Path) -> None:
-    record = quantize_int8(trained["onnx"], trained["calib"], tmp_path / "q.onnx", "cpu")
+def test_int8_keeps_delta1_of_fp32_on_held_out_scenes(
+    trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".dd-tmp-999999999-q.onnx.killed.tmp"  # no such process
+    stale.write_bytes(b"x" * 100)
+    record = quantize_int8(trained["onnx"], trained["calib"], tmp_path / "out" / "q.onnx", "cpu")
+    # scratch lived beside the output and is gone, with the killed run's leftover
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["q.onnx", "q.onnx.json", Path(record["calibration_cache"]).name]
+    )
+    assert not any(system_tmp.iterdir())
     assert record["int8_conv_nodes"] >= record["conv_nodes"] - 1  # last conv may stay float
     assert record["float_nodes"]  # the depth conversion stays in float by default
     test = open_dataset("synthetic", "test", n=12, height=64, width=64, seed=99)
     fp32 = evaluate_dataset(load_runner(trained["onnx"], device="cpu"), test, (64, 64))
-    int8 = evaluate_dataset(load_runner(tmp_path / "q.onnx", device="cpu"), test, (64, 64))
+    q = tmp_path / "out" / "q.onnx"
+    int8 = evaluate_dataset(load_runner(q, device="cpu"), test, (64, 64))
     assert fp32["delta1"] > 0.2, fp32  # the model learned something
     assert abs(int8["delta1"] - fp32["delta1"]) < 0.03, (fp32, int8)
     assert abs(int8["rel"] - fp32["rel"]) < 0.03, (fp32, int8)

@@ -185,3 +185,19 @@ def test_check_output_file(tmp_path: Path) -> None:
         with pytest.raises(OutputError, match=message):
             check_output_file(path)
     assert (tmp_path / "theirs.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: permissions cannot refuse it")
+def test_an_unwritable_parent_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with (
+            pytest.raises(OutputError, match="is not writable"),
+            OutputFolder(locked / "report", False, "bench"),
+        ):
+            pytest.fail("entered")
+        assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o755)

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 _STATE = {"enabled": False, "quiet": False}
+_BAR: dict[str, Any] = {"progress": None}  # the one rich Progress on screen; nested loops add tasks
 FIRST_LINE_AFTER_S = 5.0
 LINE_EVERY_S = 30.0
 
@@ -28,6 +29,17 @@ def set_enabled(on: bool) -> None:
 def set_quiet(on: bool) -> None:
     """``--quiet``: no progress, whatever else says."""
     _STATE["quiet"] = on
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """No progress inside (a caller that shows its own bar, as training does)."""
+    was = _STATE["enabled"]
+    _STATE["enabled"] = False
+    try:
+        yield
+    finally:
+        _STATE["enabled"] = was
 
 
 def _duration(seconds: float) -> str:
@@ -85,6 +97,10 @@ def progress(label: str, total: int, unit: str = "images") -> Iterator[Callable[
         bar = LineProgress(label, total, unit, stream)
         yield bar.advance
         return
+    if _BAR["progress"] is not None:  # inside another loop's bar: one more line in it
+        with _task(_BAR["progress"], label, total, unit) as advance:
+            yield advance
+        return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -104,12 +120,27 @@ def progress(label: str, total: int, unit: str = "images") -> Iterator[Callable[
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(file=stream), transient=True) as bar:
-        task = bar.add_task(label, total=total, rate="")
-        t0 = time.monotonic()
+        _BAR["progress"] = bar
+        try:
+            with _task(bar, label, total, unit) as advance:
+                yield advance
+        finally:
+            _BAR["progress"] = None
 
-        def advance(n: int = 1) -> None:
-            done = bar.tasks[0].completed + n
-            rate = done / max(time.monotonic() - t0, 1e-9)
-            bar.update(task, completed=done, rate=f"{rate:.2f} {unit}/s")
 
+@contextmanager
+def _task(bar: Any, label: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+    task = bar.add_task(label, total=total, rate="")
+    t0 = time.monotonic()
+    done = [0]
+
+    def advance(n: int = 1) -> None:
+        done[0] += n
+        rate = done[0] / max(time.monotonic() - t0, 1e-9)
+        bar.update(task, completed=done[0], rate=f"{rate:.2f} {unit}/s")
+
+    try:
         yield advance
+    finally:
+        bar.refresh()  # the final count once, then the line goes
+        bar.remove_task(task)

@@ -71,6 +71,29 @@ def test_on_a_terminal_a_rich_bar(clock: Clock) -> None:
     assert "calibrating" in text and "20/20" in text and "images/s" in text
 
 
+def test_nested_loops_share_one_bar_and_training_suppresses_it(clock: Clock) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", out)
+        with prog.progress("bench rows", 2, "rows") as rows:
+            for _ in range(2):
+                with prog.progress("evaluating", 3) as images:  # no second live display
+                    for _ in range(3):
+                        clock.t += 1.0
+                        images(1)
+                rows(1)
+        assert prog._BAR["progress"] is None
+        with prog.suppressed(), prog.progress("validating", 3) as advance:
+            advance(3)
+    text = out.getvalue()
+    assert "bench rows" in text and "evaluating" in text and "validating" not in text
+    assert prog._STATE["enabled"]
+
+
 def test_cli_evaluate_reports_progress_unless_quiet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,6 +41,7 @@ from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
 from densedepth.outputs import write_text_atomic
+from densedepth.progress import suppressed
 from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant
 from train.config import TrainConfig
@@ -463,7 +464,8 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
-            metrics = _validate_main(model, val_rgb, val_depth, val_crop, device, info)
+            with suppressed():  # the training bar is on screen
+                metrics = _validate_main(model, val_rgb, val_depth, val_crop, device, info)
             metrics.update(epoch=state.epoch, step=state.step)
             if info.is_main:
                 _log_epoch(console, cfg, metrics, timing, writer, history_path)

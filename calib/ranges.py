@@ -96,16 +96,41 @@ def _quantizable_op_types() -> list[str]:
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
+def optimise_session(calibrator: Any) -> bool:
+    """Run the calibrator's augmented model with all of ONNX Runtime's graph optimisations.
+
+    ONNX Runtime's calibrators open it with every optimisation off (ORT_DISABLE_ALL). The
+    optimisers keep every graph output, so every tensor still gets its range: min/max agree
+    to float rounding (tested), and on x86 the blocked-layout convolutions make DenseNet169 at
+    480x640 calibrate faster (README, "Calibration speed"). Used for minmax only: an entropy
+    threshold is an argmin over histogram bins, and that rounding moved one of DenseNet121's
+    by 0.3%, for no measured gain. Returns False, changing nothing, where this ONNX Runtime's
+    calibrator does not have the attributes it replaces.
+    """
+    import onnxruntime as ort
+
+    needed = ("augmented_model_path", "execution_providers", "infer_session")
+    if not all(hasattr(calibrator, a) for a in needed):
+        return False
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    calibrator.infer_session = ort.InferenceSession(
+        calibrator.augmented_model_path, sess_options=opts, providers=calibrator.execution_providers
+    )
+    return True
+
+
 def compute_ranges(
     model_path: str | Path,
     calib: CalibrationSet,
     method: str,
     input_name: str,
     scratch: str | Path | None = None,
+    optimise: bool = True,
 ) -> Any:
     """Ranges (ONNX Runtime ``TensorsData``) of the quantizable tensors of ``model_path``
     (ONNX Runtime's augmented model goes in a scratch folder beside ``scratch``, default the
-    model)."""
+    model; ``optimise``: run it with graph optimisations (minmax), see ``optimise_session``)."""
     from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
         TensorData,
@@ -129,6 +154,8 @@ def compute_ranges(
             if histogram
             else {},
         )
+        if optimise and not histogram:  # see optimise_session: minmax only
+            optimise_session(calibrator)
         chunk = CHUNK_IMAGES if histogram else len(calib)
         with progress(f"calibration ranges ({method})", len(calib)) as advance:
             for part in _chunks(calib, chunk):

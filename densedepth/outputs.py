@@ -57,14 +57,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """Open ``.dd-tmp-PID-NAME.XXXX.tmp`` in ``path``'s folder (created if needed) with the
-    permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name).
-    Leftovers of dead processes in that folder are removed first (once per process)."""
+def _temp_prefix(path: Path) -> str:
+    """``.dd-tmp-PID-NAME.`` for a temp beside ``path``, once its folder exists and the dead
+    processes' leftovers in it are gone (swept once per process)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, once=True)
-    prefix = f"{TEMP_PREFIX}{os.getpid()}-{path.name}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    return f"{TEMP_PREFIX}{os.getpid()}-{path.name}."
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """Open ``.dd-tmp-PID-NAME.XXXX.tmp`` in ``path``'s folder (created if needed) with the
+    permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name)."""
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
     return fd, tmp
 
@@ -72,11 +76,22 @@ def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
 def temp_dir_beside(path: Path) -> Path:
     """A scratch folder ``.dd-tmp-PID-NAME.XXXX`` beside ``path`` (removed as stale once this
     process is gone)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, once=True)
-    return Path(
-        tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{path.name}.", dir=path.parent)
-    )
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
+
+
+def parent_problem(path: Path) -> str | None:
+    """Why nothing can be created at ``path`` (its nearest existing ancestor is a broken link,
+    a file or not writable), or None."""
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():
+            return f"{parent} is a broken link"
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
 
 
 def check_output_file(path: Path, ours: Any = None) -> None:
@@ -89,15 +104,9 @@ def check_output_file(path: Path, ours: Any = None) -> None:
         raise OutputError(
             f"{path} exists and was not written by this toolkit; choose another file name"
         )
-    parent = path.parent
-    while not parent.exists():
-        if parent.is_symlink():
-            raise OutputError(f"cannot write {path}: {parent} is a broken link")
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: {parent} is not writable")
+    why = parent_problem(path)
+    if why:
+        raise OutputError(f"cannot write {path}: {why}")
 
 
 @contextmanager
@@ -139,10 +148,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         if os.path.lexists(tmp):
-            if os.path.isdir(tmp) and not os.path.islink(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                os.unlink(tmp)
+            os.unlink(tmp)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -261,9 +267,7 @@ class OutputFolder:
 
     def __init__(self, path: Path, overwrite: bool, verb: str, inputs: Sequence[Path] = ()) -> None:
         self.path, self.overwrite, self.verb = Path(path), overwrite, verb
-        self.inputs = [
-            Path(p) for p in inputs
-        ]  # files the run reads: never inside a replaced folder
+        self.inputs = [Path(p) for p in inputs]  # what the run reads: never in a replaced folder
         self.backup: Path | None = None
         self.was_empty = False
         self.note: str | None = None
@@ -276,12 +280,13 @@ class OutputFolder:
             raise OutputError(f"refusing to write into {path}: {why}; pass a new folder")
         if path.exists() and not path.is_dir():
             raise OutputError(f"output {path} is a file; pass a folder")
-        if path.is_dir() and any(path.iterdir()) and read_marker(path) is None:
+        ours = read_marker(path) is not None
+        if path.is_dir() and any(path.iterdir()) and not ours:
             raise OutputError(
                 f"output folder {path} holds files this toolkit did not write; "
                 f"pass a new or empty folder"
             )
-        if read_marker(path) is not None and not self.overwrite:
+        if ours and not self.overwrite:
             raise OutputError(f"output {path} already exists; pass --overwrite or another --out")
         if path.exists():
             here = path.resolve()
@@ -291,19 +296,16 @@ class OutputFolder:
                     f"{inside[0]} is inside {path}, which this run would replace; "
                     f"pass another --out"
                 )
-        parent = path.parent
-        while not parent.exists() and not parent.is_symlink():
-            parent = parent.parent
-        if not parent.is_dir():
-            raise OutputError(f"cannot create {path}: {parent} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot create {path}: {parent} is not writable")
+        why = parent_problem(path)
+        if why:
+            raise OutputError(f"cannot create {path}: {why}")
 
     def __enter__(self) -> Path:
         self.note = recover_interrupted(self.path)
         self.check()
-        self.was_empty = self.path.is_dir() and read_marker(self.path) is None
-        if read_marker(self.path) is not None:
+        ours = read_marker(self.path) is not None
+        self.was_empty = self.path.is_dir() and not ours
+        if ours:
             self.backup = _backup_name(self.path)
             os.replace(self.path, self.backup)
         try:

@@ -1,37 +1,51 @@
 """Activation ranges for INT8, computed once per (model, calibration set, method) and cached.
 
-ONNX Runtime's calibrators collect the statistics: min/max (``minmax``), or a histogram of |x|
-per tensor (``percentile``, ``entropy``); this module turns them into ranges:
+ONNX Runtime's calibrators pick the tensors (inputs and outputs of every op type it quantizes)
+and write the augmented model: ReduceMin/ReduceMax of each (``minmax``) or each tensor whole
+(histograms). This module runs it with every graph optimisation, on the fastest provider here,
+in batches where the model allows, and reduces each tensor as it arrives:
 
-- ``minmax``: the observed range.
-- ``percentile``: the 99.999th percentile of |x| (ONNX Runtime's percentile calibrator).
+- ``minmax``: the observed range (ONNX Runtime's MinMax calibrator's, tested).
+- ``percentile``: the 99.999th percentile of |x|, as ONNX Runtime's percentile calibrator reads
+  it from the histogram (tested against its code).
 - ``entropy``: TensorRT's entropy calibration: over a 2048-bin histogram of |x|, the threshold
   whose 128-level quantization loses the least information (KL divergence), computed here.
   ONNX Runtime's own entropy calibrator, as ``quantize_static`` drives it, uses 128 bins for 128
   levels: one candidate threshold, so its "entropy" ranges are the min/max ranges.
 
-The ranges are ONNX Runtime's ``TensorsData`` JSON (``save_tensors_data``): ``quantize_static``
-reads them back through ``calibration_cache_path``, so every INT8 flavour quantizes from one
-calibration. Images go through ONNX Runtime in chunks, so memory does not grow with their number.
+The histograms are ``AbsHistogram``: fixed-width bins from 0, the width set by the first batch
+(2048 bins up to its largest |x|) and bins appended when a later batch goes beyond, as ONNX
+Runtime's and pytorch-quantization's histogram calibrators do; filled in cache-sized chunks
+with ``np.bincount`` (ONNX Runtime's collector copies every tensor of every image into one
+array and searches 2048 edges per value). The ranges are ONNX Runtime's ``TensorsData`` JSON
+(``save_tensors_data``): ``quantize_static`` reads them back through ``calibration_cache_path``,
+so every INT8 flavour quantizes from one calibration. Memory holds one batch's outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calib.calibration import CalibrationSet, OrtCalibrationReader
+from calib.calibration import CalibrationSet
+from densedepth.errors import DenseDepthError
 from densedepth.outputs import atomic_path, scratch_beside
 from densedepth.progress import progress
 
 HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator
 QUANTIZED_LEVELS = 128  # int8 magnitudes 0..127
 PERCENTILE = 99.999
-CHUNK_IMAGES = 8  # images per ONNX Runtime pass when whole tensors are collected
-RANGES_VERSION = 2  # part of every cache key: caches of an older algorithm are not reused
+BATCH_BYTES = 1 << 30  # a batch's tensors stay under this when the model takes any batch
+MAX_BATCH = 8
+CHUNK_VALUES = 1 << 16  # values per bincount pass: the chunk and its indices stay in cache
+RANGES_VERSION = 3  # part of every cache key: caches of an older algorithm are not reused
+
+
+class CalibrationError(DenseDepthError):
+    """The model's activations cannot be calibrated (not finite)."""
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -84,9 +98,74 @@ def entropy_threshold(
     return float(edges[best]), divergences
 
 
-def _chunks(calib: CalibrationSet, size: int) -> Iterator[CalibrationSet]:
-    for start in range(0, len(calib), size):
-        yield CalibrationSet(calib.images[start : start + size], calib.source)
+def percentile_threshold(hist: np.ndarray, edges: np.ndarray, percentile: float) -> float:
+    """ONNX Runtime's symmetric percentile threshold: the lower edge of the bin where the
+    cumulative share of |x| reaches ``percentile`` %."""
+    cdf = np.cumsum(hist / hist.sum())
+    return float(edges[np.searchsorted(cdf, percentile / 100.0)])
+
+
+@dataclass
+class AbsHistogram:
+    """Running range and histogram of |x| of one tensor over batches (see the module doc)."""
+
+    bins: int = HISTOGRAM_BINS
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    width: float = 0.0  # 0 until a batch with a non-zero value sets it
+    lowest: float = np.inf
+    highest: float = -np.inf
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Bin edges, ``len(counts) + 1`` of them, from 0 (float32, as ONNX Runtime's)."""
+        if self.width == 0.0:
+            return np.zeros(len(self.counts) + 1, np.float32)
+        return (np.arange(len(self.counts) + 1) * self.width).astype(np.float32)
+
+    def add(self, values: np.ndarray, histogram: bool = True) -> None:
+        """Add a batch of values: the range always, the histogram unless ``histogram`` is False."""
+        if values.size == 0:
+            return
+        lo, hi = float(values.min()), float(values.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError("not finite")
+        self.lowest, self.highest = min(self.lowest, lo), max(self.highest, hi)
+        if histogram:
+            self._fill(values.reshape(-1), max(hi, -lo))
+
+    def _fill(self, flat: np.ndarray, top: float) -> None:
+        if self.width == 0.0:
+            if top == 0.0:  # all zero so far: one bin until a non-zero value sets the width
+                self.counts = np.array([self.counts.sum() + flat.size], np.int64)
+                return
+            zeros = self.counts.sum()
+            self.width = top / self.bins
+            self.counts = np.zeros(self.bins, np.int64)
+            self.counts[0] = zeros
+        if top > len(self.counts) * self.width:  # extend: the same width, more bins
+            extra = int(np.ceil(top / self.width)) - len(self.counts)
+            self.counts = np.concatenate([self.counts, np.zeros(max(extra, 1), np.int64)])
+        n = len(self.counts)
+        scale = np.float32(1.0 / self.width)
+        buf = np.empty(min(CHUNK_VALUES, flat.size), np.float32)
+        index = np.empty(buf.size, np.intp)
+        for start in range(0, flat.size, CHUNK_VALUES):
+            part = flat[start : start + CHUNK_VALUES]
+            f, i = buf[: part.size], index[: part.size]
+            np.abs(part, out=f)
+            np.multiply(f, scale, out=f)
+            np.minimum(f, n - 1, out=f)  # the top edge belongs to the last bin
+            i[:] = f  # truncation: floor of a non-negative value
+            self.counts += np.bincount(i, minlength=n)
+
+
+def calibration_providers() -> list[str]:
+    """ONNX Runtime providers for calibration: CUDA when this ONNX Runtime has it, then CPU
+    (TensorRT's provider is left out: it would build an engine for the augmented model)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 def _quantizable_op_types() -> list[str]:
@@ -96,28 +175,95 @@ def _quantizable_op_types() -> list[str]:
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
-def optimise_session(calibrator: Any) -> bool:
-    """Run the calibrator's augmented model with all of ONNX Runtime's graph optimisations.
+def _fixed_batch(session: Any) -> int | None:
+    """The model's fixed batch size, or None when it takes any."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else None
 
-    ONNX Runtime's calibrators open it with every optimisation off (ORT_DISABLE_ALL). The
-    optimisers keep every graph output, so every tensor still gets its range: min/max agree
-    to float rounding (tested), and on x86 the blocked-layout convolutions make DenseNet169 at
-    480x640 calibrate faster (README, "Calibration speed"). Used for minmax only: an entropy
-    threshold is an argmin over histogram bins, and that rounding moved one of DenseNet121's
-    by 0.3%, for no measured gain. Returns False, changing nothing, where this ONNX Runtime's
-    calibrator does not have the attributes it replaces.
+
+def augment(model_path: Path, folder: Path, histogram: bool) -> tuple[Path, dict[str, list[str]]]:
+    """ONNX Runtime's augmented model in ``folder`` and, per tensor to calibrate, the outputs
+    that carry it: the tensor itself (``histogram``) or its ReduceMin and ReduceMax."""
+    from onnxruntime.quantization.calibrate import HistogramCalibrater, MinMaxCalibrater
+
+    path = folder / "augmented.onnx"
+    if histogram:
+        hist = HistogramCalibrater(model_path, _quantizable_op_types(), str(path), symmetric=True)
+        hist.augment_graph()  # every tensor to calibrate becomes a graph output
+        return path, {t: [t] for t in sorted(hist.tensors_to_calibrate)}
+    minmax = MinMaxCalibrater(model_path, _quantizable_op_types(), str(path))
+    tensors, _ = minmax.select_tensors_to_calibrate(minmax.model)  # before the reductions
+    minmax.augment_graph()
+    return path, {t: [f"{t}_ReduceMin", f"{t}_ReduceMax"] for t in sorted(tensors)}
+
+
+def collect_statistics(
+    augmented: Path,
+    carriers: dict[str, list[str]],
+    calib: CalibrationSet,
+    input_name: str,
+    histogram: bool,
+) -> dict[str, AbsHistogram]:
+    """Run the augmented model over ``calib`` and reduce each tensor's outputs (``carriers``,
+    see ``augment``) as they arrive.
+
+    Batches: the model's fixed batch, or (any batch) one image, then as many as keep a batch's
+    outputs under ``BATCH_BYTES`` (at most ``MAX_BATCH``). On 2 CPU cores batches ran no faster
+    per image than single images (README, "Calibration speed"); on a GPU they do.
     """
     import onnxruntime as ort
 
-    needed = ("augmented_model_path", "execution_providers", "infer_session")
-    if not all(hasattr(calibrator, a) for a in needed):
-        return False
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    calibrator.infer_session = ort.InferenceSession(
-        calibrator.augmented_model_path, sess_options=opts, providers=calibrator.execution_providers
-    )
-    return True
+    session = ort.InferenceSession(str(augmented), opts, providers=calibration_providers())
+    fixed = _fixed_batch(session)
+    if fixed is not None and len(calib) % fixed:
+        raise CalibrationError(
+            f"the model takes batches of {fixed} but there are {len(calib)} calibration images; "
+            f"pass a multiple of {fixed} to --calib-images"
+        )
+    names = [name for outputs in carriers.values() for name in outputs]
+    stats = {tensor: AbsHistogram() for tensor in carriers}
+    size, done = fixed or 1, 0
+    label = "histograms" if histogram else "minmax"
+    with progress(f"calibration ranges ({label})", len(calib)) as advance:
+        while done < len(calib):
+            batch = calib.images[done : done + size]
+            outputs = dict(zip(names, session.run(names, {input_name: batch}), strict=True))
+            if fixed is None and done == 0:
+                per_image = sum(o.nbytes for o in outputs.values())
+                size = int(np.clip(BATCH_BYTES // max(per_image, 1), 1, MAX_BATCH))
+            for tensor, carried in carriers.items():
+                values = [outputs.pop(name) for name in carried]  # memory: one batch at most
+                try:
+                    stats[tensor].add(values[0] if histogram else np.concatenate(values), histogram)
+                except ValueError:
+                    raise CalibrationError(
+                        f"tensor {tensor!r} is not finite on calibration images {done + 1}.."
+                        f"{done + len(batch)}: the model produces NaN or inf; check its weights"
+                    ) from None
+            done += len(batch)
+            advance(len(batch))
+    return stats
+
+
+def ranges_from_statistics(stats: dict[str, AbsHistogram], method: str) -> Any:
+    """ONNX Runtime ``TensorsData`` of ``method`` from the collected statistics."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    kinds = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}  # fmt: skip
+    result = {}
+    for name, s in stats.items():
+        lo, hi = (s.lowest, s.highest) if s.highest >= s.lowest else (0.0, 0.0)  # empty tensor
+        if method == "percentile" and s.counts.size:
+            threshold = percentile_threshold(s.counts, s.edges, PERCENTILE)
+            lo, hi = max(-threshold, lo), min(threshold, hi)
+        elif method == "entropy" and s.counts.size:
+            threshold, _ = entropy_threshold(s.counts, s.edges)
+            lo, hi = max(-threshold, lo), min(threshold, hi)
+        result[name] = TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+    return TensorsData(kinds[method], result)
 
 
 def compute_ranges(
@@ -126,52 +272,17 @@ def compute_ranges(
     method: str,
     input_name: str,
     scratch: str | Path | None = None,
-    optimise: bool = True,
 ) -> Any:
-    """Ranges (ONNX Runtime ``TensorsData``) of the quantizable tensors of ``model_path``
-    (ONNX Runtime's augmented model goes in a scratch folder beside ``scratch``, default the
-    model; ``optimise``: run it with graph optimisations (minmax), see ``optimise_session``)."""
-    from onnxruntime.quantization.calibrate import (
-        CalibrationMethod,
-        TensorData,
-        TensorsData,
-        create_calibrator,
-    )
-
+    """Ranges (ONNX Runtime ``TensorsData``) of the quantizable tensors of ``model_path``;
+    ONNX Runtime's augmented model goes in a scratch folder beside ``scratch`` (default the
+    model) and is removed."""
     if method not in ("minmax", "percentile", "entropy"):
         raise ValueError(f"unknown calibration method {method!r}")
     histogram = method != "minmax"
     with scratch_beside(Path(scratch or model_path)) as tmp:
-        calibrator = create_calibrator(
-            Path(model_path),
-            _quantizable_op_types(),
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=CalibrationMethod.Percentile
-            if histogram
-            else CalibrationMethod.MinMax,
-            providers=["CPUExecutionProvider"],
-            extra_options={"symmetric": True, "num_bins": HISTOGRAM_BINS, "percentile": PERCENTILE}
-            if histogram
-            else {},
-        )
-        if optimise and not histogram:  # see optimise_session: minmax only
-            optimise_session(calibrator)
-        chunk = CHUNK_IMAGES if histogram else len(calib)
-        with progress(f"calibration ranges ({method})", len(calib)) as advance:
-            for part in _chunks(calib, chunk):
-                calibrator.collect_data(OrtCalibrationReader(part, input_name, on_batch=advance))
-        ranges = calibrator.compute_data()
-        if method != "entropy":
-            return ranges
-        result = {}
-        for name, (hist, edges, lowest, highest) in calibrator.collector.histogram_dict.items():
-            threshold, _ = entropy_threshold(hist, edges)
-            dtype = np.asarray(edges).dtype
-            result[name] = TensorData(
-                lowest=np.array(max(-threshold, float(lowest)), dtype=dtype),
-                highest=np.array(min(threshold, float(highest)), dtype=dtype),
-            )
-        return TensorsData(CalibrationMethod.Entropy, result)
+        augmented, carriers = augment(Path(model_path), Path(tmp), histogram)
+        stats = collect_statistics(augmented, carriers, calib, input_name, histogram)
+    return ranges_from_statistics(stats, method)
 
 
 def ranges_cache(

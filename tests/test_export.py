@@ -407,25 +407,3 @@ def test_cli_export_build_engine_and_evaluate(trained: dict, tmp_path: Path) -> 
             continue  # TensorRT and a GPU are present here
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output and "Traceback" not in result.output, result.output
-
-
-def test_calibration_with_graph_optimisations_gives_the_same_ranges(
-    trained: dict, tmp_path: Path
-) -> None:
-    method = "minmax"  # the only method it is used for (calib/ranges.optimise_session)
-    """The calibrator's augmented model run with basic optimisations (faster) against ONNX
-    Runtime's own session (all optimisations off): every tensor, the same range."""
-    from calib.ranges import compute_ranges
-
-    calib = CalibrationSet(trained["calib"].images[:8].copy(), "eight")
-    fast = compute_ranges(trained["onnx"], calib, method, "rgb", scratch=tmp_path / "a")
-    plain = compute_ranges(
-        trained["onnx"], calib, method, "rgb", scratch=tmp_path / "b", optimise=False
-    )
-    assert fast.keys() == plain.keys() and len(fast.keys()) > 100
-    for name in sorted(plain.keys()):
-        for side in ("lowest", "highest"):
-            a = np.asarray(getattr(fast[name], side), np.float64)
-            b = np.asarray(getattr(plain[name], side), np.float64)
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"{name} {side}")
-    assert list(tmp_path.iterdir()) == []  # scratch removed

@@ -19,10 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from densedepth.data import FORMATS, open_dataset, write_synthetic
+from densedepth.dataset_writers import write_synthetic
+from densedepth.datasets import DATASET_LAYOUTS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS
-from densedepth.model import BACKBONES
+from densedepth.variant import BACKBONE_NAMES
 
 app = typer.Typer(
     add_completion=False,
@@ -60,8 +61,8 @@ def setup(
     set_quiet(quiet)
 
 
-Backbone = Enum("Backbone", {name: name for name in BACKBONES}, type=str)  # type: ignore[misc]
-DataFormat = Enum("DataFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
+Backbone = Enum("Backbone", {name: name for name in BACKBONE_NAMES}, type=str)  # type: ignore[misc]
+DataFormat = Enum("DataFormat", {f: f for f in DATASET_LAYOUTS}, type=str)  # type: ignore[misc]
 
 
 class Split(str, Enum):
@@ -91,6 +92,17 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}: {hint}" if where else hint
 
 
+NEEDS_TORCH = (
+    "this needs PyTorch, which is not installed (the base install runs ONNX, OpenVINO and "
+    "TensorRT files only): pip install 'densedepth-edge[train]', or -e '.[train]' in a clone"
+)
+
+
+def missing_torch(exc: ModuleNotFoundError) -> bool:
+    """The import that failed is torch's or torchvision's (the [train] extra)."""
+    return (exc.name or "").split(".")[0] in ("torch", "torchvision")
+
+
 def fail(line: str, code: int = 1) -> typer.Exit:
     """Print ``error: line`` on stderr; the Exit to raise."""
     typer.echo(f"error: {line}", err=True)
@@ -112,6 +124,8 @@ def user_errors() -> Iterator[None]:
             raise  # typer.Exit, usage errors: typer prints them
         if isinstance(exc, DenseDepthError):
             raise fail(str(exc)) from None
+        if isinstance(exc, ModuleNotFoundError) and missing_torch(exc):
+            raise fail(NEEDS_TORCH) from None
         if isinstance(exc, OSError):
             raise fail(os_error_line(exc)) from None
         raise fail(f"{error_line(exc)} (unexpected; `cli.py --debug ...` shows where)") from None
@@ -133,11 +147,13 @@ def output_folder(
 
 
 def set_torch_threads(threads: int) -> None:
-    """PyTorch's CPU threads (0: leave its default); ONNX Runtime and OpenVINO get theirs from
-    ``load_runner``."""
+    """PyTorch's CPU threads (0: leave its default; nothing without torch); ONNX Runtime and
+    OpenVINO get theirs from ``load_runner``."""
     if threads > 0:
-        import torch
-
+        try:
+            import torch
+        except ImportError:
+            return
         torch.set_num_threads(threads)
 
 
@@ -156,7 +172,7 @@ def info() -> None:
     table = Table(title="DenseDepth backbones (decoder width 1.0)")
     for col in ("backbone", "parameters", "skips: module /stride channels", "ImageNet file"):
         table.add_column(col)
-    for name in BACKBONES:
+    for name in BACKBONE_NAMES:
         params = count_parameters(DenseDepth(name))
         rows = feature_info(name)
         skips = ", ".join(f"{r['module']} /{r['stride']} {r['channels']}" for r in rows)
@@ -218,9 +234,9 @@ def inspect(
     grid: Annotated[Path | None, typer.Option(help="Write a RGB | depth grid PNG here.")] = None,
 ) -> None:
     """Open a dataset, check the first samples and print their shapes and depth ranges."""
-    from densedepth.viz import save_grid
-
     with user_errors():
+        from densedepth.viz import save_grid
+
         table, rgbs, depths = dataset_table(open_dataset(data, split.value), n)
         console.print(table)
         if grid is not None:
@@ -233,7 +249,7 @@ def parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise DenseDepthError(f"size {text!r} is not HEIGHTxWIDTH (e.g. 480x640)") from None
-    from densedepth.model import check_input_size
+    from densedepth.variant import check_input_size
 
     check_input_size(h, w)
     return h, w
@@ -292,11 +308,11 @@ def train(
     synthetic_test: Annotated[int, typer.Option(min=1, help="Synthetic test scenes.")] = 100,
 ) -> None:
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
-    from densedepth.model import check_decoder_width
-    from train.config import TrainConfig
-    from train.loop import TrainingInterrupted, fit
-
     with user_errors():
+        from densedepth.model import check_decoder_width
+        from train.config import TrainConfig
+        from train.loop import TrainingInterrupted, fit
+
         check_decoder_width(str(backbone.value), decoder_width)
         cfg = TrainConfig(
             backbone=str(backbone.value),
@@ -370,13 +386,13 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
 ) -> None:
     """Evaluate a model on a test set with the Eigen protocol; print and save the metrics."""
-    import json
-
-    from densedepth.evaluation import evaluate_dataset
-    from densedepth.outputs import check_output_file, write_text_atomic
-    from engines import load_runner
-
     with user_errors():
+        import json
+
+        from densedepth.evaluation import evaluate_dataset
+        from densedepth.outputs import check_output_file, write_text_atomic
+        from engines import load_runner
+
         if out is not None:
             check_output_file(out, ours=is_metrics_file)
         set_torch_threads(threads)
@@ -404,10 +420,10 @@ def predict(
 ) -> None:
     """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image, in a
     folder of its own (names that clash get their folder in front)."""
-    from engines import load_runner
-    from engines.predict import list_images, predict_files
-
     with user_errors():
+        from engines import load_runner
+        from engines.predict import list_images, predict_files
+
         require_files([model, *inputs], "input")
         images = list_images(inputs)
         set_torch_threads(threads)
@@ -431,9 +447,9 @@ def compare(
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
 ) -> None:
     """Evaluate models on the same test images; write report.md, report.json, compare.png."""
-    from bench.compare import compare_models
-
     with user_errors():
+        from bench.compare import compare_models
+
         require_files(models)
         set_torch_threads(threads)
         with output_folder(out, overwrite, "compare", models) as folder:
@@ -468,9 +484,9 @@ def import_keras(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Import a Keras DenseDepth model (the published nyu.h5 / kitti.h5) as a checkpoint."""
-    from densedepth.keras_import import import_keras as run_import
-
     with user_errors():
+        from densedepth.keras_import import import_keras as run_import
+
         if out.suffix not in (".pt", ".pth"):
             raise DenseDepthError(f"--out {out} must end in .pt")
         if out.exists() and not overwrite:
@@ -525,9 +541,9 @@ def export(
     tolerance: Annotated[float, typer.Option(help="Max |ORT - PyTorch| in metres.")] = 1e-3,
 ) -> None:
     """Checkpoint -> deployable ONNX (RGB [0,1] in, metres out), checked against PyTorch."""
-    from export.onnx_export import export_onnx
-
     with user_errors():
+        from export.onnx_export import export_onnx
+
         target = out or checkpoint.parent / "export" / "model_fp32.onnx"
         size = parse_size(input_size) if input_size else None
         record = export_onnx(
@@ -615,11 +631,12 @@ def build_engine(
     ] = False,
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
-    from export.build import BuildOptions, build, calibration_for
-    from export.formats import get_format, require
-    from export.onnx_export import export_onnx, read_metadata
-
     with user_errors():
+        from export.build import BuildOptions, build, calibration_for
+        from export.formats import get_format, require
+        from export.onnx_export import export_onnx
+        from export.onnx_files import read_metadata
+
         precision, int8_float = engine_precision(target, int8, fp16, bf16)
         fmt = get_format(target.value, precision)
         if onnx_only and target is not Target.tensorrt:
@@ -683,9 +700,9 @@ def check_onnx(
     ] = None,
 ) -> None:
     """Check an ONNX file against TensorRT's rules: one line per violation, exit 1 when any."""
-    from export.trt_check import check_onnx_file, flavour_note, generation_for
-
     with user_errors():
+        from export.trt_check import check_onnx_file, flavour_note, generation_for
+
         version = parse_trt_version(trt_version)
         gen = generation_for(version)
         findings = check_onnx_file(file, version)
@@ -808,11 +825,11 @@ def bench(
 ) -> None:
     """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
     --camera a live run on a camera, video file or stream."""
-    from rich.markup import escape
-
-    from bench.harness import BenchOptions, run_bench
-
     with user_errors():
+        from rich.markup import escape
+
+        from bench.harness import BenchOptions, run_bench
+
         if camera:
             live = {"frames": frames, "duration": duration, "record": record, "display": display}
             bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
@@ -897,9 +914,9 @@ def demo(
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
 ) -> None:
     """The main job: synthetic data -> train both backbones -> evaluate -> compare -> report."""
-    from demo import DemoConfig, run_demo
-
     with user_errors():
+        from demo import DemoConfig, run_demo
+
         size = parse_size(input_size)
         with output_folder(out, overwrite, "demo") as folder:
             cfg = DemoConfig(

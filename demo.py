@@ -27,7 +27,8 @@ from rich.markup import escape
 from bench.compare import compare_models
 from bench.harness import BenchOptions, run_bench
 from bench.report import markdown_bench
-from densedepth.data import FORMATS, open_dataset, write_synthetic
+from densedepth.dataset_writers import write_synthetic
+from densedepth.datasets import DATASET_LAYOUTS, open_dataset
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import imagenet_weights_path
@@ -69,7 +70,7 @@ def write_every_layout(
 ) -> list[Path]:
     """Write a few synthetic scenes in every real layout and read each back."""
     paths = []
-    for fmt in FORMATS:
+    for fmt in DATASET_LAYOUTS:
         path = write_synthetic(out / fmt, fmt, 8, 4, seed=0, height=size[0], width=size[1])
         table(open_dataset(path, "test"))
         paths.append(path)

@@ -34,10 +34,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from densedepth.data import rgb_to_input
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.outputs import atomic_path
+from densedepth.preprocess import rgb_to_input
 from densedepth.video import VideoFileWriter
 from densedepth.viz import colorize
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.data import open_dataset
+from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS

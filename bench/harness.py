@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency import measure_latency
-from densedepth.data import open_dataset
+from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset
-from densedepth.model import BACKBONES, count_flops
 from densedepth.progress import progress
 from engines.base import load_runner
 from export.formats import FORMATS, BackendUnavailable
@@ -251,6 +250,27 @@ def describe(runner: Any) -> dict[str, Any]:
     }
 
 
+def optional_torch() -> Any:
+    """torch when installed (the [train] extra), else None: the runtime benches without it."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def model_gflops(backbone: str, decoder_width: float, size: tuple[int, int]) -> float | None:
+    """GFLOPs of one forward pass, counted by torch (None without torch or for a foreign
+    backbone: the GOP/s column stays empty)."""
+    if optional_torch() is None:
+        return None
+    from densedepth.model import BACKBONES, count_flops
+
+    if backbone not in BACKBONES:
+        return None
+    return count_flops(backbone, decoder_width, size) / 1e9
+
+
 def torch_threads() -> int:
     """The intra-op threads PyTorch uses now."""
     import torch
@@ -299,7 +319,7 @@ def row_line(row: dict[str, Any]) -> str:
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Speed-up against the eager FP32 row, δ1 drop against the FP32 model, and achieved
     GOP/s beside the model's GFLOPs; all among rows of the same backbone, width and size."""
-    flops: dict[tuple, float] = {}
+    flops: dict[tuple, float | None] = {}
 
     def same_model(r: dict[str, Any]) -> tuple:
         return (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
@@ -320,29 +340,31 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if fp32 and "delta1" in r:
             ref = next((e for e in fp32 if e["engine"] == "torch"), fp32[0])
             r["delta1_drop"] = ref["delta1"] - r["delta1"]
-        if r.get("backbone") in BACKBONES and r.get("decoder_width"):
+        if r.get("backbone") and r.get("decoder_width"):
             if key not in flops:
-                flops[key] = count_flops(r["backbone"], r["decoder_width"], key[2]) / 1e9
-            r["gflops"] = flops[key]
-            r["gops"] = flops[key] * r["batch"] / (r["p50_ms"] / 1e3)
+                flops[key] = model_gflops(r["backbone"], r["decoder_width"], key[2])
+            if flops[key] is not None:
+                r["gflops"] = flops[key]
+                r["gops"] = flops[key] * r["batch"] / (r["p50_ms"] / 1e3)
 
 
 def environment(threads: int) -> dict[str, Any]:
     """CPU model and cores, GPU and driver, Jetson release, and the versions that matter."""
     import onnxruntime as ort
-    import torch
 
+    torch = optional_torch()
+    cuda = torch is not None and torch.cuda.is_available()
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads or "default",
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "ort_providers": ort.get_available_providers(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "cuda": torch.version.cuda if cuda else None,
         "driver": nvidia_driver(),
         "jetson": jetson_release(),
     }
@@ -412,9 +434,8 @@ def run_bench(
         raise DenseDepthError(
             f"model {missing[0]} {missing_reason(missing[0])}; pass model files or folders"
         )
-    if opts.threads:
-        import torch
-
+    torch = optional_torch()
+    if opts.threads and torch is not None:
         torch.set_num_threads(opts.threads)
     t0 = time.perf_counter()
     dataset = None

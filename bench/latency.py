@@ -12,15 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from export.onnx_export import parity_input
+from export.onnx_files import parity_input
 
 
 def cuda_synchronizer(runner: Any) -> Callable[[], None]:
     """``torch.cuda.synchronize`` for a runner on a CUDA device (so every timestamp follows
     the device's work), a no-op otherwise."""
     if str(getattr(runner, "device", "cpu")).startswith("cuda"):
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # ONNX Runtime / TensorRT return after their work is done
+            return lambda: None
         if torch.cuda.is_available():
             return torch.cuda.synchronize
     return lambda: None

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from densedepth.data import IMAGE_SUFFIXES, decode_rgb, image_files, open_dataset, rgb_to_input
+from densedepth.datasets import decode_rgb, open_dataset
 from densedepth.errors import DataError
+from densedepth.files import IMAGE_SUFFIXES, image_files
+from densedepth.preprocess import rgb_to_input
 from densedepth.progress import progress
 
 DEFAULT_IMAGES = 500  # TensorRT / Ultralytics practice

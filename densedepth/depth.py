@@ -10,17 +10,19 @@ numpy arrays and torch tensors alike; the default range is NYU's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 MIN_DEPTH = 0.1  # metres
 MAX_DEPTH = 10.0  # metres
 MIN_TARGET = MAX_DEPTH / MAX_DEPTH  # 1.0, the target of the farthest valid depth
 MAX_TARGET = MAX_DEPTH / MIN_DEPTH  # 100.0, the target of the nearest valid depth
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,10 @@ class DepthRange:
 NYU_RANGE = DepthRange()
 
 
-def _clip(x: ArrayT, lo: float, hi: float) -> ArrayT:
-    if isinstance(x, torch.Tensor):
-        return x.clamp(lo, hi)
-    return np.clip(x, lo, hi)
+def _clip(x: Any, lo: float, hi: float) -> Any:
+    if isinstance(x, np.ndarray | np.generic | float | int):
+        return np.clip(x, lo, hi)
+    return x.clamp(lo, hi)  # a torch tensor (torch is not imported for numpy callers)
 
 
 def depth_to_target(depth_m: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from densedepth.data import EIGEN_CROP, Sample, resize_rgb
-from densedepth.metrics import eigen_evaluate
+from densedepth.datasets import Sample
+from densedepth.metrics import EIGEN_CROP, eigen_evaluate
+from densedepth.preprocess import resize_rgb
 from densedepth.progress import progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]

@@ -38,11 +38,10 @@ from torchvision.models import (
 
 from densedepth.depth import target_to_depth
 from densedepth.errors import ModelError, WeightsNotFoundError
-from densedepth.variant import DEFAULT, ModelVariant
+from densedepth.variant import DEFAULT, ModelVariant, check_input_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SIZE_MULTIPLE = 32
 SKIP_NAMES = ("relu0", "pool0", "transition1", "transition2", "norm5")
 SKIP_STRIDES = (2, 4, 8, 16, 32)
 
@@ -118,28 +117,6 @@ def check_decoder_width(backbone: str, decoder_width: float) -> None:
     raise ModelError(
         f"decoder width {decoder_width:g} leaves a {backbone} decoder layer with no channels "
         f"(the last block has width x {deepest} / {2**blocks}); use at least {least:g}"
-    )
-
-
-def check_input_size(height: int, width: int) -> None:
-    """Raise a one-line error unless both sides are positive multiples of 32."""
-    bad = [s for s in (height, width) if s <= 0 or s % SIZE_MULTIPLE]
-    if not bad:
-        return
-    if min(height, width) <= 0:
-        raise ModelError(
-            f"input size {height}x{width}: both sides must be positive multiples of "
-            f"{SIZE_MULTIPLE} (e.g. 480x640)"
-        )
-
-    def near(s: int) -> str:
-        lo = max(SIZE_MULTIPLE, s // SIZE_MULTIPLE * SIZE_MULTIPLE)
-        hi = lo if s <= lo else lo + SIZE_MULTIPLE
-        return str(lo) if lo == hi else f"{lo} or {hi}"
-
-    raise ModelError(
-        f"input size {height}x{width} is not a multiple of {SIZE_MULTIPLE} on each side; "
-        f"use height {near(height)} and width {near(width)} (e.g. 480x640)"
     )
 
 

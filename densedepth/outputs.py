@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,8 +34,22 @@ TEMP_PREFIX = ".dd-tmp-"
 _TEMP_RE = re.compile(r"^\.dd-tmp-(\d+)-")
 _BACKUP_RE = re.compile(r"^\.dd-old-(\d+)-(.+)$")
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where the OS tells (Linux
+    /proc/self/status), else set and restored at once under a lock."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +84,7 @@ def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """Open ``.dd-tmp-PID-NAME.XXXX.tmp`` in ``path``'s folder (created if needed) with the
     permissions a new file gets from the umask (mkstemp alone gives 0600); returns (fd, name)."""
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.fchmod(fd, 0o666 & ~current_umask())
     return fd, tmp
 
 

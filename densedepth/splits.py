@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densedepth.data import DepthDataset, Sample
+from densedepth.datasets import DepthDataset, Sample
 from densedepth.errors import DataError
 
 MAX_VAL_SPLIT = 0.5

@@ -16,6 +16,8 @@ from typing import Any
 from densedepth.depth import DepthRange
 from densedepth.errors import ModelError
 
+SIZE_MULTIPLE = 32
+BACKBONE_NAMES = ("densenet169", "densenet121", "densenet201")  # densedepth.model.BACKBONES
 KERAS_BN_EPS = 1.001e-5
 TORCHVISION_BN_EPS = 1e-5
 
@@ -70,4 +72,26 @@ def preset(name: str, dataset: str = "nyu") -> ModelVariant:
     base = PRESETS[name]
     return ModelVariant(
         base.normalize_input, base.leaky_after_conv_a, base.bn_eps, DEPTH_RANGES[dataset], name
+    )
+
+
+def check_input_size(height: int, width: int) -> None:
+    """Raise a one-line error unless both sides are positive multiples of 32."""
+    bad = [s for s in (height, width) if s <= 0 or s % SIZE_MULTIPLE]
+    if not bad:
+        return
+    if min(height, width) <= 0:
+        raise ModelError(
+            f"input size {height}x{width}: both sides must be positive multiples of "
+            f"{SIZE_MULTIPLE} (e.g. 480x640)"
+        )
+
+    def near(s: int) -> str:
+        lo = max(SIZE_MULTIPLE, s // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        hi = lo if s <= lo else lo + SIZE_MULTIPLE
+        return str(lo) if lo == hi else f"{lo} or {hi}"
+
+    raise ModelError(
+        f"input size {height}x{width} is not a multiple of {SIZE_MULTIPLE} on each side; "
+        f"use height {near(height)} and width {near(width)} (e.g. 480x640)"
     )

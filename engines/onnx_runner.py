@@ -10,7 +10,7 @@ import numpy as np
 
 from densedepth.errors import DenseDepthError, error_line
 from engines.base import check_batch, depth_range_of
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
+from export.onnx_files import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],

@@ -9,7 +9,7 @@ import numpy as np
 
 from densedepth.errors import DenseDepthError
 from engines.base import check_batch, depth_range_of
-from export.onnx_export import read_sidecar
+from export.onnx_files import read_sidecar
 from export.openvino import compile_ir
 
 

@@ -10,17 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densedepth.data import (
-    decode_rgb,
-    depth_to_mm16,
-    encode_png,
-    image_files,
-    rgb_to_input,
-)
+from densedepth.dataset_writers import depth_to_mm16, encode_png
+from densedepth.datasets import decode_rgb
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.errors import DataError, missing_reason
+from densedepth.files import image_files
 from densedepth.metrics import upsample2x
 from densedepth.outputs import atomic_path
+from densedepth.preprocess import rgb_to_input
 from densedepth.progress import progress
 from densedepth.viz import colorize
 from engines.base import Runner

@@ -22,7 +22,7 @@ import numpy as np
 
 from densedepth.errors import DenseDepthError
 from engines.base import check_batch, depth_range_of
-from export.onnx_export import read_sidecar
+from export.onnx_files import read_sidecar
 from export.tensorrt import check_engine_sidecar, import_tensorrt
 
 

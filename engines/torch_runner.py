@@ -12,7 +12,7 @@ from densedepth.checkpoint import model_from_checkpoint
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
-from densedepth.model import check_input_size
+from densedepth.variant import check_input_size
 
 
 class TorchRunner:

@@ -19,7 +19,8 @@ from typing import Any
 from calib.calibration import CalibrationSet, load_calibration_set
 from densedepth.checkpoint import load_checkpoint
 from export.formats import ExportError, Format, require
-from export.onnx_export import convert_fp16, read_metadata, read_sidecar
+from export.onnx_export import convert_fp16
+from export.onnx_files import read_metadata, read_sidecar
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
 

@@ -10,11 +10,9 @@ sidecar, and exceeding the tolerance is an error.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +20,27 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
-from densedepth.data import file_sha256
-from densedepth.errors import error_line, missing_reason
+from densedepth.errors import error_line
+from densedepth.files import file_sha256
 from densedepth.model import DenseDepth, check_input_size
-from densedepth.outputs import atomic_path, write_text_atomic
+from densedepth.outputs import atomic_path
 from export.formats import ExportError
+from export.onnx_files import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ort_predictor,
+    ort_session,
+    output_difference,
+    parity_input,
+    read_metadata,
+    set_metadata,
+    write_sidecar,
+)
 
-INPUT_NAME = "rgb"
-OUTPUT_NAME = "depth"
 MAX_OPSET = 20
 DEFAULT_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
 PARITY_TOLERANCE = 1e-3  # metres, max abs over a fixed input (float32 vs float32)
-META_PREFIX = "densedepth."
 
 
 class DeployableDepth(torch.nn.Module):
@@ -46,87 +52,6 @@ class DeployableDepth(torch.nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.model.predict_depth(rgb)
-
-
-def parity_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> np.ndarray:
-    """The fixed input of every parity check: a smooth gradient plus seeded noise in [0, 1]."""
-    h, w = input_size
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, None, None, :]
-    x = 0.5 * ramp + 0.5 * rng.random((batch, 3, h, w), dtype=np.float32)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Our metadata props of an ONNX file (prefix stripped, values decoded from the JSON
-    ``set_metadata`` wrote; plain strings stay strings), without loading its weights."""
-    import onnx
-
-    if not Path(path).is_file():
-        raise ExportError(f"ONNX file {path} {missing_reason(path)}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
-    return {
-        p.key[len(META_PREFIX) :]: _maybe_json(p.value)
-        for p in model.metadata_props
-        if p.key.startswith(META_PREFIX)
-    }
-
-
-def set_metadata(model: Any, values: dict[str, Any]) -> None:
-    """Write ``values`` as ``densedepth.*`` metadata props (replacing earlier ones)."""
-    keep = [p for p in model.metadata_props if p.key[len(META_PREFIX) :] not in values]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in values.items():
-        prop = model.metadata_props.add()
-        prop.key = META_PREFIX + key
-        prop.value = value if isinstance(value, str) else json.dumps(value)
-
-
-def ort_session(
-    path: str | os.PathLike[str],
-    threads: int = 0,
-    providers: Sequence[str] = ("CPUExecutionProvider",),
-    profile: str | None = None,
-) -> Any:
-    """An ONNX Runtime session with all graph optimisations (CPU unless ``providers`` say
-    otherwise); ``profile`` turns on ORT's profiler with that file prefix."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only: not its notes on FP16 nodes it cannot fold
-    if threads:
-        opts.intra_op_num_threads = threads
-    if profile:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile
-    return ort.InferenceSession(str(path), opts, providers=list(providers))
-
-
-def ort_predictor(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
-    """``batch -> metres`` through a CPU ONNX Runtime session of ``path``."""
-    session = ort_session(path)
-    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-
-def output_difference(
-    reference: Callable[[np.ndarray], np.ndarray],
-    candidate: Callable[[np.ndarray], np.ndarray],
-    images: np.ndarray,
-    label: str,
-) -> dict[str, Any]:
-    """Max and mean |candidate - reference| in metres over ``images`` (N,3,H,W), one at a time."""
-    diffs = [np.abs(candidate(x[None]) - reference(x[None])).ravel() for x in images]
-    d = np.concatenate(diffs)
-    return {
-        "fp32_max_abs_m": float(d.max()),
-        "fp32_mean_abs_m": float(d.mean()),
-        "fp32_diff_input": label,
-    }
 
 
 def export_onnx(
@@ -209,23 +134,6 @@ def export_onnx(
     return record
 
 
-def write_sidecar(artifact: Path, record: dict[str, Any]) -> Path:
-    """``artifact.json`` beside the artifact, written atomically."""
-    side = artifact.with_name(artifact.name + ".json")
-    return write_text_atomic(side, json.dumps(record, indent=2, default=str) + "\n")
-
-
-def read_sidecar(artifact: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON sidecar of an artifact ({} when absent)."""
-    side = Path(str(artifact) + ".json")
-    if not side.is_file():
-        return {}
-    try:
-        return json.loads(side.read_text())
-    except (OSError, ValueError):
-        raise ExportError(f"{side} is not readable JSON; rebuild the artifact") from None
-
-
 def _torch_export(
     module: torch.nn.Module,
     x: np.ndarray,
@@ -304,10 +212,3 @@ def convert_fp16(
     )
     write_sidecar(out, record)
     return record
-
-
-def _maybe_json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value

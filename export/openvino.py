@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from densedepth.files import file_sha256
 from densedepth.outputs import scratch_beside
 from export.formats import ExportError, get_format, require
-from export.onnx_export import (
-    file_sha256,
+from export.onnx_files import (
     ort_predictor,
     output_difference,
     parity_input,

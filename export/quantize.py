@@ -33,11 +33,11 @@ import numpy as np
 from calib.calibration import CalibrationSet, cache_key
 from calib.ranges import RANGES_VERSION, ranges_cache
 from densedepth.errors import error_line
+from densedepth.files import file_sha256
 from densedepth.outputs import atomic_path, scratch_beside
 from export.formats import ExportError
-from export.onnx_export import (
+from export.onnx_files import (
     INPUT_NAME,
-    file_sha256,
     ort_predictor,
     output_difference,
     read_metadata,

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from densedepth.files import file_sha256
 from densedepth.outputs import atomic_path
 from export.formats import ExportError, get_format, require
-from export.onnx_export import INPUT_NAME, file_sha256, read_metadata, write_sidecar
+from export.onnx_files import INPUT_NAME, read_metadata, write_sidecar
 
 DEFAULT_WORKSPACE_GB = 2.0
 STRONGLY_TYPED_SINCE = (10, 12)

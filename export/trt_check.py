@@ -307,7 +307,7 @@ def _check_quantize(node: Any, name: str, g: _Graph) -> list[Finding]:
 
 def flavour_note(path: str | os.PathLike[str]) -> str | None:
     """Why a file we wrote is not for TensorRT (the ONNX Runtime CPU INT8 flavour), or None."""
-    from export.onnx_export import read_metadata
+    from export.onnx_files import read_metadata
 
     meta = read_metadata(path)
     if meta.get("precision") == "int8" and meta.get("int8_flavour") == "cpu":

@@ -187,7 +187,7 @@ def test_evaluate_prints_the_six_metrics_and_writes_json(
 def test_evaluate_densedepth_protocol_matches_the_library(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.data import open_dataset
+    from densedepth.datasets import open_dataset
     from densedepth.evaluation import evaluate_dataset
     from engines import load_runner
 
@@ -207,7 +207,7 @@ def test_evaluate_densedepth_protocol_matches_the_library(
 def test_predict_writes_uint16_millimetres_and_jet(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.data import open_dataset
+    from densedepth.datasets import open_dataset
 
     images = tmp_path / "images"
     images.mkdir()
@@ -229,7 +229,7 @@ def test_predict_writes_uint16_millimetres_and_jet(
 def test_predict_never_overwrites_a_users_file_and_keeps_clashing_names_apart(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.data import open_dataset
+    from densedepth.datasets import open_dataset
 
     images = tmp_path / "images"
     (images / "b").mkdir(parents=True)

@@ -14,8 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from densedepth import data as D
+from densedepth import augment as A
+from densedepth import dataset_writers as DW
+from densedepth import datasets as D
+from densedepth import preprocess as P
 from densedepth.errors import DataError
+from train import dataset as T
 
 H, W = 32, 48
 
@@ -42,7 +46,7 @@ def samples() -> list[D.Sample]:
 
 
 def test_nyu_data_zip_layout_and_round_trip(tmp_path: Path, samples: list[D.Sample]) -> None:
-    path = D.write_nyu_data_zip(tmp_path / "nyu_data.zip", samples[:3], samples[3:])
+    path = DW.write_nyu_data_zip(tmp_path / "nyu_data.zip", samples[:3], samples[3:])
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         train_csv = zf.read("data/nyu2_train.csv").decode()
@@ -83,7 +87,7 @@ def _rewrite_zip(src: Path, dst: Path, replace: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def nyu_zip(tmp_path: Path, samples: list[D.Sample]) -> Path:
-    return D.write_nyu_data_zip(tmp_path / "nyu_data.zip", samples[:2], samples[2:4])
+    return DW.write_nyu_data_zip(tmp_path / "nyu_data.zip", samples[:2], samples[2:4])
 
 
 def test_csv_row_naming_a_missing_member(tmp_path: Path, nyu_zip: Path) -> None:
@@ -130,8 +134,8 @@ def test_truncated_and_foreign_zip(tmp_path: Path, nyu_zip: Path) -> None:
 
 
 def test_depth_png_of_wrong_bit_depth(tmp_path: Path, nyu_zip: Path) -> None:
-    eight_bit = D.encode_png(np.full((H, W), 100, np.uint8))
-    sixteen = D.encode_png(np.full((H, W), 1000, np.uint16))
+    eight_bit = DW.encode_png(np.full((H, W), 100, np.uint8))
+    sixteen = DW.encode_png(np.full((H, W), 1000, np.uint16))
     bad = _rewrite_zip(
         nyu_zip,
         tmp_path / "bad.zip",
@@ -143,8 +147,8 @@ def test_depth_png_of_wrong_bit_depth(tmp_path: Path, nyu_zip: Path) -> None:
 
 
 def test_depth_png_of_wrong_shape_or_channels(tmp_path: Path, nyu_zip: Path) -> None:
-    small = D.encode_png(np.full((H // 2, W), 1000, np.uint16))
-    rgb_depth = D.encode_png(np.zeros((H, W, 3), np.uint8))
+    small = DW.encode_png(np.full((H // 2, W), 1000, np.uint16))
+    rgb_depth = DW.encode_png(np.zeros((H, W, 3), np.uint8))
     bad = _rewrite_zip(
         nyu_zip,
         tmp_path / "bad.zip",
@@ -158,12 +162,12 @@ def test_depth_png_of_wrong_shape_or_channels(tmp_path: Path, nyu_zip: Path) -> 
 
 
 def test_grayscale_rgb_is_refused_rgba_and_palette_are_converted() -> None:
-    gray = D.encode_png(np.zeros((4, 4), np.uint8))
+    gray = DW.encode_png(np.zeros((4, 4), np.uint8))
     with pytest.raises(DataError, match=r"grayscale \(mode L\); an RGB image was expected"):
         D.decode_rgb(gray, "x.png")
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 17
-    out = D.decode_rgb(D.encode_png(rgba), "x.png")
+    out = D.decode_rgb(DW.encode_png(rgba), "x.png")
     assert out.shape == (4, 4, 3) and (out[..., 0] == 200).all()
     buf = io.BytesIO()
     Image.fromarray(np.full((4, 4, 3), 50, np.uint8)).convert("P").save(buf, "PNG")
@@ -189,7 +193,7 @@ def test_check_sample_refuses_nan_negative_and_bad_dtypes() -> None:
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_nyu_test_zip_round_trip(tmp_path: Path, samples: list[D.Sample], compress: bool) -> None:
-    path = D.write_nyu_test_zip(tmp_path / "nyu_test.zip", samples, (1, 30, 2, 45), compress)
+    path = DW.write_nyu_test_zip(tmp_path / "nyu_test.zip", samples, (1, 30, 2, 45), compress)
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == sorted(D.EIGEN_FILES)
         rgb_all = np.load(io.BytesIO(zf.read("eigen_test_rgb.npy")))
@@ -205,30 +209,30 @@ def test_nyu_test_zip_round_trip(tmp_path: Path, samples: list[D.Sample], compre
 
 
 def test_nyu_test_zip_bad_arrays(tmp_path: Path, samples: list[D.Sample]) -> None:
-    path = D.write_nyu_test_zip(tmp_path / "nyu_test.zip", samples, (0, H - 1, 0, W - 1))
+    path = DW.write_nyu_test_zip(tmp_path / "nyu_test.zip", samples, (0, H - 1, 0, W - 1))
     nan_depth = np.stack([s[1] for s in samples])
     nan_depth[1, 0, 0] = np.nan
     bad = _rewrite_zip(
-        path, tmp_path / "nan.zip", {"eigen_test_depth.npy": D._npy_bytes(nan_depth)}
+        path, tmp_path / "nan.zip", {"eigen_test_depth.npy": DW._npy_bytes(nan_depth)}
     )
     ds = D.open_dataset(bad, "test")
     ds[0]
     with pytest.raises(DataError, match=r"nyu_test\.zip\[1\]|nan\.zip\[1\].*NaN"):
         ds[1]
     wrong = _rewrite_zip(
-        path, tmp_path / "w.zip", {"eigen_test_depth.npy": D._npy_bytes(nan_depth[:, :4].copy())}
+        path, tmp_path / "w.zip", {"eigen_test_depth.npy": DW._npy_bytes(nan_depth[:, :4].copy())}
     )
     with pytest.raises(DataError, match=r"eigen_test_depth.npy is float32"):
         D.open_dataset(wrong, "test")
     ints = _rewrite_zip(
-        path, tmp_path / "i.zip", {"eigen_test_rgb.npy": D._npy_bytes(np.zeros((5, H, W, 3)))}
+        path, tmp_path / "i.zip", {"eigen_test_rgb.npy": DW._npy_bytes(np.zeros((5, H, W, 3)))}
     )
     with pytest.raises(DataError, match="expected uint8"):
         D.open_dataset(ints, "test")
     crop = _rewrite_zip(
         path,
         tmp_path / "c.zip",
-        {"eigen_test_crop.npy": D._npy_bytes(np.array([20, 459, 24, 615]))},
+        {"eigen_test_crop.npy": DW._npy_bytes(np.array([20, 459, 24, 615]))},
     )
     with pytest.raises(DataError, match="does not fit 32x48"):
         D.open_dataset(crop, "test")
@@ -238,7 +242,7 @@ def test_nyu_test_zip_bad_arrays(tmp_path: Path, samples: list[D.Sample]) -> Non
 
 
 def test_labeled_mat_layout_and_round_trip(tmp_path: Path, samples: list[D.Sample]) -> None:
-    path = D.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0, 2, 4], [1, 3])
+    path = DW.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0, 2, 4], [1, 3])
     assert path.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
     assert (tmp_path / "splits.mat").read_bytes()[:19] == b"MATLAB 5.0 MAT-file"
     with h5py.File(path, "r") as f:
@@ -258,7 +262,7 @@ def test_labeled_mat_layout_and_round_trip(tmp_path: Path, samples: list[D.Sampl
 
 
 def test_labeled_mat_without_splits_or_keys(tmp_path: Path, samples: list[D.Sample]) -> None:
-    path = D.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0], [1])
+    path = DW.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0], [1])
     (tmp_path / "splits.mat").unlink()
     with pytest.raises(DataError, match=r"needs the official splits.mat"):
         D.open_dataset(path, "train")
@@ -279,7 +283,7 @@ def test_labeled_mat_without_splits_or_keys(tmp_path: Path, samples: list[D.Samp
 def test_splits_mat_with_wrong_variables(tmp_path: Path, samples: list[D.Sample]) -> None:
     from scipy.io import savemat
 
-    path = D.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0], [1])
+    path = DW.write_labeled_mat(tmp_path / D.LABELED_MAT, samples, [0], [1])
     savemat(tmp_path / "splits.mat", {"train": np.ones((2, 1))})
     with pytest.raises(DataError, match="expected variables trainNdxs and testNdxs"):
         D.open_dataset(path)
@@ -292,8 +296,8 @@ def test_splits_mat_with_wrong_variables(tmp_path: Path, samples: list[D.Sample]
 
 
 def test_pairs_folder_round_trip_and_errors(tmp_path: Path, samples: list[D.Sample]) -> None:
-    D.write_pairs(tmp_path / "train", samples[:3])
-    D.write_pairs(tmp_path / "test", samples[3:])
+    DW.write_pairs(tmp_path / "train", samples[:3])
+    DW.write_pairs(tmp_path / "test", samples[3:])
     assert Image.open(tmp_path / "train" / "00000_depth.png").mode == "I;16"
     train, test = D.open_dataset(tmp_path, "train"), D.open_dataset(tmp_path, "test")
     assert isinstance(train, D.PairsFolder) and (len(train), len(test)) == (3, 2)
@@ -317,7 +321,7 @@ def test_open_dataset_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown dataset format"):
         D.open_dataset(tmp_path / "x.txt")
     with pytest.raises(DataError, match="unknown format"):
-        D.write_synthetic(tmp_path, "tfrecord", 1, 1, height=32, width=32)
+        DW.write_synthetic(tmp_path, "tfrecord", 1, 1, height=32, width=32)
 
 
 NYU_SAMPLES = os.environ.get("NYU_SAMPLES_DIR")
@@ -343,9 +347,9 @@ def test_real_nyu_pairs() -> None:
 # --------------------------------------------------------------------------------- synthetic
 
 
-@pytest.mark.parametrize("fmt", D.FORMATS)
+@pytest.mark.parametrize("fmt", D.DATASET_LAYOUTS)
 def test_synthetic_written_in_every_format_reads_back(tmp_path: Path, fmt: str) -> None:
-    out = D.write_synthetic(tmp_path / fmt, fmt, n_train=2, n_test=2, seed=3, height=32, width=32)
+    out = DW.write_synthetic(tmp_path / fmt, fmt, n_train=2, n_test=2, seed=3, height=32, width=32)
     direct = D.open_dataset("synthetic", "test", n=2, seed=4, height=32, width=32)
     test = D.open_dataset(out, "test")
     assert len(test) == 2
@@ -374,7 +378,7 @@ def test_augmentation_probabilities_are_the_papers() -> None:
     depth = np.arange(6, dtype=np.float32).reshape(2, 3)
     n, flips, swaps = 4000, 0, 0
     for _ in range(n):
-        a_rgb, a_depth = D.augment(rgb, depth, rng)
+        a_rgb, a_depth = A.augment(rgb, depth, rng)
         flipped = np.array_equal(a_depth, depth[:, ::-1])
         assert flipped or np.array_equal(a_depth, depth)
         base = rgb[:, ::-1] if flipped else rgb
@@ -391,37 +395,37 @@ def test_augmentation_probabilities_are_the_papers() -> None:
 def test_resize_depth_with_holes_invents_no_depth() -> None:
     depth = np.full((8, 8), 4.0, np.float32)
     depth[:, :3] = 0
-    small = D.resize_depth(depth, (4, 4))
+    small = P.resize_depth(depth, (4, 4))
     assert set(np.unique(small)) <= {0.0, 4.0}
     filled = np.linspace(1, 2, 64, dtype=np.float32).reshape(8, 8)
-    np.testing.assert_allclose(D.resize_depth(filled, (4, 4)).mean(), filled.mean(), rtol=1e-5)
+    np.testing.assert_allclose(P.resize_depth(filled, (4, 4)).mean(), filled.mean(), rtol=1e-5)
 
 
 def test_torch_dataset_shapes_and_determinism() -> None:
     base = D.open_dataset("synthetic", "train", n=3, height=48, width=64)
-    ds = D.TorchDepthDataset(base, input_size=(64, 96), seed=7)
+    ds = T.TorchDepthDataset(base, input_size=(64, 96), seed=7)
     img, depth = ds[1]
     assert img.shape == (3, 64, 96) and img.dtype == torch.float32
     assert img.min() >= 0 and img.max() <= 1
     assert depth.shape == (1, 32, 48) and depth.dtype == torch.float32
-    again = D.TorchDepthDataset(base, input_size=(64, 96), seed=7)[1]
+    again = T.TorchDepthDataset(base, input_size=(64, 96), seed=7)[1]
     torch.testing.assert_close(again[0], img)
     epochs = []
     for epoch in range(6):
         ds.set_epoch(epoch)
         epochs.append(ds[1][0])
     assert any(not torch.equal(e, epochs[0]) for e in epochs[1:])  # augmentation varies
-    plain = D.TorchDepthDataset(base, input_size=(64, 96), train=False)
-    expected = D.rgb_to_tensor(D.resize_rgb(base[1][0], (64, 96)))
+    plain = T.TorchDepthDataset(base, input_size=(64, 96), train=False)
+    expected = T.rgb_to_tensor(P.resize_rgb(base[1][0], (64, 96)))
     torch.testing.assert_close(plain[1][0], expected)
     with pytest.raises(Exception, match="multiple of 32"):
-        D.TorchDepthDataset(base, input_size=(50, 64))
+        T.TorchDepthDataset(base, input_size=(50, 64))
 
 
 def test_rgb_to_tensor_channels_and_strides() -> None:
     rgb = np.zeros((2, 4, 5, 3), np.uint8)
     rgb[..., 0], rgb[..., 2] = 255, 51
-    t = D.rgb_to_tensor(rgb)
+    t = T.rgb_to_tensor(rgb)
     assert t.shape == (2, 3, 4, 5) and t.is_contiguous()
     assert (
         torch.all(t[:, 0] == 1.0)

@@ -19,19 +19,17 @@ from calib.calibration import (
     spread_indices,
 )
 from densedepth.checkpoint import save_checkpoint
-from densedepth.data import encode_png, open_dataset, rgb_to_input
+from densedepth.dataset_writers import encode_png
+from densedepth.datasets import open_dataset
 from densedepth.errors import DataError, DenseDepthError
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import DenseDepth
+from densedepth.preprocess import rgb_to_input
 from engines import load_runner
 from export.build import BuildOptions, build
 from export.formats import FORMATS, BackendUnavailable, ExportError, get_format
-from export.onnx_export import (
-    export_onnx,
-    file_sha256,
-    parity_input,
-    read_metadata,
-)
+from export.onnx_export import export_onnx, file_sha256
+from export.onnx_files import parity_input, read_metadata
 from export.quantize import quantize_int8, sensitive_nodes
 from export.tensorrt import build_plan, check_engine_sidecar, onnx_kind, parse_version
 from train.config import TrainConfig

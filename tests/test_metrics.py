@@ -427,7 +427,7 @@ def test_nan_predictions_are_reported() -> None:
 
 
 def test_metrics_at_ground_truth_resolution_for_any_input_size() -> None:
-    from densedepth.data import open_dataset
+    from densedepth.datasets import open_dataset
     from densedepth.evaluation import evaluate_dataset, evaluation_arrays
 
     test = open_dataset("synthetic", "test", n=3, height=480, width=640, seed=7)

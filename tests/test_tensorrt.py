@@ -27,7 +27,8 @@ from densedepth.errors import DenseDepthError
 from engines import load_runner
 from export.build import BuildOptions, build
 from export.formats import ExportError, get_format
-from export.onnx_export import export_onnx, read_sidecar
+from export.onnx_export import export_onnx
+from export.onnx_files import read_sidecar
 from export.tensorrt import build_engine, build_plan, parse_version
 
 VERSIONS = manifest_versions()

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from densedepth.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from densedepth.data import TorchDepthDataset, open_dataset
+from densedepth.datasets import open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.loss import DepthLoss
 from densedepth.model import DenseDepth
 from train.config import TrainConfig
+from train.dataset import TorchDepthDataset
 from train.loop import EpochSampler, TrainingError, fit, validate
 
 ROOT = Path(__file__).resolve().parents[1]

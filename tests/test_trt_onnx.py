@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from calib.calibration import CalibrationSet
 from calib.ranges import entropy_threshold
 from cli import app
-from densedepth.data import open_dataset
+from densedepth.datasets import open_dataset
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import IMAGENET_MEAN, IMAGENET_STD
 from engines import load_runner
@@ -249,7 +249,7 @@ def test_build_engine_onnx_only_needs_no_tensorrt(model: dict, tmp_path: Path) -
     (tmp_path / "model_fp32.onnx.json").write_bytes(Path(str(model["onnx"]) + ".json").read_bytes())
     images = tmp_path / "images"
     images.mkdir()
-    from densedepth.data import encode_png
+    from densedepth.dataset_writers import encode_png
 
     for i in range(4):
         rgb, _ = open_dataset("synthetic", "train", n=4, height=64, width=64, seed=7)[i]

@@ -32,7 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from densedepth.data import TorchDepthDataset, open_dataset
+from densedepth.datasets import open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
@@ -45,6 +45,7 @@ from densedepth.progress import suppressed
 from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant
 from train.config import TrainConfig
+from train.dataset import TorchDepthDataset
 from train.sync_bn import sync_batchnorm
 
 

@@ -1,4 +1,4 @@
-"""NYU Depth v2 datasets: readers of the real file layouts, their writers, augmentation, batching.
+"""NYU Depth v2 datasets: readers of the real file layouts (no torch).
 
 Every dataset is a sequence of ``(rgb uint8 HxWx3, depth float32 HxW metres)`` with 0 meaning
 "no measurement". ``open_dataset(path, split)`` recognises the format:
@@ -23,24 +23,20 @@ grayscale (a grayscale "RGB" is usually a depth map passed by mistake).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
 import struct
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from densedepth.errors import DataError, missing_reason
 from densedepth.metrics import EIGEN_CROP
-from densedepth.outputs import atomic_path
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -51,8 +47,7 @@ LABELED_MAT = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT = "splits.mat"
 NYU8_MAX_DEPTH = 10.0  # nyu_data.zip train depth: value / 255 * 10 m
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # RGB inputs
-FORMATS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs")
+DATASET_LAYOUTS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs")  # synth writes them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,7 +523,8 @@ def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: A
         )
     if p.suffix == ".mat":
         return LabeledMat(p, split)
-    raise DataError(f"{p}: unknown dataset format; supported: {', '.join(FORMATS)}, synthetic")
+    known = ", ".join(DATASET_LAYOUTS)
+    raise DataError(f"{p}: unknown dataset format; supported: {known}, synthetic")
 
 
 def _folder_candidates(p: Path, split: str) -> list[Path]:
@@ -540,284 +536,3 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
     return split
-
-
-# ---------------------------------------------------------------------------------------------
-# Writers: the same layouts, byte for byte, so every reader is tested on real-format files
-# ---------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """uint8 RGB, uint8 gray or uint16 gray array -> PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
-    """uint8 RGB -> JPEG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def depth_to_mm16(depth: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 millimetres (rounded, 0 kept as missing)."""
-    return np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16)
-
-
-def depth_to_nyu8(depth: np.ndarray) -> np.ndarray:
-    """Metres -> nyu_data.zip's 8-bit train depth (value = depth / 10 m * 255)."""
-    return np.clip(np.rint(depth / NYU8_MAX_DEPTH * 255.0), 0, 255).astype(np.uint8)
-
-
-def write_nyu_data_zip(
-    path: str | os.PathLike[str], train: Sequence[Sample], test: Sequence[Sample]
-) -> Path:
-    """Write DenseDepth's ``nyu_data.zip`` layout: JPEG + 8-bit depth train, PNG + mm16 test."""
-    path = Path(path)
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        rows = []
-        for i, (rgb, depth) in enumerate(train):
-            scene = f"data/nyu2_train/synthetic_room_{i:04d}_out"
-            rows.append((f"{scene}/1.jpg", f"{scene}/1.png"))
-            zf.writestr(rows[-1][0], encode_jpeg(rgb), compress_type=zipfile.ZIP_STORED)
-            zf.writestr(rows[-1][1], encode_png(depth_to_nyu8(depth)))
-        zf.writestr(NYU_TRAIN_CSV, "".join(f"{a},{b}\n" for a, b in rows))
-        rows = []
-        for i, (rgb, depth) in enumerate(test):
-            rows.append((f"data/nyu2_test/{i:05d}_colors.png", f"data/nyu2_test/{i:05d}_depth.png"))
-            zf.writestr(rows[-1][0], encode_png(rgb))
-            zf.writestr(rows[-1][1], encode_png(depth_to_mm16(depth)))
-        zf.writestr(NYU_TEST_CSV, "".join(f"{a},{b}\n" for a, b in rows))
-    return path
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def write_nyu_test_zip(
-    path: str | os.PathLike[str],
-    test: Sequence[Sample],
-    crop: tuple[int, int, int, int] = EIGEN_CROP,
-    compress: bool = False,
-) -> Path:
-    """Write DenseDepth's ``nyu_test.zip``: three .npy arrays (stored, so they memory-map)."""
-    path = Path(path)
-    rgb = np.stack([s[0] for s in test]).astype(np.uint8)
-    depth = np.stack([s[1] for s in test]).astype(np.float32)
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", method) as zf:
-        zf.writestr(EIGEN_FILES[0], _npy_bytes(rgb))
-        zf.writestr(EIGEN_FILES[1], _npy_bytes(depth))
-        zf.writestr(EIGEN_FILES[2], _npy_bytes(np.asarray(crop, dtype=np.int64)))
-    return path
-
-
-def _matlab_v73_header() -> bytes:
-    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: densedepth HDF5 schema 1.00 ."
-    return text.ljust(116, b" ") + b" " * 8 + struct.pack("<H", 0x0200) + b"IM"
-
-
-def write_labeled_mat(
-    path: str | os.PathLike[str],
-    samples: Sequence[Sample],
-    train_indices: Sequence[int],
-    test_indices: Sequence[int],
-) -> Path:
-    """Write the official layout: v7.3 ``nyu_depth_v2_labeled.mat`` + v5 ``splits.mat`` beside."""
-    import h5py
-    from scipy.io import savemat
-
-    path = Path(path)
-    rgb = np.stack([s[0] for s in samples]).astype(np.uint8)  # N,H,W,3
-    depth = np.stack([s[1] for s in samples]).astype(np.float32)  # N,H,W
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", userblock_size=512) as f:
-            # MATLAB is column-major: its H x W x 3 x N array reads as N x 3 x W x H here.
-            images = f.create_dataset("images", data=rgb.transpose(0, 3, 2, 1))
-            images.attrs["MATLAB_class"] = np.bytes_("uint8")
-            depths = f.create_dataset("depths", data=depth.transpose(0, 2, 1))
-            depths.attrs["MATLAB_class"] = np.bytes_("single")
-        with open(tmp, "r+b") as raw:
-            raw.write(_matlab_v73_header())
-    splits = path.with_name(SPLITS_MAT)
-    with atomic_path(splits) as tmp, open(tmp, "wb") as f:
-        savemat(
-            f,
-            {
-                "trainNdxs": np.asarray(train_indices, dtype=np.float64).reshape(-1, 1) + 1,
-                "testNdxs": np.asarray(test_indices, dtype=np.float64).reshape(-1, 1) + 1,
-            },
-        )
-    return path
-
-
-def write_pairs(
-    folder: str | os.PathLike[str], samples: Sequence[Sample], prefix: str = ""
-) -> Path:
-    """Write ``NAME_rgb.png`` + ``NAME_depth.png`` (uint16 mm) pairs into ``folder``."""
-    folder = Path(folder)
-    for i, (rgb, depth) in enumerate(samples):
-        for suffix, array in (("rgb", rgb), ("depth", depth_to_mm16(depth))):
-            with atomic_path(folder / f"{prefix}{i:05d}_{suffix}.png") as tmp:
-                tmp.write_bytes(encode_png(array))
-    return folder
-
-
-def write_synthetic(
-    out: str | os.PathLike[str],
-    fmt: str,
-    n_train: int = 16,
-    n_test: int = 8,
-    seed: int = 0,
-    height: int = 480,
-    width: int = 640,
-) -> Path:
-    """Render synthetic scenes and write them in format ``fmt`` (one of ``FORMATS``) under ``out``.
-
-    Train scenes use ``seed``, test scenes ``seed + 1``, so the two never share a scene.
-    """
-    if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    out = Path(out)
-    train = SyntheticDataset(n_train, seed, height, width) if n_train else []
-    test = SyntheticDataset(n_test, seed + 1, height, width)
-    if fmt == "nyu-data-zip":
-        return write_nyu_data_zip(out / "nyu_data.zip", list(train), list(test))
-    if fmt == "nyu-test-zip":
-        crop = EIGEN_CROP if (height, width) == (480, 640) else (0, height - 1, 0, width - 1)
-        return write_nyu_test_zip(out / "nyu_test.zip", list(test), crop)
-    if fmt == "labeled-mat":
-        samples = list(train) + list(test)
-        idx = np.arange(len(samples))
-        return write_labeled_mat(out / LABELED_MAT, samples, idx[:n_train], idx[n_train:])
-    write_pairs(out / "train", train)
-    write_pairs(out / "test", test)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation, resizing and torch batching
-# ---------------------------------------------------------------------------------------------
-
-CHANNEL_PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # not identity
-
-
-def augment(
-    rgb: np.ndarray,
-    depth: np.ndarray,
-    rng: np.random.Generator,
-    flip_p: float = 0.5,
-    swap_p: float = 0.25,
-) -> Sample:
-    """The paper's augmentation: horizontal flip (image and depth) with probability ``flip_p``,
-    and a colour-channel permutation (image only) with probability ``swap_p``; nothing else."""
-    if rng.random() < flip_p:
-        rgb, depth = rgb[:, ::-1], depth[:, ::-1]
-    if rng.random() < swap_p:
-        rgb = rgb[:, :, list(CHANNEL_PERMUTATIONS[rng.integers(len(CHANNEL_PERMUTATIONS))])]
-    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
-
-
-def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 HxWx3 to ``size`` = (height, width): area when shrinking, bilinear otherwise."""
-    h, w = size
-    if rgb.shape[:2] == (h, w):
-        return rgb
-    shrink = h < rgb.shape[0] or w < rgb.shape[1]
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize metres to ``size``; maps with holes (0) use nearest so no depth is invented."""
-    h, w = size
-    if depth.shape == (h, w):
-        return depth
-    if (depth <= 0).any():
-        interp = cv2.INTER_NEAREST
-    elif h < depth.shape[0] or w < depth.shape[1]:
-        interp = cv2.INTER_AREA
-    else:
-        interp = cv2.INTER_LINEAR
-    return cv2.resize(depth, (w, h), interpolation=interp)
-
-
-def to_network_pair(rgb: np.ndarray, depth: np.ndarray, input_size: tuple[int, int]) -> Sample:
-    """RGB resized to the network input and depth to half of it (the output resolution)."""
-    h, w = input_size
-    return resize_rgb(rgb, (h, w)), resize_depth(depth, (h // 2, w // 2))
-
-
-def image_files(folder: Path) -> list[Path]:
-    """The RGB image files directly inside ``folder`` (by suffix), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def rgb_to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 HxWx3 -> the network's input: resized to ``size``, float32 1x3xHxW in [0, 1].
-
-    The one preprocessing of inference: prediction, calibration and benchmarks all use it.
-    """
-    x = resize_rgb(rgb, size).astype(np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
-def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 (or NxHxWx3) -> float32 (N)x3xHxW in [0, 1]: what every model is fed."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
-    return t.movedim(-1, -3).contiguous()
-
-
-class TorchDepthDataset(torch.utils.data.Dataset):
-    """Training/evaluation view of a dataset: tensors at the network's size.
-
-    Item ``i`` is ``(image float32 3xHxW in [0,1], depth float32 1x(H/2)x(W/2) metres)``.
-    Augmentation randomness comes from ``(seed, epoch, i)`` only, so results do not depend on
-    the number of workers and a resumed run sees the same batches; call ``set_epoch`` per epoch.
-    """
-
-    def __init__(
-        self,
-        dataset: Sequence[Sample],
-        input_size: tuple[int, int] = (480, 640),
-        train: bool = True,
-        seed: int = 0,
-        augment_fn: Callable[..., Sample] = augment,
-    ) -> None:
-        from densedepth.model import check_input_size
-
-        check_input_size(*input_size)
-        self.dataset = dataset
-        self.input_size = input_size
-        self.train = train
-        self.seed = seed
-        self.epoch = 0
-        self.augment_fn = augment_fn
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation draws of ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self.dataset[index]
-        if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            rgb, depth = self.augment_fn(rgb, depth, rng)
-        rgb, depth = to_network_pair(rgb, depth, self.input_size)
-        return rgb_to_tensor(rgb), torch.from_numpy(np.ascontiguousarray(depth))[None]

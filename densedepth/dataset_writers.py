@@ -1,0 +1,184 @@
+"""Writers of the NYU dataset layouts ``densedepth.datasets`` reads, byte for byte the real
+formats, so every reader is tested on real-format files; ``write_synthetic`` fills them with
+rendered scenes (``cli.py synth``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from densedepth.datasets import (
+    DATASET_LAYOUTS,
+    EIGEN_FILES,
+    LABELED_MAT,
+    NYU8_MAX_DEPTH,
+    NYU_TEST_CSV,
+    NYU_TRAIN_CSV,
+    SPLITS_MAT,
+    Sample,
+    SyntheticDataset,
+)
+from densedepth.errors import DataError
+from densedepth.metrics import EIGEN_CROP
+from densedepth.outputs import atomic_path
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 RGB, uint8 gray or uint16 gray array -> PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    """uint8 RGB -> JPEG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def depth_to_mm16(depth: np.ndarray) -> np.ndarray:
+    """Metres -> uint16 millimetres (rounded, 0 kept as missing)."""
+    return np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16)
+
+
+def depth_to_nyu8(depth: np.ndarray) -> np.ndarray:
+    """Metres -> nyu_data.zip's 8-bit train depth (value = depth / 10 m * 255)."""
+    return np.clip(np.rint(depth / NYU8_MAX_DEPTH * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_nyu_data_zip(
+    path: str | os.PathLike[str], train: Sequence[Sample], test: Sequence[Sample]
+) -> Path:
+    """Write DenseDepth's ``nyu_data.zip`` layout: JPEG + 8-bit depth train, PNG + mm16 test."""
+    path = Path(path)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        rows = []
+        for i, (rgb, depth) in enumerate(train):
+            scene = f"data/nyu2_train/synthetic_room_{i:04d}_out"
+            rows.append((f"{scene}/1.jpg", f"{scene}/1.png"))
+            zf.writestr(rows[-1][0], encode_jpeg(rgb), compress_type=zipfile.ZIP_STORED)
+            zf.writestr(rows[-1][1], encode_png(depth_to_nyu8(depth)))
+        zf.writestr(NYU_TRAIN_CSV, "".join(f"{a},{b}\n" for a, b in rows))
+        rows = []
+        for i, (rgb, depth) in enumerate(test):
+            rows.append((f"data/nyu2_test/{i:05d}_colors.png", f"data/nyu2_test/{i:05d}_depth.png"))
+            zf.writestr(rows[-1][0], encode_png(rgb))
+            zf.writestr(rows[-1][1], encode_png(depth_to_mm16(depth)))
+        zf.writestr(NYU_TEST_CSV, "".join(f"{a},{b}\n" for a, b in rows))
+    return path
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_nyu_test_zip(
+    path: str | os.PathLike[str],
+    test: Sequence[Sample],
+    crop: tuple[int, int, int, int] = EIGEN_CROP,
+    compress: bool = False,
+) -> Path:
+    """Write DenseDepth's ``nyu_test.zip``: three .npy arrays (stored, so they memory-map)."""
+    path = Path(path)
+    rgb = np.stack([s[0] for s in test]).astype(np.uint8)
+    depth = np.stack([s[1] for s in test]).astype(np.float32)
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", method) as zf:
+        zf.writestr(EIGEN_FILES[0], _npy_bytes(rgb))
+        zf.writestr(EIGEN_FILES[1], _npy_bytes(depth))
+        zf.writestr(EIGEN_FILES[2], _npy_bytes(np.asarray(crop, dtype=np.int64)))
+    return path
+
+
+def _matlab_v73_header() -> bytes:
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: densedepth HDF5 schema 1.00 ."
+    return text.ljust(116, b" ") + b" " * 8 + struct.pack("<H", 0x0200) + b"IM"
+
+
+def write_labeled_mat(
+    path: str | os.PathLike[str],
+    samples: Sequence[Sample],
+    train_indices: Sequence[int],
+    test_indices: Sequence[int],
+) -> Path:
+    """Write the official layout: v7.3 ``nyu_depth_v2_labeled.mat`` + v5 ``splits.mat`` beside."""
+    import h5py
+    from scipy.io import savemat
+
+    path = Path(path)
+    rgb = np.stack([s[0] for s in samples]).astype(np.uint8)  # N,H,W,3
+    depth = np.stack([s[1] for s in samples]).astype(np.float32)  # N,H,W
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=512) as f:
+            # MATLAB is column-major: its H x W x 3 x N array reads as N x 3 x W x H here.
+            images = f.create_dataset("images", data=rgb.transpose(0, 3, 2, 1))
+            images.attrs["MATLAB_class"] = np.bytes_("uint8")
+            depths = f.create_dataset("depths", data=depth.transpose(0, 2, 1))
+            depths.attrs["MATLAB_class"] = np.bytes_("single")
+        with open(tmp, "r+b") as raw:
+            raw.write(_matlab_v73_header())
+    splits = path.with_name(SPLITS_MAT)
+    with atomic_path(splits) as tmp, open(tmp, "wb") as f:
+        savemat(
+            f,
+            {
+                "trainNdxs": np.asarray(train_indices, dtype=np.float64).reshape(-1, 1) + 1,
+                "testNdxs": np.asarray(test_indices, dtype=np.float64).reshape(-1, 1) + 1,
+            },
+        )
+    return path
+
+
+def write_pairs(
+    folder: str | os.PathLike[str], samples: Sequence[Sample], prefix: str = ""
+) -> Path:
+    """Write ``NAME_rgb.png`` + ``NAME_depth.png`` (uint16 mm) pairs into ``folder``."""
+    folder = Path(folder)
+    for i, (rgb, depth) in enumerate(samples):
+        for suffix, array in (("rgb", rgb), ("depth", depth_to_mm16(depth))):
+            with atomic_path(folder / f"{prefix}{i:05d}_{suffix}.png") as tmp:
+                tmp.write_bytes(encode_png(array))
+    return folder
+
+
+def write_synthetic(
+    out: str | os.PathLike[str],
+    fmt: str,
+    n_train: int = 16,
+    n_test: int = 8,
+    seed: int = 0,
+    height: int = 480,
+    width: int = 640,
+) -> Path:
+    """Render synthetic scenes and write them in layout ``fmt`` (one of ``DATASET_LAYOUTS``)
+    under ``out``.
+
+    Train scenes use ``seed``, test scenes ``seed + 1``, so the two never share a scene.
+    """
+    if fmt not in DATASET_LAYOUTS:
+        raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(DATASET_LAYOUTS)}")
+    out = Path(out)
+    train = SyntheticDataset(n_train, seed, height, width) if n_train else []
+    test = SyntheticDataset(n_test, seed + 1, height, width)
+    if fmt == "nyu-data-zip":
+        return write_nyu_data_zip(out / "nyu_data.zip", list(train), list(test))
+    if fmt == "nyu-test-zip":
+        crop = EIGEN_CROP if (height, width) == (480, 640) else (0, height - 1, 0, width - 1)
+        return write_nyu_test_zip(out / "nyu_test.zip", list(test), crop)
+    if fmt == "labeled-mat":
+        samples = list(train) + list(test)
+        idx = np.arange(len(samples))
+        return write_labeled_mat(out / LABELED_MAT, samples, idx[:n_train], idx[n_train:])
+    write_pairs(out / "train", train)
+    write_pairs(out / "test", test)
+    return out

@@ -24,6 +24,7 @@ from densedepth.datasets import DATASET_LAYOUTS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS
 from densedepth.variant import BACKBONE_NAMES
+from export.formats import BUILD_TARGETS
 
 app = typer.Typer(
     add_completion=False,
@@ -506,10 +507,7 @@ class Exporter(str, Enum):
     dynamo = "dynamo"
 
 
-class Target(str, Enum):
-    onnx = "onnx"
-    tensorrt = "tensorrt"
-    openvino = "openvino"
+Target = Enum("Target", {t: t for t in BUILD_TARGETS}, type=str)  # type: ignore[misc]
 
 
 class CalibMethod(str, Enum):
@@ -722,10 +720,21 @@ def bench_table(rows: list[dict]) -> Table:
     """Latency, ratios and accuracy per bench row (rich); reasons go in a caption."""
     from rich.markup import escape
 
-    from bench.report import number_cell, row_label, size_text
+    from bench.report import batch_text, number_cell, row_label, size_text
 
     table = Table(title="bench: p50 of one batch, speed-up vs PyTorch eager FP32")
-    for col in ("model", "input", "status", "p50 ms", "FPS", "speed-up", "GOP/s", "δ1", "Δδ1"):
+    for col in (
+        "model",
+        "input",
+        "batch",
+        "status",
+        "p50 ms",
+        "FPS",
+        "speed-up",
+        "GOP/s",
+        "δ1",
+        "Δδ1",
+    ):
         table.add_column(col, overflow="fold")
     notes = []
     for i, r in enumerate(rows, 1):
@@ -744,7 +753,7 @@ def bench_table(rows: list[dict]) -> Table:
                 ("delta1_drop", "+.4f"),
             )
         ]
-        table.add_row(escape(row_label(r)), size_text(r), escape(status), *cells)
+        table.add_row(escape(row_label(r)), size_text(r), batch_text(r), escape(status), *cells)
     if notes:
         table.caption = escape("\n".join(notes))
         table.caption_justify = "left"
@@ -761,14 +770,14 @@ def parse_batches(values: list[int] | None) -> tuple[int, ...]:
 
 def parse_formats(values: list[str] | None) -> tuple[str, ...]:
     """Format keys to build (``all`` = the whole format table); unknown keys are an error."""
-    from export.formats import FORMATS
+    from export.formats import DEPLOY_FORMATS
 
     if not values:
         return ()
     keys = [k.strip() for v in values for k in v.split(",") if k.strip()]
     if "all" in keys:
-        return tuple(f.key for f in FORMATS)
-    valid = {f.key for f in FORMATS}
+        return tuple(f.key for f in DEPLOY_FORMATS)
+    valid = {f.key for f in DEPLOY_FORMATS}
     unknown = [k for k in keys if k not in valid]
     if unknown:
         raise DenseDepthError(

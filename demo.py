@@ -35,7 +35,7 @@ from densedepth.model import imagenet_weights_path
 from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
-from export.formats import FORMATS as FORMATS_TABLE
+from export.formats import DEPLOY_FORMATS
 from train.config import TrainConfig
 from train.loop import build_model, fit
 
@@ -170,7 +170,7 @@ def bench_options(cfg: DemoConfig, test_kwargs: dict[str, Any]) -> BenchOptions:
         device=cfg.device,
         data="synthetic",
         data_kwargs=test_kwargs,
-        build=tuple(f.key for f in FORMATS_TABLE),
+        build=tuple(f.key for f in DEPLOY_FORMATS),
         calib="synthetic",
         calib_images=cfg.calib_images,
         calib_kwargs={"seed": cfg.seed, "height": h, "width": w},

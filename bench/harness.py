@@ -33,7 +33,7 @@ from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset
 from densedepth.progress import progress
 from engines.base import load_runner
-from export.formats import FORMATS, BackendUnavailable
+from export.formats import DEPLOY_FORMATS, BackendUnavailable, format_for_suffix
 
 Log = Callable[[str], None]
 
@@ -92,7 +92,8 @@ class Candidate:
 
 def format_of(path: Path, precision: str = "") -> str:
     """Format-table key of a model file, e.g. ``onnx-int8`` (precision when known)."""
-    target = next((f.target for f in FORMATS if f.suffix == path.suffix), "torch")
+    fmt = format_for_suffix(path.suffix)
+    target = fmt.target if fmt is not None else "torch"
     return f"{target}-{precision}" if precision else target
 
 
@@ -153,7 +154,7 @@ def table_order(candidates: Sequence[Candidate], rows: list[dict[str, Any]]) -> 
         for c, r in zip(candidates, rows, strict=True)
     ]
     backbone_rank = {b: i for i, b in reversed(list(enumerate(backbone)))}  # first appearance
-    formats = {f.key: i for i, f in enumerate(FORMATS)}
+    formats = {f.key: i for i, f in enumerate(DEPLOY_FORMATS)}
 
     def key(i: int) -> tuple[int, int, int]:
         return backbone_rank[backbone[i]], formats.get(rows[i].get("format", ""), len(formats)), i
@@ -196,7 +197,7 @@ def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log)
         lambda: calibration_for(fp32(), opts.calib, opts.calib_images, log, **opts.calib_kwargs)
     )
     rows = []
-    for fmt in (f for f in FORMATS if f.key in opts.build):
+    for fmt in (f for f in DEPLOY_FORMATS if f.key in opts.build):
         if fmt.target == "torch":
             rows.append(
                 Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=opts.input_size)

@@ -36,8 +36,12 @@ def measure_latency(
     batch: int = 1,
     max_iters: int = 100_000,
 ) -> dict[str, float]:
-    """Milliseconds per batch: p50/p90/p99, mean and std, and images per second."""
+    """Milliseconds per batch: p50/p90/p99, mean and std, and images per second; and the batch
+    the engine really ran (``engine_batch``) with the calls it took (``calls_per_batch``): a
+    runner whose engine takes at most ``max_batch`` images splits a larger batch."""
     _, _, h, w = runner.input_shape
+    most = getattr(runner, "max_batch", None)
+    engine_batch = batch if most is None else min(batch, int(most))
     x = parity_input((h, w), batch=batch)
     sync = cuda_synchronizer(runner)
     for _ in range(warmup):
@@ -53,6 +57,8 @@ def measure_latency(
     ms = np.asarray(times) * 1e3
     return {
         "batch": batch,
+        "engine_batch": engine_batch,
+        "calls_per_batch": -(-batch // engine_batch),
         "runs": len(ms),
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),

@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     "threads",
     "input_size",
     "batch",
+    "engine_batch",
+    "calls_per_batch",
     "runs",
     "p50_ms",
     "p90_ms",
@@ -49,6 +51,14 @@ def row_label(row: dict[str, Any]) -> str:
         parts = (row.get("backbone") or "?", row["engine"], row.get("precision", ""))
         return " ".join(p for p in parts if p)
     return row["model"]
+
+
+def batch_text(row: dict[str, Any]) -> str:
+    """``4``, or ``4 (4 x 1)`` when the engine ran the batch in several calls."""
+    if "batch" not in row:
+        return ""
+    calls = row.get("calls_per_batch", 1)
+    return f"{row['batch']} ({calls} x {row['engine_batch']})" if calls > 1 else str(row["batch"])
 
 
 def size_text(row: dict[str, Any]) -> str:
@@ -112,9 +122,9 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         + (f", first {opts['limit']} images" if opts.get("limit") else "")
         + ")",
         "",
-        "| model | input | status | p50 ms | p90 ms | p99 ms | mean ± std ms | FPS "
+        "| model | input | batch | status | p50 ms | p90 ms | p99 ms | mean ± std ms | FPS "
         "| speed-up | GFLOPs | GOP/s | δ1 | Δδ1 vs fp32 | rel | rms | log10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
@@ -123,6 +133,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         cells = [
             row_label(r),
             size_text(r),
+            batch_text(r),
             status.replace("|", "/"),
             number_cell(r.get("p50_ms"), ".2f"),
             number_cell(r.get("p90_ms"), ".2f"),
@@ -142,7 +153,8 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         lines += ["", "Batch sweep (throughput):", "", "| model | batch | p50 ms | images/s |"]
         lines.append("|---|---|---|---|")
         for r, t in sweep:
-            lines.append(f"| {row_label(r)} | {t['batch']} | {t['p50_ms']:.2f} | {t['fps']:.1f} |")
+            cells = f"{row_label(r)} | {batch_text(t)} | {t['p50_ms']:.2f} | {t['fps']:.1f}"
+            lines.append(f"| {cells} |")
     lines += [
         "",
         "speed-up: p50 of the PyTorch eager FP32 row of the same backbone and size divided by "

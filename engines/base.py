@@ -17,8 +17,9 @@ class Runner(Protocol):
     """Anything that maps an RGB batch (N,3,H,W float32 in [0,1]) to metres (N,1,H/2,W/2).
 
     Our runners also carry ``backbone`` and ``decoder_width`` (what bench uses to count the
-    model's operations) and ``depth_range`` (the metres their output is clamped to); code that
-    takes any runner reads them with ``getattr``.
+    model's operations), ``depth_range`` (the metres their output is clamped to) and
+    ``max_batch`` (the most images one engine call runs, None: any; a larger batch is split
+    into calls, and bench says so); code that takes any runner reads them with ``getattr``.
     """
 
     name: str
@@ -43,50 +44,23 @@ def check_batch(name: str, batch: np.ndarray, input_shape: tuple[int, ...]) -> n
     return x
 
 
-RUNNER_SUFFIXES = {
-    ".pt": "torch",
-    ".pth": "torch",
-    ".onnx": "onnxruntime",
-    ".engine": "tensorrt",
-    ".xml": "openvino",
-}
-
-
 def load_runner(path: str | os.PathLike[str], device: str = "auto", threads: int = 0) -> Runner:
-    """Open a model file as a runner, choosing the kind by suffix.
+    """Open a model file as a runner: the format table's runner for its suffix.
 
     ``threads`` sets the CPU threads of ONNX Runtime and OpenVINO (0 = their default).
     """
+    from export.formats import BackendUnavailable, format_for_suffix, model_suffixes
+
     path = Path(path)
-    kind = RUNNER_SUFFIXES.get(path.suffix)
+    fmt = format_for_suffix(path.suffix)
     if path.is_dir():
         raise DenseDepthError(f"{path} is a folder; pass a model file (bench also takes folders)")
-    if kind is None:
-        known = ", ".join(sorted(RUNNER_SUFFIXES))
+    if fmt is None:
+        known = ", ".join(model_suffixes())
         raise DenseDepthError(f"{path}: unknown model file type {path.suffix!r}; expected {known}")
     if not path.is_file():
         raise DenseDepthError(f"model file {path} {missing_reason(path)}")
-    from export.formats import BackendUnavailable
-
     try:
-        return _open_runner(kind, path, device, threads)
+        return fmt.runner_class()(path, device=device, threads=threads)
     except BackendUnavailable as exc:  # name the file: "which model could not run?"
         raise BackendUnavailable(f"cannot run {path}: {exc}") from None
-
-
-def _open_runner(kind: str, path: Path, device: str, threads: int) -> Runner:
-    if kind == "onnxruntime":
-        from engines.onnx_runner import OnnxRunner
-
-        return OnnxRunner(path, device=device, threads=threads)
-    if kind == "tensorrt":
-        from engines.tensorrt_runner import TensorRTRunner
-
-        return TensorRTRunner(path)
-    if kind == "openvino":
-        from engines.openvino_runner import OpenVinoRunner
-
-        return OpenVinoRunner(path, device=device, threads=threads)
-    from engines.torch_runner import TorchRunner
-
-    return TorchRunner(path, device=device)

@@ -79,6 +79,7 @@ class OnnxRunner:
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
         batch_dim = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.max_batch = self.fixed_batch  # images per engine call (None: any batch)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""

@@ -41,6 +41,7 @@ class OpenVinoRunner:
         h, w = sidecar["input_size"]
         self.input_shape = (1, 3, int(h), int(w))
         self.name = f"openvino:{self.path.name}"
+        self.max_batch = 1  # one image per infer request; a batch is that many calls
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""

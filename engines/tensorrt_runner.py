@@ -35,7 +35,11 @@ class TensorRTRunner:
 
     device = "cuda"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], device: str = "auto", threads: int = 0
+    ) -> None:
+        """``device`` and ``threads`` are the runners' common arguments: an engine runs on the
+        GPU it was built for, with no CPU threads to set."""
         from export.cuda import cuda_backend
 
         trt = import_tensorrt()

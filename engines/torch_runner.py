@@ -19,14 +19,17 @@ class TorchRunner:
     """A checkpoint run by PyTorch eager in float32 (``precision`` 'fp32')."""
 
     precision = "fp32"
+    max_batch = None  # eager runs any batch in one call
 
     def __init__(
         self,
         checkpoint: str | os.PathLike[str] | torch.nn.Module,
         device: str = "auto",
         input_size: tuple[int, int] | None = None,
+        threads: int = 0,
     ) -> None:
-        """``input_size`` overrides the size the checkpoint was trained at (multiple of 32)."""
+        """``input_size`` overrides the size the checkpoint was trained at (multiple of 32);
+        ``threads`` is the runners' common argument (the CLI sets PyTorch's threads once)."""
         self.torch_device = resolve_device(device)
         self.weights_origin = ""
         if isinstance(checkpoint, torch.nn.Module):

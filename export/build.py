@@ -1,9 +1,10 @@
 """One build function per format of the table, each returning its artifact's record.
 
 Every build starts from the float ONNX the ``export`` step writes (``model_fp32.onnx``); INT8
-builds share one calibration set and one range cache. ``build(fmt, ...)`` dispatches through
-``BUILDERS``, so the CLI and bench loop over ``export.formats.FORMATS`` without asking which
-target they hold.
+builds share one calibration set and one range cache. ``build(fmt, ...)`` calls the row's
+``builder`` in the format table (``export.formats.DEPLOY_FORMATS``: one
+``build_<target>_<precision>`` function per row), so the CLI and bench loop over the table
+without asking which target they hold.
 """
 
 from __future__ import annotations
@@ -79,9 +80,6 @@ def calibration_for(
     return calib
 
 
-Builder = Callable[[Path, Path, BuildOptions], dict[str, Any]]
-
-
 def _need_calib(opts: BuildOptions, what: str) -> CalibrationSet:
     if opts.calib is None:
         raise ExportError(f"{what} needs calibration images: pass --calib PATH|synthetic")
@@ -138,80 +136,83 @@ def tensorrt_version_here(opts: BuildOptions) -> tuple[int, int] | None:
     return parse_version(import_tensorrt().__version__)
 
 
-def build_tensorrt(precision: str) -> Builder:
-    """The TensorRT builder for ``precision``: makes and checks the ONNX its version parses,
-    then builds the engine (or, with ``onnx_only``, stops there: no TensorRT or GPU needed)."""
-
-    def run(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
-        from export.tensorrt import (
-            NEWEST_PLANNED,
-            build_engine,
-            build_plan,
-            check_for_version,
-            version_label,
-        )
-
-        version = tensorrt_version_here(opts)
-        planned = version or NEWEST_PLANNED
-        plan = build_plan(planned, precision, opts.legacy_calibrator, opts.int8_float)
-        if opts.onnx_only and plan.calibrator:
-            raise ExportError(
-                "--legacy-calibrator builds from the fp32 ONNX itself: no --onnx-only"
-            )
-        if plan.onnx_kind == "fp32":
-            source = {"path": str(fp32)}
-        elif plan.onnx_kind == "fp16":
-            source = build_onnx_fp16(fp32, out_dir, opts)
-        else:
-            float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
-            source = build_tensorrt_qdq(fp32, out_dir, opts, float_precision, plan.max_opset)
-        if opts.onnx_only:  # (build_engine checks it too, before parsing)
-            check_for_version(Path(source["path"]), version)
-            return {**source, "tensorrt_plan": asdict(plan),
-                    "planned_for": version_label(version), "onnx_only": True}  # fmt: skip
-        calib = _need_calib(opts, "INT8") if plan.calibrator else None
-        return build_engine(
-            source["path"],
-            out_dir / f"{opts.stem}_{precision}.engine",
-            precision,
-            workspace_gb=opts.workspace_gb,
-            timing_cache=opts.timing_cache,
-            max_batch=opts.max_batch,
-            calib=calib,
-            int8_float=opts.int8_float,
-        )
-
-    return run
+def build_tensorrt_fp16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """A TensorRT FP16 engine (see ``build_tensorrt``)."""
+    return build_tensorrt("fp16", fp32, out_dir, opts)
 
 
-def build_openvino(precision: str) -> Builder:
-    """The OpenVINO builder for ``precision`` (fp32, bf16, or int8 through NNCF)."""
-
-    def run(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
-        import onnx
-
-        from export.openvino import export_openvino
-
-        calib = _need_calib(opts, "INT8") if precision == "int8" else None
-        ignored: list[str] = []
-        if precision == "int8" and opts.keep_float:
-            ignored = resolve_keep_float(onnx.load(str(fp32)), opts.keep_float)
-        out = out_dir / f"{opts.stem}_{precision}.xml"
-        return export_openvino(fp32, out, precision, calib, ignored)
-
-    return run
+def build_tensorrt_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """A TensorRT INT8 engine (see ``build_tensorrt``)."""
+    return build_tensorrt("int8", fp32, out_dir, opts)
 
 
-BUILDERS: dict[str, Builder] = {
-    "onnx-fp32": build_onnx_fp32,
-    "onnx-fp16": build_onnx_fp16,
-    "onnx-int8": build_onnx_int8,
-    "openvino-fp32": build_openvino("fp32"),
-    "openvino-bf16": build_openvino("bf16"),
-    "openvino-int8": build_openvino("int8"),
-    "tensorrt-fp16": build_tensorrt("fp16"),
-    "tensorrt-int8": build_tensorrt("int8"),
-}
+def build_tensorrt(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """A TensorRT engine at ``precision``: makes and checks the ONNX its version parses, then
+    builds the engine (or, with ``onnx_only``, stops there: no TensorRT or GPU needed)."""
+    from export.tensorrt import (
+        NEWEST_PLANNED,
+        build_engine,
+        build_plan,
+        check_for_version,
+        version_label,
+    )
+
+    version = tensorrt_version_here(opts)
+    planned = version or NEWEST_PLANNED
+    plan = build_plan(planned, precision, opts.legacy_calibrator, opts.int8_float)
+    if opts.onnx_only and plan.calibrator:
+        raise ExportError("--legacy-calibrator builds from the fp32 ONNX itself: no --onnx-only")
+    if plan.onnx_kind == "fp32":
+        source = {"path": str(fp32)}
+    elif plan.onnx_kind == "fp16":
+        source = build_onnx_fp16(fp32, out_dir, opts)
+    else:
+        float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
+        source = build_tensorrt_qdq(fp32, out_dir, opts, float_precision, plan.max_opset)
+    if opts.onnx_only:  # (build_engine checks it too, before parsing)
+        check_for_version(Path(source["path"]), version)
+        return {**source, "tensorrt_plan": asdict(plan),
+                "planned_for": version_label(version), "onnx_only": True}  # fmt: skip
+    calib = _need_calib(opts, "INT8") if plan.calibrator else None
+    return build_engine(
+        source["path"],
+        out_dir / f"{opts.stem}_{precision}.engine",
+        precision,
+        workspace_gb=opts.workspace_gb,
+        timing_cache=opts.timing_cache,
+        max_batch=opts.max_batch,
+        calib=calib,
+        int8_float=opts.int8_float,
+    )
+
+
+def build_openvino_fp32(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """OpenVINO IR in FP32."""
+    return build_openvino("fp32", fp32, out_dir, opts)
+
+
+def build_openvino_bf16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """OpenVINO IR that runs in BF16 where the CPU has it."""
+    return build_openvino("bf16", fp32, out_dir, opts)
+
+
+def build_openvino_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """OpenVINO IR quantized to INT8 by NNCF on the calibration set."""
+    return build_openvino("int8", fp32, out_dir, opts)
+
+
+def build_openvino(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+    """OpenVINO IR at ``precision`` (fp32, bf16, or int8 through NNCF)."""
+    import onnx
+
+    from export.openvino import export_openvino
+
+    calib = _need_calib(opts, "INT8") if precision == "int8" else None
+    ignored: list[str] = []
+    if precision == "int8" and opts.keep_float:
+        ignored = resolve_keep_float(onnx.load(str(fp32)), opts.keep_float)
+    out = out_dir / f"{opts.stem}_{precision}.xml"
+    return export_openvino(fp32, out, precision, calib, ignored)
 
 
 def build(
@@ -222,10 +223,9 @@ def build(
 ) -> dict[str, Any]:
     """Build ``fmt`` from the float ONNX into ``out_dir``; fails with one line when the
     format's backend is missing here."""
-    if fmt.key not in BUILDERS:
-        raise ExportError(f"{fmt.key} is not built from ONNX (the checkpoint is the artifact)")
+    builder = fmt.build_function()
     if opts.onnx_only and fmt.target != "tensorrt":
         raise ExportError("--onnx-only is for --target tensorrt (the ONNX its build parses)")
     if not opts.onnx_only:
         require(fmt)
-    return BUILDERS[fmt.key](Path(fp32_onnx), Path(out_dir), opts)
+    return builder(Path(fp32_onnx), Path(out_dir), opts)

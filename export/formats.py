@@ -1,14 +1,20 @@
-"""The format table: one row per deployment target and precision.
+"""The format table: one row per deployment target and precision, the only list of formats.
 
-It drives the CLI's choices (``cli.py export`` / ``build-engine``), the build functions (one per
-target, each returning the artifact's Path) and bench's loop, which marks a row "not available
-here" with the reason instead of stopping.
+Each row knows its target, precision, suffix, whether it needs a GPU, the modules and the pip
+extra that provide them, the function that builds it from the float ONNX and the runner class
+that runs it (both named as ``module:attribute`` and imported only when used, so reading the
+table needs neither torch nor any engine). The CLI's choices (``build-engine --target``,
+``bench --build``), ``export.build.build``, ``engines.load_runner`` and bench's loop are all
+derived from it; bench marks a row "not available here" with the reason instead of stopping.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from densedepth.errors import DenseDepthError
 
@@ -30,7 +36,10 @@ class Format:
     suffix: str  # the artifact's file suffix (what load_runner dispatches on)
     needs_gpu: bool
     modules: tuple[str, ...]  # Python modules it needs
-    extra: str | None  # pip extra that installs them (None: core dependencies)
+    extra: str | None  # pip extra that installs them (None: the base install)
+    builder: str | None  # "module:function" building it from the float ONNX (None: no build)
+    runner: str  # "module:Class" running it: Class(path, device=..., threads=...)
+    aliases: tuple[str, ...] = ()  # other suffixes its runner opens
 
     @property
     def key(self) -> str:
@@ -42,6 +51,16 @@ class Format:
         if self.target == "torch":
             return f"{stem}{self.suffix}"
         return f"{stem}_{self.precision}{self.suffix}"
+
+    def build_function(self) -> Callable[..., Any]:
+        """The function that builds this format (imported now)."""
+        if self.builder is None:
+            raise ExportError(f"{self.key} is not built from ONNX (the checkpoint is the artifact)")
+        return _resolve(self.builder)
+
+    def runner_class(self) -> Callable[..., Any]:
+        """The runner class of this format (imported now)."""
+        return _resolve(self.runner)
 
     def unavailable_reason(self) -> str | None:
         """Why this format cannot be built or run here, or None when it can."""
@@ -65,27 +84,56 @@ def gpu_unavailable_reason() -> str | None:
     return None
 
 
-FORMATS: tuple[Format, ...] = (
-    Format("torch", "fp32", ".pt", False, ("torch",), None),
-    Format("onnx", "fp32", ".onnx", False, ("onnx", "onnxruntime"), None),
-    Format("onnx", "fp16", ".onnx", False, ("onnx", "onnxruntime"), None),
-    Format("onnx", "int8", ".onnx", False, ("onnx", "onnxruntime"), None),
-    Format("openvino", "fp32", ".xml", False, ("openvino",), "openvino"),
-    Format("openvino", "bf16", ".xml", False, ("openvino",), "openvino"),
-    Format("openvino", "int8", ".xml", False, ("openvino", "nncf"), "openvino"),
-    Format("tensorrt", "fp16", ".engine", True, ("tensorrt",), "tensorrt"),
-    Format("tensorrt", "int8", ".engine", True, ("tensorrt",), "tensorrt"),
+def _resolve(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_TORCH = ("torch",), "train", None, "engines.torch_runner:TorchRunner", (".pth",)
+_ORT = ("onnx", "onnxruntime"), None
+_ORT_RUN = "engines.onnx_runner:OnnxRunner"
+_OV_RUN = "engines.openvino_runner:OpenVinoRunner"
+_TRT_RUN = "engines.tensorrt_runner:TensorRTRunner"
+
+DEPLOY_FORMATS: tuple[Format, ...] = (
+    Format("torch", "fp32", ".pt", False, *_TORCH),
+    Format("onnx", "fp32", ".onnx", False, *_ORT, "export.build:build_onnx_fp32", _ORT_RUN),
+    Format("onnx", "fp16", ".onnx", False, *_ORT, "export.build:build_onnx_fp16", _ORT_RUN),
+    Format("onnx", "int8", ".onnx", False, *_ORT, "export.build:build_onnx_int8", _ORT_RUN),
+    Format("openvino", "fp32", ".xml", False, ("openvino",), "openvino",
+           "export.build:build_openvino_fp32", _OV_RUN),
+    Format("openvino", "bf16", ".xml", False, ("openvino",), "openvino",
+           "export.build:build_openvino_bf16", _OV_RUN),
+    Format("openvino", "int8", ".xml", False, ("openvino", "nncf"), "openvino",
+           "export.build:build_openvino_int8", _OV_RUN),
+    Format("tensorrt", "fp16", ".engine", True, ("tensorrt",), "tensorrt",
+           "export.build:build_tensorrt_fp16", _TRT_RUN),
+    Format("tensorrt", "int8", ".engine", True, ("tensorrt",), "tensorrt",
+           "export.build:build_tensorrt_int8", _TRT_RUN),
+)  # fmt: skip
+
+TARGETS: tuple[str, ...] = tuple(dict.fromkeys(f.target for f in DEPLOY_FORMATS))
+BUILD_TARGETS: tuple[str, ...] = tuple(
+    dict.fromkeys(f.target for f in DEPLOY_FORMATS if f.builder is not None)
 )
 
-TARGETS: tuple[str, ...] = tuple(dict.fromkeys(f.target for f in FORMATS))
+
+def format_for_suffix(suffix: str) -> Format | None:
+    """The first row whose runner opens files with ``suffix`` (None: no runner does)."""
+    return next((f for f in DEPLOY_FORMATS if suffix in (f.suffix, *f.aliases)), None)
+
+
+def model_suffixes() -> list[str]:
+    """Every suffix a runner opens, sorted."""
+    return sorted({s for f in DEPLOY_FORMATS for s in (f.suffix, *f.aliases)})
 
 
 def get_format(target: str, precision: str) -> Format:
     """The row for ``target`` at ``precision``; a clear error listing valid pairs otherwise."""
-    for f in FORMATS:
+    for f in DEPLOY_FORMATS:
         if f.target == target and f.precision == precision:
             return f
-    valid = ", ".join(f.key for f in FORMATS)
+    valid = ", ".join(f.key for f in DEPLOY_FORMATS)
     raise ExportError(f"no format {target}-{precision}; valid: {valid}")
 
 

@@ -50,6 +50,10 @@ def test_latency_runs_warmup_iters_and_min_time() -> None:
     assert m["runs"] * m["mean_ms"] >= 50 * 0.9  # ran for at least min_time
     assert abs(m["fps"] - 3 * 1000 / m["mean_ms"]) < 1e-6
     assert m["batch"] == 3 and m["std_ms"] >= 0
+    assert (m["engine_batch"], m["calls_per_batch"]) == (3, 1)  # no max_batch: any batch
+    runner.max_batch = 2  # an engine that takes at most 2 images per call
+    m = measure_latency(runner, iters=1, min_time=0.0, warmup=0, batch=3)
+    assert (m["engine_batch"], m["calls_per_batch"]) == (2, 2)
 
 
 class FlakyRunner(SleepRunner):
@@ -100,6 +104,8 @@ def test_bench_builds_and_measures_torch_onnx_int8_rows(bench_run: dict) -> None
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["runs"] >= 3
         assert r["fps"] == pytest.approx(1e3 / r["mean_ms"])
         assert [t["batch"] for t in r["throughput"]] == [1, 2]
+        real = (2, 1) if r is eager else (1, 2)  # static-batch ONNX: batch 2 is two calls of 1
+        assert (r["throughput"][1]["engine_batch"], r["throughput"][1]["calls_per_batch"]) == real
         assert r["speedup_vs_eager"] == pytest.approx(eager["p50_ms"] / r["p50_ms"])
         gflops = count_flops("densenet121", 0.125, (64, 64)) / 1e9
         assert r["gflops"] == pytest.approx(gflops)
@@ -142,6 +148,7 @@ def test_bench_report_files_agree_with_the_result(bench_run: dict) -> None:
     for row in result["rows"]:
         assert row_label(row) in md
     assert "not available: tensorrt" in md and "![δ1 vs latency](pareto.png)" in md
+    assert "| 2 (2 x 1) |" in md  # the static-batch ONNX rows' batch 2, said as it ran
     png = cv2.imread(str(out / "pareto.png"))
     assert png is not None and png.shape[0] > 300 and png.shape[1] > 500
     assert png.std() > 10  # a drawn figure, not a blank canvas

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from demo import DemoConfig, run_demo
-from export.formats import FORMATS
+from export.formats import DEPLOY_FORMATS
 
 
 @pytest.mark.slow
@@ -30,9 +30,9 @@ def test_demo_runs_every_stage_into_one_report_folder(tmp_path: Path) -> None:
     demo = run_demo(cfg, Console(quiet=True), lambda ds: None)
     out = cfg.out
     formats = [r["format"] for r in demo["bench"]["rows"]]
-    assert formats == [f.key for f in FORMATS] * 2  # every row of the table, per backbone
+    assert formats == [f.key for f in DEPLOY_FORMATS] * 2  # every row of the table, per backbone
     for r in demo["bench"]["rows"]:
-        fmt = next(f for f in FORMATS if f.key == r["format"])
+        fmt = next(f for f in DEPLOY_FORMATS if f.key == r["format"])
         expected = "not available" if fmt.unavailable_reason() else "ok"
         assert r["status"] == expected, r
         if expected == "ok":

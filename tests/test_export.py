@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ import onnx
 import pytest
 import torch
 
+from bench.latency import measure_latency
 from calib.calibration import (
     CalibrationSet,
     CalibrationWarning,
@@ -27,7 +29,7 @@ from densedepth.model import DenseDepth
 from densedepth.preprocess import rgb_to_input
 from engines import load_runner
 from export.build import BuildOptions, build
-from export.formats import FORMATS, BackendUnavailable, ExportError, get_format
+from export.formats import DEPLOY_FORMATS, BackendUnavailable, ExportError, get_format
 from export.onnx_export import export_onnx, file_sha256
 from export.onnx_files import parity_input, read_metadata
 from export.quantize import quantize_int8, sensitive_nodes
@@ -105,7 +107,8 @@ def test_dynamic_batch_and_other_input_size(tmp_path: Path) -> None:
     out = tmp_path / "dyn.onnx"
     export_onnx(ckpt, out, input_size=(96, 128), dynamic_batch=True)
     runner = load_runner(out, device="cpu")
-    assert runner.input_shape == (1, 3, 96, 128) and runner.fixed_batch is None
+    assert runner.input_shape == (1, 3, 96, 128) and runner.max_batch is None
+    assert measure_latency(runner, 1, 0.0, 0, batch=3)["engine_batch"] == 3  # one call of 3
     x = parity_input((96, 128), batch=3)
     together = runner(x)
     apart = np.concatenate([runner(x[i : i + 1]) for i in range(3)])
@@ -308,7 +311,7 @@ def test_engine_sidecar_mismatch_is_refused_naming_both(tmp_path: Path) -> None:
 
 
 def test_format_table_drives_availability() -> None:
-    keys = [f.key for f in FORMATS]
+    keys = [f.key for f in DEPLOY_FORMATS]
     for key in ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-fp16", "tensorrt-int8"):
         assert key in keys
     assert get_format("onnx", "int8").unavailable_reason() is None
@@ -316,6 +319,25 @@ def test_format_table_drives_availability() -> None:
     assert trt.needs_gpu and trt.suffix == ".engine"
     with pytest.raises(ExportError, match="valid: torch-fp32"):
         get_format("onnx", "int4")
+
+
+def test_everything_is_derived_from_the_one_format_table() -> None:
+    """Builders and runners come from the rows (one build function per row, named for it);
+    the CLI's --target choices and load_runner's suffixes are the table's."""
+    import cli
+    from export.formats import BUILD_TARGETS, format_for_suffix, model_suffixes
+
+    for fmt in DEPLOY_FORMATS:
+        if fmt.builder is not None:
+            builder = fmt.build_function()
+            assert builder.__name__ == "build_" + fmt.key.replace("-", "_"), fmt.key
+        if fmt.target != "tensorrt" or importlib.util.find_spec("tensorrt") is not None:
+            assert callable(fmt.runner_class())
+        assert format_for_suffix(fmt.suffix).runner == fmt.runner
+    assert [t.value for t in cli.Target] == list(BUILD_TARGETS) == ["onnx", "openvino", "tensorrt"]
+    assert model_suffixes() == [".engine", ".onnx", ".pt", ".pth", ".xml"]
+    with pytest.raises(ExportError, match="torch-fp32 is not built from ONNX"):
+        get_format("torch", "fp32").build_function()
 
 
 @pytest.mark.tensorrt

@@ -38,14 +38,15 @@ print(json.dumps({"code": code, "loaded": loaded}))
 """
 
 
-def run_without_torch(*argv: str) -> tuple[int, str, list[str]]:
-    """Exit code, stdout + stderr and torch modules loaded, of ``cli.py argv`` without torch."""
+def run_without_torch(home: Path, *argv: str) -> tuple[int, str, list[str]]:
+    """Exit code, stdout + stderr and torch modules loaded, of ``cli.py argv`` without torch
+    (``home``: the process's HOME, where ONNX Runtime and matplotlib keep their caches)."""
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, str(ROOT), *argv],
         capture_output=True,
         text=True,
         timeout=600,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "PYTHONHASHSEED": "0"},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONHASHSEED": "0"},
     )
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     return last["code"], proc.stdout + proc.stderr, last["loaded"]
@@ -85,7 +86,7 @@ def test_runtime_verbs_run_on_onnx_without_torch(runtime_inputs: dict) -> None:
         ["compare", r["onnx"], r["onnx"], "--data", r["data"], "--out", str(out / "cmp")],
     ]
     for argv in verbs:
-        code, text, loaded = run_without_torch(*argv)
+        code, text, loaded = run_without_torch(out / "home", *argv)
         assert code == 0 and not loaded, (argv, text)
         assert "Traceback" not in text, text
     assert (out / "pred" / "00000_rgb_depth.png").is_file()
@@ -99,7 +100,7 @@ def test_runtime_verbs_run_on_onnx_without_torch(runtime_inputs: dict) -> None:
 def test_verbs_that_need_torch_say_which_extra(runtime_inputs: dict) -> None:
     for argv in (["train", "--data", "synthetic", "--out", str(runtime_inputs["root"] / "t")],
                  ["export", str(runtime_inputs["root"] / "x.pt")]):  # fmt: skip
-        code, text, _ = run_without_torch(*argv)
+        code, text, _ = run_without_torch(runtime_inputs["root"] / "home", *argv)
         assert code == 1, text
         assert "error: this needs PyTorch" in text and "[train]" in text, text
         assert "Traceback" not in text and len(text.strip().splitlines()) == 2, text

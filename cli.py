@@ -831,6 +831,14 @@ def bench(
     display: Annotated[
         bool | None, typer.Option(help="--camera: window (default: when a display exists).")
     ] = None,
+    newest_frame: Annotated[
+        bool | None,
+        typer.Option(
+            "--newest-frame/--every-frame",
+            help="--camera: run the newest frame, skipping those a slow model cannot keep up "
+            "with (default for cameras and streams), or every frame (default for files).",
+        ),
+    ] = None,
 ) -> None:
     """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
     --camera a live run on a camera, video file or stream."""
@@ -840,7 +848,8 @@ def bench(
         from bench.harness import BenchOptions, run_bench
 
         if camera:
-            live = {"frames": frames, "duration": duration, "record": record, "display": display}
+            live = {"frames": frames, "duration": duration, "record": record, "display": display,
+                    "newest_frame": newest_frame}  # fmt: skip
             bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
             return
         opts = BenchOptions(
@@ -886,6 +895,7 @@ def bench_camera(
     from bench.camera import (
         STAGE_COLUMNS,
         camera_table_rows,
+        is_live_source,
         memory_line,
         run_camera,
         summary_line,
@@ -901,6 +911,8 @@ def bench_camera(
         console.print(
             escape(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)")
         )
+        if live["newest_frame"] is None:
+            live = {**live, "newest_frame": is_live_source(source)}
         result = run_camera(runner, source, **live)
         files = write_camera_report(result, folder)
     table = Table(title=escape(summary_line(result)), caption=escape(memory_line(result)))

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Iterator
@@ -76,6 +77,13 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         cv2.utils.logging.setLogLevel(old)
+
+
+def is_live_source(source: str) -> bool:
+    """A camera index, a GStreamer pipeline or a stream URL (not a video file): frames come
+    at the source's pace, so a slow model should take the newest one."""
+    text = str(source).strip()
+    return text.isdigit() or " ! " in text or "://" in text
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -239,6 +247,164 @@ def _as_bgr(frame: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def read_frame(cap: Capture) -> tuple[np.ndarray | None, str]:
+    """The next frame (None at the end of the stream) and, when OpenCV raised, why."""
+    try:
+        ok, frame = cap.read()
+    except cv2.error as exc:
+        return None, f" ({error_line(exc)})"
+    return (frame if ok else None), ""
+
+
+class NewestFrame:
+    """A capture read on its own thread that keeps only the newest frame: a model slower than
+    the camera shows live frames (the ones it skips are counted in ``dropped``) instead of
+    working through a growing queue of old ones."""
+
+    def __init__(self, cap: Capture) -> None:
+        self.cap = cap
+        self.dropped = 0
+        self._frame: np.ndarray | None = None
+        self._end: str | None = None  # set when the stream ends: why ("" = plain end)
+        self._stop = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="camera-capture", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            try:
+                frame, why = read_frame(self.cap)
+            except Exception as exc:  # the reader thread must end the stream, never hang it
+                frame, why = None, f" ({error_line(exc)})"
+            with self._ready:
+                if frame is None:
+                    self._end = why
+                elif self._frame is not None:
+                    self.dropped += 1
+                if frame is not None:
+                    self._frame = frame
+                self._ready.notify_all()
+            if frame is None:
+                return
+
+    def read(self) -> tuple[np.ndarray | None, str]:
+        """The newest frame not yet taken (waiting for one), or None and why at the end."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._frame is not None or self._end is not None)
+            frame, self._frame = self._frame, None
+            return frame, ("" if frame is not None else self._end or "")
+
+    def release(self) -> None:
+        """Stop the thread (after the read in progress), then release the capture."""
+        self._stop = True
+        self._thread.join(timeout=5.0)
+        self.cap.release()
+
+
+def preprocess_frame(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A BGR frame as the network's input at ``size`` (the one preprocessing of inference)."""
+    return rgb_to_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+
+
+def infer_frame(runner: Any, x: np.ndarray, n: int, source: str) -> np.ndarray:
+    """The depth map (H x W metres) of frame ``n``; a failing or misshapen runner is one error
+    naming the frame."""
+    try:
+        depth = np.asarray(runner(x), dtype=np.float32)
+    except Exception as exc:  # ours keep their message, others get their type
+        raise DenseDepthError(
+            f"inference failed on frame {n} of {source}: {error_line(exc)}"
+        ) from exc
+    if depth.ndim < 2 or depth.size != depth.shape[-2] * depth.shape[-1]:
+        raise DenseDepthError(
+            f"{runner.name} returned depth of shape {depth.shape} on frame {n}; "
+            f"expected one map (1,1,H,W)"
+        )
+    return depth.reshape(depth.shape[-2:])
+
+
+class Display:
+    """The window (when shown): ``show`` returns True once the user closed it ('q', Esc or the
+    window's close button); the first failing ``imshow`` falls back to headless."""
+
+    def __init__(self, show: bool, headless_reason: str, window: str) -> None:
+        self.on, self.reason, self.window = show, headless_reason, window
+        self.opened = False
+
+    def show(self, frame: np.ndarray) -> bool:
+        if not self.on:
+            return False
+        try:
+            cv2.imshow(self.window, frame)
+            self.opened = True
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:
+            self.on, self.opened = False, False
+            self.reason = f"imshow failed: {error_line(exc)}"
+            return False
+        return key in (ord("q"), ord("Q"), _ESC) or _window_closed(self.window)
+
+    def close(self) -> None:
+        if self.opened:
+            _destroy_window(self.window)
+
+
+class StageClock:
+    """Per-frame stage times (float32 milliseconds, 16 bytes a frame: the bookkeeping must not
+    look like a leak), the smoothed frame rate and the memory samples."""
+
+    def __init__(self, warmup: int, rss_every: int) -> None:
+        self.warmup, self.rss_every = warmup, rss_every
+        self.times = {stage: array("f") for stage in STAGES}
+        self.frames = 0
+        self.first_start = self.kept_start = self.prev_start = 0.0
+        self.t_start = self.t_end = time.perf_counter()
+        self.fps: float | None = None  # exponential moving average, for the overlay
+        self.samples: list[list[float]] = []
+        self.sample_memory()
+
+    def sample_memory(self) -> None:
+        mb = rss_mb()
+        if mb is not None and (not self.samples or self.samples[-1][0] != self.frames):
+            self.samples.append([self.frames, round(mb, 2)])
+
+    def tick(self, t0: float) -> float | None:
+        """Update the smoothed FPS with a frame starting at ``t0``; returns it."""
+        if self.frames:
+            period = t0 - self.prev_start
+            now = 1.0 / period if period > 0 else 0.0
+            self.fps = now if self.fps is None else 0.9 * self.fps + 0.1 * now
+        return self.fps
+
+    def record(self, marks: tuple[float, float, float, float, float]) -> None:
+        """One frame's stage boundaries: capture, preprocess, inference, display."""
+        for stage, a, b in zip(STAGES, marks, marks[1:], strict=False):
+            self.times[stage].append((b - a) * 1e3)
+        if self.frames == 0:
+            self.first_start = marks[0]
+        if self.frames == self.warmup:
+            self.kept_start = marks[0]
+        self.prev_start, self.t_end = marks[0], marks[-1]
+        self.frames += 1
+        if self.rss_every and self.frames % self.rss_every == 0:
+            self.sample_memory()
+
+    def summary(self) -> dict[str, Any]:
+        """frames, warm-up, seconds, steady FPS, per-stage statistics, memory."""
+        n, warmup = self.frames, self.warmup
+        self.sample_memory()
+        since = self.kept_start if n > warmup else self.first_start
+        return {
+            "frames": n,
+            "warmup": warmup if n > warmup else 0,
+            "seconds": round(self.t_end - self.t_start, 6),
+            "fps": _steady_fps(n, warmup, since, self.t_end),
+            "stages": {stage: _stats(self.times[stage], warmup) for stage in STAGES},
+            "rss": _rss_summary(self.samples, n, warmup),
+        }
+
+
 def run_camera(
     runner: Any,
     source: str,
@@ -251,106 +417,58 @@ def run_camera(
     rss_every: int = 50,
     window: str = "DenseDepth",
     capture: Capture | None = None,
+    newest_frame: bool = False,
 ) -> dict[str, Any]:
     """Run ``runner`` on every frame of ``source`` until ``frames`` frames, ``duration`` seconds
     (0 = no limit), the end of the stream, 'q'/Esc in the window or Ctrl-C.
 
     ``capture`` replaces ``open_source(source)`` (anything with ``read()`` and ``release()``;
-    ``source`` then only labels it). ``record`` writes the composed frames to a video file
-    (atomically; the source's FPS when it reports one, else 15). Returns a JSON-serialisable
-    dict: runner, frames, seconds, fps, ended, display, record, per-stage statistics, memory.
+    ``source`` then only labels it). ``newest_frame`` reads the capture on a thread and runs
+    the newest frame each time (``NewestFrame``). ``record`` writes the composed frames to a
+    video file (atomically; the source's FPS when it reports one, else 15). Returns a
+    JSON-serialisable dict: runner, frames, seconds, fps, ended, display, record, per-stage
+    statistics, memory, capture mode and frames dropped.
     """
     if frames < 0 or duration < 0 or warmup < 0 or rss_every < 0:
         raise ValueError("frames, duration, warmup and rss_every must be >= 0")
-    _, _, in_h, in_w = (int(v) for v in runner.input_shape)
-    show, headless_reason = choose_display(display)
+    size = tuple(int(v) for v in runner.input_shape[2:])
+    screen = Display(*choose_display(display), window)
     cap = capture if capture is not None else open_source(source)
+    reader = NewestFrame(cap) if newest_frame else None
     writer: VideoFileWriter | None = None
-    window_open = False
-    # float32 milliseconds, 16 bytes a frame: the bookkeeping must not look like a leak
-    times = {stage: array("f") for stage in STAGES}
-    first_start = kept_start = prev_start = 0.0
-    samples: list[list[float]] = []
-    n, ended, fps_ema = 0, "", None
-    shown: tuple[float, float] | None = None  # colour range of the depth panel
-    mb = rss_mb()
-    if mb is not None:
-        samples.append([0, round(mb, 2)])
-    t_start = time.perf_counter()
-    t_end = t_start
+    clock = StageClock(warmup, rss_every)
+    ended, shown = "", None  # shown: the colour range of the depth panel
     try:
         if record is not None:
-            src_fps = _source_fps(cap)
-            writer = VideoFileWriter(record, fps=src_fps or 15.0)
+            writer = VideoFileWriter(record, fps=_source_fps(cap) or 15.0)
         try:
-            while True:
-                if frames and n >= frames:
+            while not ended:
+                t0 = time.perf_counter()
+                if frames and clock.frames >= frames:
                     ended = "frame limit"
                     break
-                t0 = time.perf_counter()
-                if duration and t0 - t_start >= duration:
+                if duration and t0 - clock.t_start >= duration:
                     ended = "duration"
                     break
-                try:
-                    ok, frame = cap.read()
-                    why = ""
-                except cv2.error as exc:
-                    ok, frame, why = False, None, f" ({error_line(exc)})"
+                frame, why = reader.read() if reader is not None else read_frame(cap)
                 t1 = time.perf_counter()
-                if not ok or frame is None:
-                    if n == 0:
+                if frame is None:
+                    if clock.frames == 0:
                         raise CameraError(f"{source} delivered no frames{why}")
-                    ended = f"end of stream after {n} frames{why}"
+                    ended = f"end of stream after {clock.frames} frames{why}"
                     break
                 bgr = _as_bgr(frame)
-                x = rgb_to_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (in_h, in_w))
+                x = preprocess_frame(bgr, size)
                 t2 = time.perf_counter()
-                try:
-                    depth = np.asarray(runner(x), dtype=np.float32)
-                except Exception as exc:  # ours keep their message, others get their type
-                    raise DenseDepthError(
-                        f"inference failed on frame {n} of {source}: {error_line(exc)}"
-                    ) from exc
+                depth = infer_frame(runner, x, clock.frames, source)
                 t3 = time.perf_counter()
-                if depth.ndim < 2 or depth.size != depth.shape[-2] * depth.shape[-1]:
-                    raise DenseDepthError(
-                        f"{runner.name} returned depth of shape {depth.shape} on frame {n}; "
-                        f"expected one map (1,1,H,W)"
-                    )
-                if n:
-                    period = t0 - prev_start
-                    fps_now = 1.0 / period if period > 0 else 0.0
-                    fps_ema = fps_now if fps_ema is None else 0.9 * fps_ema + 0.1 * fps_now
-                depth = depth.reshape(depth.shape[-2:])
                 shown = smoothed_range(depth, shown)
-                out = compose_frame(bgr, depth, fps_ema, (t3 - t2) * 1e3, shown)
-                if show:
-                    try:
-                        cv2.imshow(window, out)
-                        window_open = True
-                        key = cv2.waitKey(1) & 0xFF
-                    except cv2.error as exc:
-                        show, window_open = False, False
-                        headless_reason = f"imshow failed: {error_line(exc)}"
-                        key = -1
-                    if key in (ord("q"), ord("Q"), _ESC) or (show and _window_closed(window)):
-                        ended = "window closed"
+                out = compose_frame(bgr, depth, clock.tick(t0), (t3 - t2) * 1e3, shown)
+                if screen.show(out):
+                    ended = "window closed"
                 if writer is not None:
                     writer.write(out)
-                t4 = time.perf_counter()
-                for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    times[stage].append(dt * 1e3)
-                if n == 0:
-                    first_start = t0
-                if n == warmup:
-                    kept_start = t0
-                prev_start = t0
-                n += 1
-                t_end = t4
-                if rss_every and n % rss_every == 0 and (mb := rss_mb()) is not None:
-                    samples.append([n, round(mb, 2)])
-                if ended:
-                    break
+                clock.record((t0, t1, t2, t3, time.perf_counter()))
         except KeyboardInterrupt:
             ended = "interrupted"
         recorded = writer.close() if writer is not None else None
@@ -359,12 +477,8 @@ def run_camera(
             writer.discard()
         raise
     finally:
-        cap.release()
-        if window_open:
-            _destroy_window(window)
-    mb = rss_mb()
-    if mb is not None and (not samples or samples[-1][0] != n):
-        samples.append([n, round(mb, 2)])
+        (reader or cap).release()
+        screen.close()
     return {
         "source": str(source),
         "runner": {
@@ -373,16 +487,13 @@ def run_camera(
             "device": runner.device,
             "input_shape": [int(v) for v in runner.input_shape],
         },
-        "frames": n,
-        "warmup": warmup if n > warmup else 0,
-        "seconds": round(t_end - t_start, 6),
-        "fps": _steady_fps(n, warmup, kept_start if n > warmup else first_start, t_end),
+        **clock.summary(),
         "ended": ended,
-        "display": "window" if show else "headless",
-        "display_reason": headless_reason if not show else "",
+        "display": "window" if screen.on else "headless",
+        "display_reason": screen.reason if not screen.on else "",
         "record": str(recorded) if recorded else None,
-        "stages": {stage: _stats(times[stage], warmup) for stage in STAGES},
-        "rss": _rss_summary(samples, n, warmup),
+        "capture": "newest frame" if reader is not None else "every frame",
+        "dropped": reader.dropped if reader is not None else 0,
     }
 
 
@@ -507,9 +618,11 @@ def memory_line(result: dict[str, Any]) -> str:
 def summary_line(result: dict[str, Any]) -> str:
     """e.g. ``600 frames in 41.2 s, 14.6 FPS after warm-up; ended: end of stream after ...``."""
     fps = result["fps"]
+    dropped = f", {result['dropped']} older frames skipped" if result.get("dropped") else ""
     return (
         f"{result['frames']} frames in {result['seconds']:.1f} s, "
-        f"{_fmt(fps, 1)} FPS after {result['warmup']} warm-up frames; ended: {result['ended']}"
+        f"{_fmt(fps, 1)} FPS after {result['warmup']} warm-up frames{dropped}; "
+        f"ended: {result['ended']}"
     )
 
 

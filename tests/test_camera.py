@@ -20,7 +20,14 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.camera import CameraError, open_source, run_camera, write_camera_report
+from bench.camera import (
+    CameraError,
+    is_live_source,
+    open_source,
+    run_camera,
+    summary_line,
+    write_camera_report,
+)
 from densedepth.errors import DenseDepthError, OutputError
 from densedepth.video import VideoFileWriter, write_synthetic_video
 
@@ -482,3 +489,72 @@ def test_live_colour_range_follows_the_scene_smoothly() -> None:
     # the panel's left column is nearest (blue in jet), its right column farthest (red)
     left, right = out[20:, 60 + 1].astype(int).mean(0), out[20:, -2].astype(int).mean(0)
     assert left[0] > left[2] and right[2] > right[0]  # BGR
+
+
+class PacedCapture(FakeCapture):
+    """A camera delivering a frame every ``period`` seconds; frame k has column k lit, so a
+    runner can tell which frame it got."""
+
+    def __init__(self, frames: int, period: float) -> None:
+        super().__init__(frames)
+        self.period = period
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(self.period)
+        if self.reads >= self.frames:
+            self.reads += 1
+            return False, None
+        self.reads += 1
+        img = np.zeros((H, W, 3), np.uint8)
+        img[:, self.reads - 1] = 255
+        return True, img
+
+
+class SeenRunner(FrameRunner):
+    """Records the index of the frame it was given (the lit column)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds=seconds)
+        self.seen: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.seen.append(int(np.argmax(batch[0, 0, 0])))
+        return super().__call__(batch)
+
+
+def test_newest_frame_runs_live_frames_and_counts_the_skipped() -> None:
+    """A camera at 200 FPS and a model at ~20: with newest_frame every frame is run or counted
+    as skipped, the model sees frames in order and ends on the newest; without it, every frame
+    is run, in order, however late."""
+    cap = PacedCapture(60, 0.005)
+    runner = SeenRunner(0.05)
+    result = run_camera(runner, "cam", capture=cap, newest_frame=True, warmup=0)
+    assert result["capture"] == "newest frame" and cap.released
+    assert result["frames"] + result["dropped"] == 60 and result["dropped"] >= 10
+    assert runner.seen == sorted(runner.seen) and runner.seen[-1] == 59
+    assert "older frames skipped" in summary_line(result)
+    every = SeenRunner(0.0)
+    result = run_camera(every, "cam", capture=PacedCapture(20, 0.0), warmup=0)
+    assert result["capture"] == "every frame" and result["dropped"] == 0
+    assert every.seen == list(range(20)) and result["frames"] == 20
+
+
+def test_newest_frame_capture_that_raises_ends_the_stream_without_hanging() -> None:
+    class Broken(FakeCapture):
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            if self.reads >= 3:
+                raise RuntimeError("USB disconnected")
+            return super().read()
+
+    cap = Broken(10)
+    result = run_camera(FrameRunner(), "cam", capture=cap, newest_frame=True, warmup=0)
+    assert 1 <= result["frames"] <= 3 and cap.released
+    assert "USB disconnected" in result["ended"]
+    with pytest.raises(CameraError, match="delivered no frames"):
+        run_camera(FrameRunner(), "cam", capture=Broken(0), newest_frame=True)
+
+
+def test_live_sources_take_the_newest_frame_by_default() -> None:
+    assert is_live_source("0") and is_live_source("rtsp://cam/1")
+    assert is_live_source("nvarguscamerasrc ! appsink")
+    assert not is_live_source("walk.mp4") and not is_live_source("./0")

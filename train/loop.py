@@ -18,7 +18,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +146,18 @@ class LoopState:
     batch_in_epoch: int = 0
 
 
+@dataclass(frozen=True)
+class StepEvent:
+    """What ``train_one_epoch`` tells its hook after each optimiser step."""
+
+    step: int  # steps done, this one included
+    loss: float
+    images: int  # images of this rank's batch
+
+
+StepHook = Callable[[StepEvent], bool]  # returns True to stop after this step
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -155,12 +167,11 @@ def train_one_epoch(
     device: torch.device,
     scaler: torch.amp.GradScaler,
     amp: bool,
-    on_step: Any,
-    should_stop: Any,
+    on_step: StepHook,
+    should_stop: Callable[[], bool],
 ) -> bool:
-    """Run the rest of ``state.epoch``; ``on_step(loss, n_images)`` after each step.
-
-    Returns False when stopped early (``should_stop()`` or ``on_step`` returned True).
+    """Run the rest of ``state.epoch``, calling ``on_step`` with a ``StepEvent`` after each
+    step. Returns False when stopped early (``should_stop()`` or ``on_step`` returned True).
     """
     model.train()
     depth_range = _unwrap(model).variant.depth
@@ -181,7 +192,8 @@ def train_one_epoch(
         scaler.update()
         state.step += 1
         state.batch_in_epoch += 1
-        if on_step(float(loss.detach()), images.shape[0]) or should_stop():
+        event = StepEvent(state.step, float(loss.detach()), images.shape[0])
+        if on_step(event) or should_stop():
             return False
     return True
 
@@ -313,28 +325,101 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+class Checkpoints:
+    """``last.pt`` and ``best.pt`` of a run, written by rank 0 only; a model whose weights are
+    not all finite is never saved, and errors name the last checkpoint that was."""
+
+    def __init__(self, out: Path, is_main: bool) -> None:
+        self.last, self.best = out / "last.pt", out / "best.pt"
+        self.is_main = is_main
+        self.last_good: tuple[Path, int] | None = None
+
+    def kept(self) -> str:
+        """What the user still has, for an error message."""
+        if self.last_good is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {self.last_good[0]} (step {self.last_good[1]}) is kept"
+
+    def save_last(self, make: Callable[[], dict[str, Any]]) -> None:
+        """Write ``last.pt`` from ``make()`` (``checkpoint_dict`` layout; made on rank 0 only)
+        unless a weight is not finite."""
+        if not self.is_main:
+            return
+        ckpt = make()
+        bad = first_nonfinite(ckpt["model"])
+        if bad:
+            raise TrainingError(
+                f"the weights became non-finite ({bad}) by step {ckpt['step']}; not saved, "
+                f"{self.kept()}; lower --lr or check the data"
+            )
+        self.last_good = (save_checkpoint(self.last, ckpt), int(ckpt["step"]))
+
+    def save_best(self, make: Callable[[], dict[str, Any]]) -> None:
+        if self.is_main:
+            save_checkpoint(self.best, make())
+
+
+class TrainingLog:
+    """The progress bar, TensorBoard scalars, history.jsonl and the images-per-second clock;
+    ``on_step`` is the ``StepHook`` of ``train_one_epoch``."""
+
+    def __init__(
+        self, cfg: TrainConfig, console: Console, info: DistInfo, total: int, done: int
+    ) -> None:
+        out = Path(cfg.out)
+        self.cfg, self.console, self.world = cfg, console, info.world
+        self.writer = _tensorboard(out) if info.is_main else None
+        self.history = out / "history.jsonl"
+        self.images, self.seconds = 0, 0.0
+        self.t_step = time.perf_counter()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[ips]:.1f} img/s"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not (console.is_terminal and info.is_main),
+        )
+        self.task = self.progress.add_task(cfg.backbone, total=total, completed=done,
+                                           loss=0.0, ips=0.0)  # fmt: skip
+        self.loss_terms: dict[str, float] = {}  # the loss's last terms, for TensorBoard
+
+    @property
+    def img_per_s(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+    def restart_clock(self) -> None:
+        """Time from now (a new epoch's loader starts its workers)."""
+        self.t_step = time.perf_counter()
+
+    def on_step(self, event: StepEvent) -> None:
+        now = time.perf_counter()
+        self.images += event.images * self.world
+        self.seconds += now - self.t_step
+        self.t_step = now
+        self.progress.update(self.task, completed=event.step, loss=event.loss, ips=self.img_per_s)
+        if self.writer is not None and event.step % self.cfg.log_every == 0:
+            self.writer.add_scalar("train/loss", event.loss, event.step)
+            for k, v in self.loss_terms.items():
+                self.writer.add_scalar(f"train/{k}", v, event.step)
+
+    def epoch(self, metrics: dict[str, Any]) -> None:
+        _log_epoch(self.console, self.cfg, metrics, self.img_per_s, self.writer, self.history)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns a summary (steps, img/s, best metrics, paths) and the
     trained ``model`` (this rank's copy)."""
     console = console or Console()
-    device = resolve_device(cfg.device)
-    info = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
-    amp = cfg.amp and device.type == "cuda"
+    device, info, amp, per_rank = _setup_device(cfg)
     out = Path(cfg.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-
-    if cfg.batch_size % info.world:
-        raise TrainingError(
-            f"--batch-size {cfg.batch_size} is the global batch, split over {info.world} ranks; "
-            f"it must divide by {info.world}"
-        )
-    per_rank = cfg.batch_size // info.world
-    cfg.extra["distributed"] = {"world": info.world, "per_rank_batch": per_rank}
-    if not cfg.val_data:
-        check_val_split(cfg.val_split)
+    ckpts = Checkpoints(out, info.is_main)
     warn = (lambda line: console.print(line, soft_wrap=True)) if info.is_main else None
     train_data, val_set, cfg.validation = training_and_validation(cfg, warn)
     train_name = getattr(getattr(train_data, "base", train_data), "name", "")
@@ -346,168 +431,148 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad
     )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    state = LoopState()
-    best: dict[str, Any] = {}
+    state, best = LoopState(), {}
     if resume:
-        state, best = _resume(last_path, cfg, model, optimizer, scaler)
-        console.print(
-            f"resumed {last_path} at step {state.step} (epoch {state.epoch}, "
-            f"{state.batch_in_epoch} batches into it)",
-            soft_wrap=True,
-        )
+        state, best = _resume(ckpts.last, cfg, model, optimizer, scaler)
+        console.print(f"resumed {ckpts.last} at step {state.step} (epoch {state.epoch}, "
+                      f"{state.batch_in_epoch} batches into it)", soft_wrap=True)  # fmt: skip
     if info.is_main:
         _prepare_out(out, resume)
         cfg.save(out / "config.json")
-    model.to(device)
-    if info.world > 1:
-        model = sync_batchnorm(model, device)  # statistics of the global batch, not the rank's
-        ddp_ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+    if ckpts.last.exists():
+        ckpts.last_good = (ckpts.last, state.step)
+    model = _distribute(model.to(device), device, info)
 
     train_set = TorchDepthDataset(train_data, cfg.input_size, train=True, seed=cfg.seed)
     val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
     sampler = EpochSampler(len(train_set), cfg.seed, info.rank, info.world)
     loss_fn = DepthLoss(max_val=_unwrap(model).variant.depth.target_range[1])
-    writer = _tensorboard(out) if info.is_main else None
-
     steps_per_epoch = math.ceil(len(sampler) / per_rank)
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    timing = {"images": 0, "seconds": 0.0}
-    history_path = out / "history.jsonl"
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[ips]:.1f} img/s"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (console.is_terminal and info.is_main),
-    )
-    task = progress.add_task(cfg.backbone, total=total, completed=state.step, loss=0.0, ips=0.0)
-    last_good = (last_path, state.step) if last_path.exists() else None
+    total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
+    log = TrainingLog(cfg, console, info, total, state.step)
+
+    def checkpoint(metrics: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
+
+    def on_step(event: StepEvent) -> bool:
+        log.loss_terms = loss_fn.last_terms
+        log.on_step(event)
+        if cfg.checkpoint_every and event.step % cfg.checkpoint_every == 0:
+            ckpts.save_last(checkpoint({"loss": event.loss}))
+        return bool(cfg.max_steps and event.step >= cfg.max_steps)
+
     stopped = False
-    t_step = time.perf_counter()
-
-    def kept() -> str:
-        if last_good is None:
-            return "no checkpoint had been written yet"
-        return f"the last good checkpoint {last_good[0]} (step {last_good[1]}) is kept"
-
-    def save_last(metrics: dict[str, Any]) -> None:
-        nonlocal last_good
-        if info.is_main:
-            bad = first_nonfinite(_unwrap(model).state_dict())
-            if bad:
-                raise TrainingError(
-                    f"the weights became non-finite ({bad}) by step {state.step}; not saved, "
-                    f"{kept()}; lower --lr or check the data"
-                )
-            ckpt = checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
-            last_good = (save_checkpoint(last_path, ckpt), state.step)
-
-    def on_step(loss: float, n: int) -> bool:
-        nonlocal t_step
-        now = time.perf_counter()
-        timing["images"] += n * info.world
-        timing["seconds"] += now - t_step
-        t_step = now
-        ips = timing["images"] / max(timing["seconds"], 1e-9)
-        progress.update(task, completed=state.step, loss=loss, ips=ips)
-        if writer is not None and state.step % cfg.log_every == 0:
-            writer.add_scalar("train/loss", loss, state.step)
-            for k, v in loss_fn.last_terms.items():
-                writer.add_scalar(f"train/{k}", v, state.step)
-        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-            save_last({"loss": loss})
-        return bool(cfg.max_steps and state.step >= cfg.max_steps)
-
-    with progress, stop_on_sigint() as sigint:
+    with log.progress, stop_on_sigint() as sigint:
         while state.epoch < cfg.epochs and not stopped:
             train_set.set_epoch(state.epoch)
             sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
-            loader = DataLoader(
-                train_set,
-                batch_size=per_rank,
-                sampler=sampler,
-                num_workers=cfg.workers,
-                pin_memory=device.type == "cuda",
-                persistent_workers=False,
-            )
-            t_step = time.perf_counter()
+            loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler,
+                                num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                                persistent_workers=False)  # fmt: skip
+            log.restart_clock()
             try:
                 finished = train_one_epoch(
-                    model,
-                    loader,
-                    optimizer,
-                    loss_fn,
-                    state,
-                    device,
-                    scaler,
-                    amp,
-                    on_step,
+                    model, loader, optimizer, loss_fn, state, device, scaler, amp, on_step,
                     lambda: sigint["stop"],
-                )
+                )  # fmt: skip
             except NonFiniteLoss as exc:
                 raise TrainingError(
                     f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
-                    f"stopped without saving it, {kept()}; lower --lr or check the data"
+                    f"stopped without saving it, {ckpts.kept()}; lower --lr or check the data"
                 ) from None
             if sigint["stop"]:
-                save_last({})
+                ckpts.save_last(checkpoint({}))
                 raise TrainingInterrupted(
-                    f"interrupted at step {state.step}; saved {last_path}, continue with --resume"
+                    f"interrupted at step {state.step}; saved {ckpts.last}, continue with --resume"
                 )
             if not finished and state.batch_in_epoch < steps_per_epoch:  # stopped mid-epoch
                 stopped = True
             else:
-                state.epoch += 1
-                state.batch_in_epoch = 0
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             with suppressed():  # the training bar is on screen
                 metrics = _validate_main(model, val_rgb, val_depth, val_crop, device, info)
             metrics.update(epoch=state.epoch, step=state.step)
             if info.is_main:
-                _log_epoch(console, cfg, metrics, timing, writer, history_path)
-                save_last(metrics)
+                log.epoch(metrics)
+                ckpts.save_last(checkpoint(metrics))
                 if not best or metrics["delta1"] >= best.get("delta1", -1):
                     best = metrics
-                    ckpt = checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
-                    save_checkpoint(best_path, ckpt)
-            if cfg.max_steps and state.step >= cfg.max_steps:
-                stopped = True
-    if writer is not None:
-        writer.close()
-    test_metrics: dict[str, Any] = {"skipped": test_note} if test_set is None else {}
-    if info.is_main and test_set is not None and best_path.exists():
-        best_model = model_from_checkpoint(load_checkpoint(best_path)).to(device)
-        rgb, depth, crop = evaluation_arrays(test_set, cfg.input_size, cfg.test_samples)
-        test_metrics = {**validate(best_model, rgb, depth, crop, device), "data": test_set.name}
-        if test_note:
-            test_metrics["note"] = test_note
-        console.print(
-            f"{cfg.backbone} best.pt on the test split ({test_set.name}): d1 "
-            f"{test_metrics['delta1']:.3f} rel {test_metrics['rel']:.3f} rms "
-            f"{test_metrics['rms']:.3f} log10 {test_metrics['log10']:.3f}",
-            soft_wrap=True,
-        )
+                    ckpts.save_best(checkpoint(metrics))
+            stopped = stopped or bool(cfg.max_steps and state.step >= cfg.max_steps)
+    log.close()
+    test_metrics = _test_best(cfg, ckpts.best, test_set, test_note, device, console, info)
     summary = {
         "steps": state.step,
         "epochs": state.epoch,
-        "img_per_s": timing["images"] / max(timing["seconds"], 1e-9),
-        "train_seconds": timing["seconds"],
+        "img_per_s": log.img_per_s,
+        "train_seconds": log.seconds,
         "best": best,
         "validation": {**cfg.validation, "best": best},
         "test": test_metrics,
-        "last": str(last_path),
-        "best_path": str(best_path),
+        "last": str(ckpts.last),
+        "best_path": str(ckpts.best),
         "world": info.world,
         "per_rank_batch": per_rank,
     }
     if info.is_main:
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return {**summary, "model": _unwrap(model)}
+
+
+def _setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo, bool, int]:
+    """(device, ranks, AMP on, this rank's batch); checks that the global batch divides."""
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.batch_size % info.world:
+        raise TrainingError(
+            f"--batch-size {cfg.batch_size} is the global batch, split over {info.world} ranks; "
+            f"it must divide by {info.world}"
+        )
+    per_rank = cfg.batch_size // info.world
+    cfg.extra["distributed"] = {"world": info.world, "per_rank_batch": per_rank}
+    if not cfg.val_data:
+        check_val_split(cfg.val_split)
+    return device, info, cfg.amp and device.type == "cuda", per_rank
+
+
+def _distribute(model: torch.nn.Module, device: torch.device, info: DistInfo) -> torch.nn.Module:
+    """Under torchrun: BatchNorm over the global batch, then DistributedDataParallel."""
+    if info.world == 1:
+        return model
+    model = sync_batchnorm(model, device)  # statistics of the global batch, not the rank's
+    ddp_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+
+
+def _test_best(
+    cfg: TrainConfig,
+    best_path: Path,
+    test_set: Any,
+    test_note: str,
+    device: torch.device,
+    console: Console,
+    info: DistInfo,
+) -> dict[str, Any]:
+    """One test score of best.pt (rank 0), or why there is none."""
+    if test_set is None:
+        return {"skipped": test_note}
+    if not (info.is_main and best_path.exists()):
+        return {}
+    best_model = model_from_checkpoint(load_checkpoint(best_path)).to(device)
+    rgb, depth, crop = evaluation_arrays(test_set, cfg.input_size, cfg.test_samples)
+    metrics = {**validate(best_model, rgb, depth, crop, device), "data": test_set.name}
+    if test_note:
+        metrics["note"] = test_note
+    console.print(
+        f"{cfg.backbone} best.pt on the test split ({test_set.name}): d1 "
+        f"{metrics['delta1']:.3f} rel {metrics['rel']:.3f} rms "
+        f"{metrics['rms']:.3f} log10 {metrics['log10']:.3f}",
+        soft_wrap=True,
+    )
+    return metrics
 
 
 def _validate_main(
@@ -578,11 +643,10 @@ def _log_epoch(
     console: Console,
     cfg: TrainConfig,
     metrics: dict[str, Any],
-    timing: dict[str, float],
+    ips: float,
     writer: Any,
     history: Path,
 ) -> None:
-    ips = timing["images"] / max(timing["seconds"], 1e-9)
     console.print(
         f"{cfg.backbone} epoch {metrics['epoch']} step {metrics['step']}: "
         f"d1 {metrics['delta1']:.3f} rel {metrics['rel']:.3f} rms {metrics['rms']:.3f} "

@@ -22,7 +22,7 @@ from rich.table import Table
 from densedepth.dataset_writers import write_synthetic
 from densedepth.datasets import DATASET_LAYOUTS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
-from densedepth.metrics import METRIC_KEYS
+from densedepth.metrics import METRIC_KEYS, PROTOCOLS
 from densedepth.variant import BACKBONE_NAMES
 from export.formats import BUILD_TARGETS
 
@@ -262,9 +262,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class Protocol(str, Enum):
-    eigen = "eigen"
-    densedepth = "densedepth"
+Protocol = Enum("Protocol", {p: p for p in PROTOCOLS}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -378,9 +376,9 @@ def is_metrics_file(path: Path) -> bool:
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
     data: Annotated[str, typer.Option(help="Test set path or 'synthetic'.")] = "synthetic",
-    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth (original).")] = (
-        Protocol.eigen
-    ),
+    protocol: Annotated[
+        Protocol, typer.Option(help="eigen (NYU), densedepth (original), kitti-garg, kitti-eigen.")
+    ] = (Protocol.eigen),
     limit: Annotated[int, typer.Option(min=0, help="Evaluate the first N images (0 = all).")] = 0,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
@@ -441,7 +439,9 @@ def compare(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/compare"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
     images: Annotated[int, typer.Option(min=1, help="Rows of the qualitative figure.")] = 4,
-    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth.")] = Protocol.eigen,
+    protocol: Annotated[
+        Protocol, typer.Option(help="eigen, densedepth, kitti-garg or kitti-eigen.")
+    ] = Protocol.eigen,
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
     published: Annotated[bool, typer.Option(help="Add the paper's published row.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
@@ -807,7 +807,9 @@ def bench(
     ),
     accuracy: Annotated[bool, typer.Option(help="Measure δ1 etc. on --data.")] = True,
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
-    protocol: Annotated[Protocol, typer.Option(help="eigen, or densedepth.")] = Protocol.eigen,
+    protocol: Annotated[
+        Protocol, typer.Option(help="eigen, densedepth, kitti-garg or kitti-eigen.")
+    ] = Protocol.eigen,
     build: Annotated[
         list[str] | None,
         typer.Option(help="Build these formats from each checkpoint first: all, onnx-int8, ..."),

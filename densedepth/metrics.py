@@ -32,6 +32,17 @@ at half resolution) over a test set batch by batch. Two protocols:
 
   Flip averaging (0.5 * pred + 0.5 * mirrored flip prediction), the crop and the pooling over
   every pixel of the set are the same in both protocols.
+
+- ``"kitti-garg"`` and ``"kitti-eigen"``: KITTI as BTS and AdaBins evaluate it (the numbers
+  the literature and the DenseDepth paper's KITTI table compare). Depth is capped at 80 m:
+  predictions are clamped to [0.001, 80] m, and only ground-truth pixels with
+  0.001 < gt < 80 m count (KITTI's ground truth is sparse: 0 means no lidar return), inside the
+  Garg crop (rows 0.40810811..0.99189189, columns 0.03594771..0.96405229 of the ground truth's
+  height and width, truncated to integers, end exclusive) or the Eigen crop (rows
+  0.3324324..0.91351351, columns 0.0359477..0.96405229). The flip-averaged prediction is
+  brought to the ground truth's resolution, the metrics are computed per image and averaged
+  over the images that have a valid pixel (the pixels of an image are not pooled with other
+  images'); ``rel`` divides by the ground truth.
 """
 
 from __future__ import annotations
@@ -49,8 +60,14 @@ MAX_DEPTH = 10.0  # metres
 
 EIGEN_CROP = (20, 459, 24, 615)  # rows top..bottom, cols left..right, inclusive, at 480x640
 METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
-PROTOCOLS = ("eigen", "densedepth")
-DEFAULT_BATCH_SIZE = {"eigen": 8, "densedepth": 4}
+PROTOCOLS = ("eigen", "densedepth", "kitti-garg", "kitti-eigen")
+DEFAULT_BATCH_SIZE = {"eigen": 8, "densedepth": 4, "kitti-garg": 8, "kitti-eigen": 8}
+KITTI_MIN_DEPTH, KITTI_MAX_DEPTH = 1e-3, 80.0  # metres: the cap every KITTI table uses
+# (top, bottom, left, right) as fractions of the ground truth's height and width
+KITTI_CROPS = {
+    "kitti-garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),  # Garg et al., ECCV 2016
+    "kitti-eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),  # Eigen et al., NIPS 2014
+}
 
 Crop = tuple[int, int, int, int]
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -291,13 +308,33 @@ def _predict_half(predict: Predictor, x: np.ndarray, h: int, w: int) -> np.ndarr
     return out.astype(np.float64)
 
 
+def protocol_depth_range(protocol: str) -> tuple[float, float]:
+    """The metres predictions are clamped to under ``protocol``: NYU's 0.1..10, KITTI's
+    0.001..80."""
+    if protocol.startswith("kitti"):
+        return KITTI_MIN_DEPTH, KITTI_MAX_DEPTH
+    return MIN_DEPTH, MAX_DEPTH
+
+
+def kitti_crop(protocol: str, height: int, width: int) -> tuple[int, int, int, int]:
+    """The KITTI crop of ``protocol`` for a ground truth of ``height`` x ``width``:
+    (top, bottom, left, right), end exclusive."""
+    top, bottom, left, right = KITTI_CROPS[protocol]
+    return int(top * height), int(bottom * height), int(left * width), int(right * width)
+
+
 def _flip_averaged(
-    predict: Predictor, rgb_batch: np.ndarray, h: int, w: int, upsample: Callable
+    predict: Predictor,
+    rgb_batch: np.ndarray,
+    h: int,
+    w: int,
+    upsample: Callable,
+    depth_range: tuple[float, float] = (MIN_DEPTH, MAX_DEPTH),
 ) -> np.ndarray:
     """Clamped, upsampled prediction averaged with the mirrored prediction of the mirror."""
     x = rgb_batch.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
-    pred = np.clip(_predict_half(predict, x, h, w), MIN_DEPTH, MAX_DEPTH)
-    pred_flip = np.clip(_predict_half(predict, x[..., ::-1], h, w), MIN_DEPTH, MAX_DEPTH)
+    pred = np.clip(_predict_half(predict, x, h, w), *depth_range)
+    pred_flip = np.clip(_predict_half(predict, x[..., ::-1], h, w), *depth_range)
     return 0.5 * upsample(pred) + 0.5 * upsample(pred_flip)[..., ::-1]
 
 
@@ -316,7 +353,8 @@ def eigen_evaluate(
     batch). ``depth``: metres at the ground truth's own resolution, N x H x W or one H x W map
     per image; the prediction, upsampled 2x to h x w, is resized (bilinear) to each map's size
     when it differs, so every input size is scored at ground-truth resolution.
-    ``crop``: inclusive (top, bottom, left, right) in ground-truth pixels, or None.
+    ``crop``: inclusive (top, bottom, left, right) in ground-truth pixels, or None (the KITTI
+    protocols use their own crop, ``kitti_crop``, and ignore it).
     ``batch_size``: None for the protocol's default (eigen 8, densedepth 4).
     Returns the six metrics plus ``n_images`` (images scored) and ``protocol``.
     """
@@ -326,7 +364,8 @@ def eigen_evaluate(
     bs = DEFAULT_BATCH_SIZE[protocol] if batch_size is None else int(batch_size)
     if bs < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    if protocol == "eigen":
+    kitti = protocol.startswith("kitti")
+    if protocol == "eigen" or kitti:
         n_scored = n
         upsample = upsample2x
     else:
@@ -339,14 +378,23 @@ def eigen_evaluate(
             )
 
     sums = np.zeros(7, dtype=np.float64)
+    per_image: list[np.ndarray] = []  # KITTI: each image's metrics, averaged at the end
+    depth_range = protocol_depth_range(protocol)
     with progress("evaluating", n_scored) as advance:
         for start in range(0, n_scored, bs):
             stop = min(start + bs, n_scored)
-            preds = _flip_averaged(predict, np.asarray(rgb[start:stop]), h, w, upsample)
+            rgb_batch = np.asarray(rgb[start:stop])
+            preds = _flip_averaged(predict, rgb_batch, h, w, upsample, depth_range)
             for k, pred in enumerate(preds):
                 gt = np.asarray(depth[start + k], dtype=np.float64)
                 if pred.shape != gt.shape:
                     pred = resize_bilinear(pred, gt.shape)
+                if kitti:
+                    top, bottom, left, right = kitti_crop(protocol, *gt.shape)
+                    image = _kitti_sums(pred[top:bottom, left:right], gt[top:bottom, left:right])
+                    if image[0]:
+                        per_image.append(np.array(list(_finish(image).values())))
+                    continue
                 if crop is not None:
                     top, bottom, left, right = _check_crop(crop, *gt.shape)
                     pred = pred[top : bottom + 1, left : right + 1]
@@ -354,12 +402,29 @@ def eigen_evaluate(
                 sums += _score(pred, gt, protocol, start + k)
             advance(stop - start)
 
+    if kitti:
+        if not per_image:
+            raise DataError(
+                "no image has a ground-truth pixel between 0.001 and 80 m inside the KITTI "
+                "crop; check the depth maps (metres, 0 = no measurement)"
+            )
+        means = np.mean(per_image, axis=0)
+        return {**dict(zip(METRIC_KEYS, map(float, means), strict=True)),
+                "n_images": len(per_image), "protocol": protocol}  # fmt: skip
     if sums[0] == 0:
         raise DataError(
             "no valid ground-truth pixels in the crop of any image (none finite and > 0); "
             "check the depth maps and the crop"
         )
     return {**_finish(sums), "n_images": n_scored, "protocol": protocol}
+
+
+def _kitti_sums(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """The metric sums of one cropped KITTI image: pixels with 0.001 < gt < 80 m, the
+    prediction clamped to that range."""
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > KITTI_MIN_DEPTH) & (gt < KITTI_MAX_DEPTH)
+    return _sums(gt[valid], np.clip(pred[valid], KITTI_MIN_DEPTH, KITTI_MAX_DEPTH))
 
 
 def _score(pred: np.ndarray, gt: np.ndarray, protocol: str, index: int) -> np.ndarray:
@@ -393,6 +458,8 @@ __all__ = [
     "compute_metrics",
     "eigen_crop",
     "eigen_evaluate",
+    "kitti_crop",
+    "protocol_depth_range",
     "resize_bilinear",
     "upsample2x",
     "upsample2x_skimage",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from densedepth.metrics import (
     compute_metrics,
     eigen_crop,
     eigen_evaluate,
+    kitti_crop,
     upsample2x,
     upsample2x_skimage,
 )
@@ -465,3 +467,72 @@ def test_resize_bilinear_matches_opencv() -> None:
     for size in ((14, 18), (21, 27), (5, 4), (7, 9)):
         want = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_allclose(resize_bilinear(x, size), want, atol=1e-5)
+
+
+def _bts_kitti_metrics(gt: np.ndarray, pred: np.ndarray, crop: str) -> np.ndarray:
+    """KITTI as BTS's eval_with_pngs.py writes it, per image (a reference written from its
+    text, not from ours): valid 1e-3 < gt < 80, the crop as a mask of int() fractions,
+    predictions clipped to [1e-3, 80]; delta1..3, abs rel, rms, log10."""
+    h, w = gt.shape
+    valid = np.logical_and(gt > 1e-3, gt < 80)
+    mask = np.zeros(gt.shape)
+    if crop == "garg":
+        mask[
+            int(0.40810811 * h) : int(0.99189189 * h), int(0.03594771 * w) : int(0.96405229 * w)
+        ] = 1
+    else:
+        mask[int(0.3324324 * h) : int(0.91351351 * h), int(0.0359477 * w) : int(0.96405229 * w)] = 1
+    valid = np.logical_and(valid, mask)
+    p = pred.copy()
+    p[p < 1e-3], p[p > 80] = 1e-3, 80
+    g, p = gt[valid], p[valid]
+    thresh = np.maximum(g / p, p / g)
+    return np.array([
+        (thresh < 1.25).mean(), (thresh < 1.25**2).mean(), (thresh < 1.25**3).mean(),
+        np.mean(np.abs(g - p) / g), np.sqrt(((g - p) ** 2).mean()),
+        np.mean(np.abs(np.log10(g) - np.log10(p))),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("crop", ["garg", "eigen"])
+def test_kitti_protocols_match_bts_per_image_means(crop: str) -> None:
+    """Sparse ground truth at KITTI's 375 x 1242 (holes, points beyond 80 m), a constant depth
+    per image from a model run at 64 x 192 (so upsampling and resizing keep it exact), one
+    prediction beyond the cap and one image with no valid pixel in the crop: the metrics are
+    BTS's per-image values averaged over the images that have valid pixels."""
+    rng = np.random.default_rng(7)
+    n, (gh, gw) = 4, (375, 1242)
+    gt = np.where(rng.random((n, gh, gw)) < 0.06, rng.uniform(0.5, 95.0, (n, gh, gw)), 0.0)
+    gt[3] = 0.0  # no lidar points at all: skipped, as BTS would have nothing to score
+    constant = np.array([7.5, 30.0, 120.0, 12.0])  # 120 m: clipped to the 80 m cap
+    rgb = np.zeros((n, 64, 192, 3), np.uint8)
+    rgb[:, 0, 0, 0] = np.arange(n)  # tells the predictor which image it has (flip-safe)
+    rgb[:, 0, -1, 0] = np.arange(n)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        ids = np.rint(x[:, 0, 0, 0] * 255).astype(int)
+        return np.broadcast_to(constant[ids][:, None, None, None], (len(x), 1, 32, 96)).copy()
+
+    got = eigen_evaluate(predict, rgb, gt.astype(np.float32), protocol=f"kitti-{crop}")
+    ref = np.mean([_bts_kitti_metrics(gt[i], np.full((gh, gw), constant[i]), crop)
+                   for i in range(3)], axis=0)  # fmt: skip
+    assert got["n_images"] == 3 and got["protocol"] == f"kitti-{crop}"
+    keys = ("delta1", "delta2", "delta3", "rel", "rms", "log10")
+    np.testing.assert_allclose([got[k] for k in keys], ref, rtol=1e-5)
+    assert kitti_crop("kitti-garg", 375, 1242) == (153, 371, 44, 1197)
+
+
+def test_kitti_protocol_scores_to_80_m_where_nyus_is_blind_beyond_10() -> None:
+    """40 m of ground truth: a 40 m prediction is perfect under KITTI's protocol and a 15 m one
+    is wrong; NYU's protocol clamps both sides to 10 m and calls the wrong one perfect too."""
+    gt = np.full((1, 64, 192), 40.0, np.float32)
+    rgb = np.zeros((1, 64, 192, 3), np.uint8)
+
+    def constant(metres: float) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: np.full((len(x), 1, 32, 96), metres, np.float32)
+
+    assert eigen_evaluate(constant(40.0), rgb, gt, protocol="kitti-garg")["delta1"] == 1.0
+    assert eigen_evaluate(constant(15.0), rgb, gt, protocol="kitti-garg")["delta1"] == 0.0
+    assert eigen_evaluate(constant(15.0), rgb, gt, crop=None, protocol="eigen")["delta1"] == 1.0
+    with pytest.raises(DataError, match="no image has a ground-truth pixel between"):
+        eigen_evaluate(constant(40.0), rgb, np.zeros_like(gt), protocol="kitti-eigen")

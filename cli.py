@@ -190,12 +190,18 @@ def synth(
     train: Annotated[int, typer.Option(min=0, help="Training scenes.")] = 16,
     test: Annotated[int, typer.Option(min=1, help="Test scenes.")] = 8,
     seed: Annotated[int, typer.Option(help="Train seed; test scenes use seed + 1.")] = 0,
-    height: Annotated[int, typer.Option(min=8, help="Image height.")] = 480,
-    width: Annotated[int, typer.Option(min=8, help="Image width.")] = 640,
+    height: Annotated[
+        int | None, typer.Option(min=8, help="Image height (480; KITTI 375).")
+    ] = None,
+    width: Annotated[int | None, typer.Option(min=8, help="Image width (640; KITTI 1242).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset synth wrote before.")] = False,
 ) -> None:
-    """Render synthetic indoor scenes with exact depth and write them in a real NYU layout."""
+    """Render synthetic scenes with exact depth and write them in a real layout: indoor rooms
+    as NYU's, or (--format kitti) street frames with sparse lidar-like ground truth as KITTI's."""
     with user_errors():
+        kitti = fmt.value == "kitti"
+        height = height or (375 if kitti else 480)
+        width = width or (1242 if kitti else 640)
         t0 = time.perf_counter()
         with output_folder(out, overwrite, "synth") as folder:
             path = write_synthetic(folder, str(fmt.value), train, test, seed, height, width)

@@ -17,6 +17,9 @@ from PIL import Image
 from densedepth.datasets import (
     DATASET_LAYOUTS,
     EIGEN_FILES,
+    KITTI_DEPTH_SCALE,
+    KITTI_GT_DIR,
+    KITTI_LIST,
     LABELED_MAT,
     NYU8_MAX_DEPTH,
     NYU_TEST_CSV,
@@ -27,7 +30,7 @@ from densedepth.datasets import (
 )
 from densedepth.errors import DataError
 from densedepth.metrics import EIGEN_CROP
-from densedepth.outputs import atomic_path
+from densedepth.outputs import atomic_path, write_text_atomic
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -151,6 +154,60 @@ def write_pairs(
     return folder
 
 
+KITTI_DATE = "2011_09_26"
+KITTI_INTRINSICS_FX = "721.5377"  # the focal length column of the split files
+KITTI_FRAMES_PER_DRIVE = 4
+KITTI_FIRST_FRAME = 5  # the annotated ground truth starts 5 frames into a drive
+
+
+def depth_to_kitti16(depth: np.ndarray) -> np.ndarray:
+    """Metres -> KITTI's uint16 (value = depth x 256, rounded; 0 kept as no measurement)."""
+    return np.clip(np.rint(depth * KITTI_DEPTH_SCALE), 0, 65535).astype(np.uint16)
+
+
+def write_kitti(
+    out: str | os.PathLike[str],
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    height: int = 375,
+    width: int = 1242,
+) -> Path:
+    """Synthetic street frames (``densedepth.synthetic_street``) in KITTI's layout under
+    ``out``: raw colour PNGs, the annotated sparse ground truth in ``data_depth_annotated/
+    {train,val}`` (test frames in val), and the BTS-style split files, the test list ending
+    with one frame that has no ground truth (``None``), as the real Eigen test list has 45."""
+    from densedepth.synthetic_street import lidar_ground_truth, render_street
+
+    out = Path(out)
+    lists: dict[str, list[str]] = {"train": [], "test": []}
+    drive = 0
+    for split, n, gt_split, base_seed in (("train", n_train, "train", seed),
+                                           ("test", n_test, "val", seed + 1)):  # fmt: skip
+        for k in range(n + (split == "test")):
+            if k % KITTI_FRAMES_PER_DRIVE == 0:
+                drive += 1
+            name = f"{KITTI_DATE}_drive_{drive:04d}_sync"
+            frame = f"{KITTI_FIRST_FRAME + k % KITTI_FRAMES_PER_DRIVE:010d}.png"
+            scene = base_seed * 1_000_003 + drive
+            rgb, depth = render_street(scene, k % KITTI_FRAMES_PER_DRIVE, height, width)
+            rgb_rel = f"{KITTI_DATE}/{name}/image_02/data/{frame}"
+            with atomic_path(out / rgb_rel) as tmp:
+                tmp.write_bytes(encode_png(rgb))
+            if k == n:  # the extra test frame: colour only, as a 'None' line
+                lists[split].append(f"{rgb_rel} None {KITTI_INTRINSICS_FX}")
+                continue
+            gt_rel = f"{name}/proj_depth/groundtruth/image_02/{frame}"
+            sparse = lidar_ground_truth(depth, scene * 31 + k)
+            with atomic_path(out / KITTI_GT_DIR / gt_split / gt_rel) as tmp:
+                tmp.write_bytes(encode_png(depth_to_kitti16(sparse)))
+            lists[split].append(f"{rgb_rel} {gt_rel} {KITTI_INTRINSICS_FX}")
+    for split, lines in lists.items():
+        if lines:
+            write_text_atomic(out / KITTI_LIST.format(split=split), "\n".join(lines) + "\n")
+    return out
+
+
 def write_synthetic(
     out: str | os.PathLike[str],
     fmt: str,
@@ -175,6 +232,8 @@ def write_synthetic(
     if fmt == "nyu-test-zip":
         crop = EIGEN_CROP if (height, width) == (480, 640) else (0, height - 1, 0, width - 1)
         return write_nyu_test_zip(out / "nyu_test.zip", list(test), crop)
+    if fmt == "kitti":
+        return write_kitti(out, n_train, n_test, seed, height, width)
     if fmt == "labeled-mat":
         samples = list(train) + list(test)
         idx = np.arange(len(samples))

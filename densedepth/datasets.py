@@ -14,6 +14,13 @@ Every dataset is a sequence of ``(rgb uint8 HxWx3, depth float32 HxW metres)`` w
 - a folder of ``NAME_rgb.png`` + ``NAME_depth.png`` pairs (uint16 millimetres), optionally with
   ``train/`` and ``test/`` subfolders.
 - ``synthetic``: rendered indoor scenes (``densedepth.synthetic``), the embedded default.
+- KITTI (a folder holding ``data_depth_annotated/``): raw colour frames
+  ``2011_09_26/2011_09_26_drive_XXXX_sync/image_02/data/NNNNNNNNNN.png`` with the depth
+  benchmark's annotated ground truth ``data_depth_annotated/{train,val}/DRIVE/proj_depth/
+  groundtruth/image_02/NNNNNNNNNN.png`` (uint16, metres = value / 256, 0 = no lidar return).
+  The split is ``eigen_{train,test}_files_with_gt.txt`` in the folder when present (BTS /
+  AdaBins lists: ``rgb_path depth_path focal`` per line, ``None`` where a frame has no ground
+  truth: those lines are skipped and counted), else the benchmark's own train / val drives.
 
 Archives are read in place, never extracted. RGB images are converted when that loses nothing a
 depth model uses (palette -> RGB, RGBA -> RGB by dropping alpha) and refused when they are
@@ -47,7 +54,10 @@ LABELED_MAT = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT = "splits.mat"
 NYU8_MAX_DEPTH = 10.0  # nyu_data.zip train depth: value / 255 * 10 m
 SPLITS = ("train", "test")
-DATASET_LAYOUTS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs")  # synth writes them
+DATASET_LAYOUTS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs", "kitti")  # synth
+KITTI_GT_DIR = "data_depth_annotated"
+KITTI_LIST = "eigen_{split}_files_with_gt.txt"  # BTS / AdaBins split files
+KITTI_DEPTH_SCALE = 256.0  # uint16 value per metre
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +79,8 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
 
 
 def decode_depth_png(data: bytes, name: str, encoding: str = "mm16") -> np.ndarray:
-    """Depth PNG bytes -> float32 metres. ``mm16``: uint16 millimetres; ``nyu8``: value/255*10 m."""
+    """Depth PNG bytes -> float32 metres. ``mm16``: uint16 millimetres; ``nyu8``: value/255*10 m;
+    ``kitti16``: uint16 value / 256 m (0 = missing)."""
     img = _open_image(data, name)
     arr = np.asarray(img)
     if arr.ndim != 2:
@@ -82,6 +93,13 @@ def decode_depth_png(data: bytes, name: str, encoding: str = "mm16") -> np.ndarr
         if arr.dtype.kind not in "ui" or arr.min() < 0 or arr.max() > 65535:
             raise DataError(f"{name}: depth PNG holds {arr.dtype} values; expected uint16 mm")
         return arr.astype(np.float32) / 1000.0
+    if encoding == "kitti16":
+        if arr.dtype.kind not in "ui" or arr.dtype.itemsize < 2:
+            raise DataError(
+                f"{name}: depth PNG is {arr.dtype}; KITTI ground truth is 16-bit "
+                f"(metres = value / 256, 0 = no measurement)"
+            )
+        return arr.astype(np.float32) / np.float32(KITTI_DEPTH_SCALE)
     if encoding == "nyu8":
         if arr.dtype != np.uint8:
             raise DataError(
@@ -459,6 +477,65 @@ class PairsFolder(DepthDataset):
         return check_sample(rgb, depth, str(rgb_path))
 
 
+class KittiDataset(DepthDataset):
+    """KITTI raw colour frames with the depth benchmark's annotated ground truth (see the module
+    docstring); ``skipped`` counts split-file lines without ground truth."""
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "test") -> None:
+        self.path = Path(root)
+        listing = self.path / KITTI_LIST.format(split=_check_split(split))
+        self.skipped = 0
+        if listing.is_file():
+            self.entries = self._from_list(listing)
+            self.name = f"kitti {listing.name}"
+        else:
+            self.entries = self._from_folders("train" if split == "train" else "val")
+            self.name = f"kitti {KITTI_GT_DIR}/{'train' if split == 'train' else 'val'}"
+        if not self.entries:
+            raise DataError(f"{self.path}: no KITTI frames with ground truth for split {split!r}")
+
+    def _from_list(self, listing: Path) -> list[tuple[Path, Path]]:
+        entries = []
+        gt_roots = [self.path / KITTI_GT_DIR / sub for sub in ("", "train", "val")]
+        for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise DataError(f"{listing}:{lineno}: expected 'rgb_path depth_path [focal]'")
+            if fields[1] == "None":
+                self.skipped += 1
+                continue
+            for rel in fields[:2]:
+                check_member_name(rel, listing)
+            rgb = self.path / fields[0]
+            depth = next((r / fields[1] for r in gt_roots if (r / fields[1]).is_file()), None)
+            if not rgb.is_file() or depth is None:
+                what = fields[0] if not rgb.is_file() else f"{KITTI_GT_DIR}/.../{fields[1]}"
+                raise DataError(f"{listing}:{lineno}: {what} not found under {self.path}")
+            entries.append((rgb, depth))
+        return entries
+
+    def _from_folders(self, gt_split: str) -> list[tuple[Path, Path]]:
+        entries = []
+        for drive in sorted((self.path / KITTI_GT_DIR / gt_split).glob("*_sync")):
+            for depth in sorted((drive / "proj_depth" / "groundtruth" / "image_02").glob("*.png")):
+                rgb = self.path / drive.name[:10] / drive.name / "image_02" / "data" / depth.name
+                if not rgb.is_file():
+                    raise DataError(f"{depth}: its colour frame {rgb} is missing")
+                entries.append((rgb, depth))
+        return entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, index: int) -> Sample:
+        rgb_path, depth_path = self.entries[index]
+        rgb = decode_rgb(_read_file(rgb_path), str(rgb_path))
+        depth = decode_depth_png(_read_file(depth_path), str(depth_path), "kitti16")
+        return check_sample(rgb, depth, str(rgb_path))
+
+
 def _read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -505,11 +582,13 @@ def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: A
         for candidate in _folder_candidates(p, split):
             if candidate.exists():
                 return open_dataset(candidate, split)
+        if (p / KITTI_GT_DIR).is_dir():
+            return KittiDataset(p, split)
         if any(p.glob("*_rgb.png")) or (p / split).is_dir():
             return PairsFolder(p, split)
         raise DataError(
-            f"{p}: no dataset found; expected nyu_data.zip, nyu_test.zip, {LABELED_MAT} or "
-            f"*_rgb.png/*_depth.png pairs"
+            f"{p}: no dataset found; expected nyu_data.zip, nyu_test.zip, {LABELED_MAT}, "
+            f"*_rgb.png/*_depth.png pairs or KITTI ({KITTI_GT_DIR}/ beside the raw drives)"
         )
     if p.suffix == ".zip":
         names = _LazyZip(p).names()

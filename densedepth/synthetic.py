@@ -121,10 +121,16 @@ def intrinsics(height: int = 480, width: int = 640) -> tuple[float, float, float
     return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
 
 
+Intrinsics = tuple[float, float, float, float]  # fx, fy, cx, cy in pixels
+
+
 @lru_cache(maxsize=8)
-def _pixel_rays(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised image coordinates ``(u - cx) / fx`` (1, W) and ``(v - cy) / fy`` (H, 1)."""
-    fx, fy, cx, cy = intrinsics(height, width)
+def _pixel_rays(
+    height: int, width: int, intr: Intrinsics | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised image coordinates ``(u - cx) / fx`` (1, W) and ``(v - cy) / fy`` (H, 1)
+    (``intr``: the camera's, default the Kinect's scaled to the size)."""
+    fx, fy, cx, cy = intr or intrinsics(height, width)
     xn = ((np.arange(width, dtype=np.float64) - cx) / fx).astype(np.float32)[None, :]
     yn = ((np.arange(height, dtype=np.float64) - cy) / fy).astype(np.float32)[:, None]
     xn.setflags(write=False)
@@ -132,9 +138,11 @@ def _pixel_rays(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return xn, yn
 
 
-def _ray_dirs(camera: Camera, height: int, width: int) -> np.ndarray:
+def _ray_dirs(
+    camera: Camera, height: int, width: int, intr: Intrinsics | None = None
+) -> np.ndarray:
     """World ray directions (3, H, W) float32 with unit component along the optical axis."""
-    xn, yn = _pixel_rays(height, width)
+    xn, yn = _pixel_rays(height, width, intr)
     rot = camera.rotation().astype(np.float32)
     dirs = np.empty((3, height, width), np.float32)
     for k in range(3):
@@ -146,13 +154,17 @@ _CORNERS = np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij")).reshape(
 
 
 def _box_windows(
-    camera: Camera, boxes: Sequence[Box], height: int, width: int
+    camera: Camera,
+    boxes: Sequence[Box],
+    height: int,
+    width: int,
+    intr: Intrinsics | None = None,
 ) -> list[tuple[slice, slice] | None]:
     """Per box, a pixel rectangle that contains its projection (the full image if it straddles
     the camera plane, None if it is entirely behind the camera or off screen)."""
     if not boxes:
         return []
-    fx, fy, cx, cy = intrinsics(height, width)
+    fx, fy, cx, cy = intr or intrinsics(height, width)
     lo = np.array([b.lo for b in boxes], np.float64)[:, None, :]
     hi = np.array([b.hi for b in boxes], np.float64)[:, None, :]
     corners = lo + _CORNERS[None] * (hi - lo)  # (n, 8, 3)
@@ -179,11 +191,17 @@ def _box_windows(
 
 
 def cast_rays(
-    camera: Camera, room: Box, boxes: Sequence[Box], height: int = 480, width: int = 640
+    camera: Camera,
+    room: Box,
+    boxes: Sequence[Box],
+    height: int = 480,
+    width: int = 640,
+    intr: Intrinsics | None = None,
 ) -> Hits:
     """Nearest hit of every pixel's ray inside ``room`` (camera must be inside it) among the room's
-    walls and the outside of every box (slab method, vectorised over pixels)."""
-    dirs = _ray_dirs(camera, height, width)
+    walls and the outside of every box (slab method, vectorised over pixels); ``intr`` (fx, fy,
+    cx, cy) for another camera than the Kinect."""
+    dirs = _ray_dirs(camera, height, width, intr)
     safe = np.where(dirs == 0, np.float32(1e-12), dirs)
     inv = (1.0 / safe).astype(np.float32)
     o = [float(c) for c in camera.position]
@@ -205,7 +223,7 @@ def cast_rays(
     label = np.zeros((height, width), np.int16)
 
     for i, (box, win) in enumerate(
-        zip(boxes, _box_windows(camera, boxes, height, width), strict=True)
+        zip(boxes, _box_windows(camera, boxes, height, width, intr), strict=True)
     ):
         if win is None:
             continue

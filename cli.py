@@ -268,7 +268,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-Protocol = Enum("Protocol", {p: p for p in PROTOCOLS}, type=str)  # type: ignore[misc]
+Protocol = Enum("Protocol", {p: p for p in ("auto", *PROTOCOLS)}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -295,7 +295,10 @@ def train(
     amsgrad: Annotated[
         bool, typer.Option("--amsgrad", help="Adam's AMSGrad variant (the released code used it).")
     ] = False,
-    input_size: Annotated[str, typer.Option(help="Network input HEIGHTxWIDTH.")] = "480x640",
+    input_size: Annotated[
+        str | None,
+        typer.Option(help="Network input HEIGHTxWIDTH (default 480x640; KITTI data 384x1248)."),
+    ] = None,
     decoder_width: Annotated[float, typer.Option(min=0.01, help="Decoder width factor.")] = 1.0,
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, config, logs).")] = Path(
         "runs/train"
@@ -332,7 +335,7 @@ def train(
             batch_size=batch_size,
             lr=lr,
             amsgrad=amsgrad,
-            input_size=parse_size(input_size),
+            input_size=parse_size(input_size) if input_size else None,
             out=str(out),
             device=device.value,
             seed=seed,
@@ -383,14 +386,19 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
     data: Annotated[str, typer.Option(help="Test set path or 'synthetic'.")] = "synthetic",
     protocol: Annotated[
-        Protocol, typer.Option(help="eigen (NYU), densedepth (original), kitti-garg, kitti-eigen.")
-    ] = (Protocol.eigen),
+        Protocol,
+        typer.Option(
+            help="auto (the data's: eigen for NYU, kitti-garg for KITTI), eigen, densedepth "
+            "(the original code's), kitti-garg or kitti-eigen."
+        ),
+    ] = Protocol.auto,
     limit: Annotated[int, typer.Option(min=0, help="Evaluate the first N images (0 = all).")] = 0,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
 ) -> None:
-    """Evaluate a model on a test set with the Eigen protocol; print and save the metrics."""
+    """Evaluate a model on a test set (NYU's Eigen protocol, KITTI's on KITTI data); print and
+    save the metrics."""
     with user_errors():
         import json
 
@@ -407,7 +415,7 @@ def evaluate(
             runner, dataset, runner.input_shape[2:], protocol=protocol.value, limit=limit
         )
         row = {"model": str(model), "data": getattr(dataset, "name", data), **metrics}
-        console.print(metrics_table(f"{row['data']} ({protocol.value} protocol)", [row]))
+        console.print(metrics_table(f"{row['data']} ({metrics['protocol']} protocol)", [row]))
         if out is not None:
             write_text_atomic(out, json.dumps(row, indent=2, default=float) + "\n")
             console.print(f"saved {out}")
@@ -446,8 +454,9 @@ def compare(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
     images: Annotated[int, typer.Option(min=1, help="Rows of the qualitative figure.")] = 4,
     protocol: Annotated[
-        Protocol, typer.Option(help="eigen, densedepth, kitti-garg or kitti-eigen.")
-    ] = Protocol.eigen,
+        Protocol,
+        typer.Option(help="auto (the data's), eigen, densedepth, kitti-garg, kitti-eigen."),
+    ] = Protocol.auto,
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
     published: Annotated[bool, typer.Option(help="Add the paper's published row.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
@@ -471,7 +480,7 @@ def compare(
                 published,
                 threads=threads,
             )
-        console.print(metrics_table(f"{report['data']} ({protocol.value})", report["measured"]))
+        console.print(metrics_table(f"{report['data']} ({report['protocol']})", report["measured"]))
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
 
 
@@ -814,8 +823,9 @@ def bench(
     accuracy: Annotated[bool, typer.Option(help="Measure δ1 etc. on --data.")] = True,
     limit: Annotated[int, typer.Option(min=0, help="First N test images (0 = all).")] = 0,
     protocol: Annotated[
-        Protocol, typer.Option(help="eigen, densedepth, kitti-garg or kitti-eigen.")
-    ] = Protocol.eigen,
+        Protocol,
+        typer.Option(help="auto (the data's), eigen, densedepth, kitti-garg, kitti-eigen."),
+    ] = Protocol.auto,
     build: Annotated[
         list[str] | None,
         typer.Option(help="Build these formats from each checkpoint first: all, onnx-int8, ..."),

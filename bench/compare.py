@@ -11,7 +11,7 @@ import numpy as np
 
 from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError
-from densedepth.evaluation import evaluate_dataset
+from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.metrics import METRIC_KEYS
 from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_grid
@@ -54,7 +54,7 @@ def compare_models(
     data: str,
     out: str | os.PathLike[str],
     n_images: int = 4,
-    protocol: str = "eigen",
+    protocol: str = "auto",
     limit: int = 0,
     device: str = "auto",
     published: bool = True,
@@ -68,6 +68,7 @@ def compare_models(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(data, "test", **(data_kwargs or {}))
+    protocol = protocol_for(dataset, protocol)
     rows = []
     runners = []
     for path in map(Path, models):

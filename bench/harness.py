@@ -30,7 +30,7 @@ from typing import Any
 from bench.latency import measure_latency
 from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
-from densedepth.evaluation import evaluate_dataset
+from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.progress import progress
 from engines.base import load_runner
 from export.formats import DEPLOY_FORMATS, BackendUnavailable, format_for_suffix
@@ -66,7 +66,7 @@ class BenchOptions:
     device: str = "auto"
     data: str | None = "synthetic"  # None: latency only
     data_kwargs: dict[str, Any] = field(default_factory=dict)
-    protocol: str = "eigen"
+    protocol: str = "auto"  # the test data's (evaluate_dataset)
     limit: int = 0
     build: tuple[str, ...] = ()  # format keys built from each checkpoint first
     input_size: tuple[int, int] | None = None  # export size of built formats
@@ -442,6 +442,7 @@ def run_bench(
     dataset = None
     if opts.data is not None:
         dataset = open_dataset(opts.data, "test", **opts.data_kwargs)
+        opts = replace(opts, protocol=protocol_for(dataset, opts.protocol))
     candidates = candidates_from(models, opts, out, log)
     if not candidates:
         raise DenseDepthError(f"no model files found in {', '.join(map(str, models))}")

@@ -158,6 +158,7 @@ class DepthDataset(Sequence[Sample]):
 
     name = "dataset"
     crop: tuple[int, int, int, int] | None = None  # evaluation crop if the format carries one
+    depth_kind = "nyu"  # "kitti": street depth to 80 m (the model's range, the KITTI protocol)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -481,6 +482,8 @@ class KittiDataset(DepthDataset):
     """KITTI raw colour frames with the depth benchmark's annotated ground truth (see the module
     docstring); ``skipped`` counts split-file lines without ground truth."""
 
+    depth_kind = "kitti"
+
     def __init__(self, root: str | os.PathLike[str], split: str = "test") -> None:
         self.path = Path(root)
         listing = self.path / KITTI_LIST.format(split=_check_split(split))
@@ -528,6 +531,10 @@ class KittiDataset(DepthDataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def scene(self, index: int) -> str:
+        """The drive of frame ``index`` (validation holds out whole drives)."""
+        return self.entries[index][0].parents[2].name
 
     def load(self, index: int) -> Sample:
         rgb_path, depth_path = self.entries[index]

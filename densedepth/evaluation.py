@@ -21,6 +21,15 @@ from densedepth.progress import progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 NYU_SIZE = (480, 640)
+PROTOCOL_OF = {"nyu": "eigen", "kitti": "kitti-garg"}  # the default protocol per depth kind
+
+
+def protocol_for(dataset: Sequence[Sample], protocol: str = "auto") -> str:
+    """``protocol``, or for ``"auto"`` the one the data calls for: KITTI's Garg-crop protocol
+    on KITTI data (80 m street depth), NYU's Eigen protocol otherwise."""
+    if protocol != "auto":
+        return protocol
+    return PROTOCOL_OF[getattr(dataset, "depth_kind", "nyu")]
 
 
 def evaluation_arrays(
@@ -50,14 +59,16 @@ def evaluate_dataset(
     predict: Predictor,
     dataset: Sequence[Sample],
     input_size: tuple[int, int],
-    protocol: str = "eigen",
+    protocol: str = "auto",
     limit: int = 0,
     batch_size: int | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``predict`` on ``dataset`` (see the module docstring)."""
+    """Metrics of ``predict`` on ``dataset`` under ``protocol`` (``"auto"``: ``protocol_for``;
+    see the module docstring); the result names the protocol used."""
     rgb, depth, crop = evaluation_arrays(dataset, input_size, limit)
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
-    return eigen_evaluate(predict, rgb, depth, crop=crop, protocol=protocol, **kwargs)
+    chosen = protocol_for(dataset, protocol)
+    return eigen_evaluate(predict, rgb, depth, crop=crop, protocol=chosen, **kwargs)
 
 
-__all__ = ["EIGEN_CROP", "evaluate_dataset", "evaluation_arrays"]
+__all__ = ["EIGEN_CROP", "PROTOCOL_OF", "evaluate_dataset", "evaluation_arrays", "protocol_for"]

@@ -94,6 +94,7 @@ class Subset(DepthDataset):
         self.indices = list(indices)
         self.name = f"{getattr(base, 'name', 'dataset')}[{label}]"
         self.crop = getattr(base, "crop", None)
+        self.depth_kind = getattr(base, "depth_kind", "nyu")
 
     def __len__(self) -> int:
         return len(self.indices)

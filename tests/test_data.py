@@ -456,6 +456,14 @@ def test_kitti_layout_round_trips_with_split_files_and_folders(tmp_path: Path) -
     assert 0.01 < (depth > 0).mean() < 0.6  # 64 scan lines cover most of 48 rows
     full = lidar_ground_truth(render_street(7, 0)[1], 7)  # at KITTI's 375 x 1242
     assert 0.03 < (full > 0).mean() < 0.15  # sparse, as KITTI's annotated depth is
+    from densedepth.evaluation import evaluate_dataset
+
+    def street(x: np.ndarray) -> np.ndarray:  # 20 m everywhere, at half resolution
+        return np.full((len(x), 1, x.shape[2] // 2, x.shape[3] // 2), 20.0, np.float32)
+
+    assert evaluate_dataset(street, test, (32, 96))["protocol"] == "kitti-garg"  # auto: KITTI's
+    nyu = D.open_dataset("synthetic", "test", n=2, height=32, width=32)
+    assert evaluate_dataset(street, nyu, (32, 32))["protocol"] == "eigen"
     for name in ("eigen_train_files_with_gt.txt", "eigen_test_files_with_gt.txt"):
         (root / name).unlink()
     assert (len(D.open_dataset(root, "train")), len(D.open_dataset(root, "test"))) == (5, 3)

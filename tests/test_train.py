@@ -528,3 +528,22 @@ def test_the_global_batch_must_divide_over_the_ranks(tmp_path: Path, monkeypatch
     with pytest.raises(TrainingError, match="global batch, split over 2 ranks"):
         fit(tiny_config(tmp_path / "run", batch_size=3))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_training_on_kitti_adopts_its_depth_range_size_and_protocol(tmp_path: Path) -> None:
+    """On KITTI data (the synthetic street layout) fit learns 80 / depth over 1..80 m, records
+    that variant and the 384x1248 default input in config.json and the checkpoints, holds out
+    whole drives, and validates and tests with KITTI's protocol."""
+    from densedepth.dataset_writers import write_synthetic
+
+    root = write_synthetic(tmp_path / "kitti", "kitti", 8, 2, seed=1, height=48, width=160)
+    cfg = tiny_config(tmp_path / "run", data=str(root), input_size=None, max_steps=2,
+                   val_split=0.5, val_samples=2, batch_size=2)  # fmt: skip
+    summary = fit(cfg)
+    saved = load_checkpoint(tmp_path / "run" / "best.pt")["config"]
+    assert saved["variant"]["depth"] == {"min_depth": 1.0, "max_depth": 80.0, "numerator": 80.0}
+    assert saved["input_size"] == [384, 1248] and saved["extra"]["protocol"] == "kitti-garg"
+    assert summary["validation"]["grouped_by"] == "scene"  # drives
+    assert summary["best"]["protocol"] == summary["test"]["protocol"] == "kitti-garg"
+    assert summary["model"].variant.depth.max_depth == 80.0

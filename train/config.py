@@ -29,7 +29,10 @@ class TrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     amsgrad: bool = False  # the released Keras training used Adam(amsgrad=True)
-    input_size: tuple[int, int] = (480, 640)
+    input_size: tuple[int, int] | None = (
+        480,
+        640,
+    )  # None: the data's (NYU 480x640, KITTI 384x1248)
     out: str = "runs/train"
     device: str = "auto"
     amp: bool = True  # automatic mixed precision on CUDA (ignored on CPU)

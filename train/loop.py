@@ -36,14 +36,14 @@ from densedepth.datasets import open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
-from densedepth.evaluation import evaluation_arrays
+from densedepth.evaluation import PROTOCOL_OF, evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
 from densedepth.outputs import write_text_atomic
 from densedepth.progress import suppressed
 from densedepth.splits import Subset, check_val_split, split_by_scene
-from densedepth.variant import ModelVariant
+from densedepth.variant import ModelVariant, preset
 from train.config import TrainConfig
 from train.dataset import TorchDepthDataset
 from train.sync_bn import sync_batchnorm
@@ -222,8 +222,10 @@ def validate(
     crop: tuple[int, int, int, int] | None,
     device: torch.device,
     batch_size: int = 8,
+    protocol: str = "eigen",
 ) -> dict[str, float]:
-    """The Eigen-protocol metrics of ``model`` on arrays made by ``evaluation_arrays``."""
+    """The metrics of ``model`` under ``protocol`` (NYU's Eigen, or KITTI's) on arrays made by
+    ``evaluation_arrays``."""
     was_training = model.training
     model.eval()
 
@@ -232,7 +234,9 @@ def validate(
         return model.predict_depth(x).float().cpu().numpy()
 
     try:
-        return eigen_evaluate(predict, rgb, depth, crop=crop, batch_size=batch_size)
+        return eigen_evaluate(
+            predict, rgb, depth, crop=crop, batch_size=batch_size, protocol=protocol
+        )
     finally:
         model.train(was_training)
 
@@ -244,7 +248,7 @@ def validate(
 
 def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
     """The synthetic generator's arguments for ``split`` (open_dataset ignores them for files)."""
-    h, w = cfg.synthetic_size or cfg.input_size
+    h, w = cfg.synthetic_size or cfg.input_size or INPUT_SIZES["nyu"]
     n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
     return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w}
 
@@ -291,6 +295,21 @@ def test_set_for(cfg: TrainConfig, train_name: str, validation: dict[str, Any]) 
     if validation.get("source") == cfg.data and validation.get("split") == "test":
         return test, "the test split also chose best.pt (--val-split-name test)"
     return test, ""
+
+
+INPUT_SIZES = {"nyu": (480, 640), "kitti": (384, 1248)}  # KITTI's 375x1242, to multiples of 32
+
+
+def adopt_data_conventions(cfg: TrainConfig, depth_kind: str) -> str:
+    """The data's conventions where the config leaves them open: on KITTI the model learns
+    80 / depth over 1..80 m (the variant recorded in every checkpoint) at 384x1248; returns
+    the protocol that validates and tests it (NYU's Eigen, or KITTI's Garg crop)."""
+    if depth_kind == "kitti" and not cfg.variant:
+        cfg.variant = preset("default", "kitti").to_dict()
+    if cfg.input_size is None:
+        cfg.input_size = INPUT_SIZES[depth_kind]
+    cfg.extra["protocol"] = PROTOCOL_OF[depth_kind]
+    return PROTOCOL_OF[depth_kind]
 
 
 def build_model(cfg: TrainConfig) -> DenseDepth:
@@ -424,6 +443,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     train_data, val_set, cfg.validation = training_and_validation(cfg, warn)
     train_name = getattr(getattr(train_data, "base", train_data), "name", "")
     test_set, test_note = test_set_for(cfg, train_name, cfg.validation)
+    protocol = adopt_data_conventions(cfg, getattr(train_data, "depth_kind", "nyu"))
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
@@ -490,7 +510,9 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
             else:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             with suppressed():  # the training bar is on screen
-                metrics = _validate_main(model, val_rgb, val_depth, val_crop, device, info)
+                metrics = _validate_main(
+                    model, val_rgb, val_depth, val_crop, device, info, protocol
+                )
             metrics.update(epoch=state.epoch, step=state.step)
             if info.is_main:
                 log.epoch(metrics)
@@ -500,7 +522,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
                     ckpts.save_best(checkpoint(metrics))
             stopped = stopped or bool(cfg.max_steps and state.step >= cfg.max_steps)
     log.close()
-    test_metrics = _test_best(cfg, ckpts.best, test_set, test_note, device, console, info)
+    test_metrics = _test_best(cfg, ckpts.best, test_set, test_note, device, console, info, protocol)
     summary = {
         "steps": state.step,
         "epochs": state.epoch,
@@ -555,15 +577,17 @@ def _test_best(
     device: torch.device,
     console: Console,
     info: DistInfo,
+    protocol: str,
 ) -> dict[str, Any]:
-    """One test score of best.pt (rank 0), or why there is none."""
+    """One test score of best.pt (rank 0) under ``protocol``, or why there is none."""
     if test_set is None:
         return {"skipped": test_note}
     if not (info.is_main and best_path.exists()):
         return {}
     best_model = model_from_checkpoint(load_checkpoint(best_path)).to(device)
     rgb, depth, crop = evaluation_arrays(test_set, cfg.input_size, cfg.test_samples)
-    metrics = {**validate(best_model, rgb, depth, crop, device), "data": test_set.name}
+    metrics = {**validate(best_model, rgb, depth, crop, device, protocol=protocol),
+               "data": test_set.name}  # fmt: skip
     if test_note:
         metrics["note"] = test_note
     console.print(
@@ -582,10 +606,11 @@ def _validate_main(
     crop: tuple[int, int, int, int] | None,
     device: torch.device,
     info: DistInfo,
+    protocol: str,
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if info.is_main:
-        metrics = validate(_unwrap(model), rgb, depth, crop, device)
+        metrics = validate(_unwrap(model), rgb, depth, crop, device, protocol=protocol)
     if info.world > 1:
         dist.barrier()
     return metrics

@@ -14,23 +14,36 @@ from densedepth.errors import DenseDepthError
 from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.metrics import METRIC_KEYS
 from densedepth.outputs import write_text_atomic
-from densedepth.viz import save_grid
+from densedepth.viz import save_grid, widen_points
 from engines import load_runner
 from engines.predict import predict_image
 
 # Published figures on the NYU Depth v2 Eigen test split (not measured by this toolkit).
-PUBLISHED = [
-    {
-        "model": "DenseDepth-169, paper (published)",
-        "source": "Alhashim & Wonka 2018, Table 1, NYU Depth v2",
-        "delta1": 0.846,
-        "delta2": 0.974,
-        "delta3": 0.994,
-        "rel": 0.123,
-        "rms": 0.465,
-        "log10": 0.053,
-    },
-]
+PUBLISHED = {  # by the test data's depth kind; a missing figure is left blank
+    "nyu": [
+        {
+            "model": "DenseDepth-169, paper (published)",
+            "source": "Alhashim & Wonka 2018, Table 1, NYU Depth v2",
+            "delta1": 0.846,
+            "delta2": 0.974,
+            "delta3": 0.994,
+            "rel": 0.123,
+            "rms": 0.465,
+            "log10": 0.053,
+        },
+    ],
+    "kitti": [
+        {
+            "model": "DenseDepth-169, paper (published)",
+            "source": "Alhashim & Wonka 2018, KITTI Eigen split (80 m cap)",
+            "delta1": 0.886,
+            "rel": 0.093,
+            "rms": 4.170,
+            "log10": 0.040,
+        },
+    ],
+}
+PUBLISHED_ON = {"nyu": "NYU Depth v2 Eigen split", "kitti": "KITTI Eigen split"}
 
 
 def model_label(runner: Any, path: Path) -> str:
@@ -69,6 +82,7 @@ def compare_models(
     out.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(data, "test", **(data_kwargs or {}))
     protocol = protocol_for(dataset, protocol)
+    kind = getattr(dataset, "depth_kind", "nyu")
     rows = []
     runners = []
     for path in map(Path, models):
@@ -80,14 +94,16 @@ def compare_models(
         runners.append((label, runner))
     idx = figure_indices(len(dataset) if limit <= 0 else min(limit, len(dataset)), n_images)
     samples = [dataset[i] for i in idx]
-    columns = {"ground truth": [d for _, d in samples]}
+    kitti = kind == "kitti"  # sparse lidar points, widened to show; one 1..80 m scale
+    columns = {"ground truth": [widen_points(d) if kitti else d for _, d in samples]}
     for label, runner in runners:
         columns[label] = [predict_image(runner, rgb) for rgb, _ in samples]
     figure = save_grid(
         out / "compare.png",
         [rgb for rgb, _ in samples],
         columns,
-        range_per="row",
+        range_per="figure" if kitti else "row",
+        vrange=(1.0, 80.0) if kitti else None,
         title=f"{getattr(dataset, 'name', data)}: test images {idx}",
     )
     report = {
@@ -96,7 +112,8 @@ def compare_models(
         "figure": str(figure),
         "figure_indices": idx,
         "measured": rows,
-        "published": PUBLISHED if published else [],
+        "published": PUBLISHED[kind] if published else [],
+        "published_on": PUBLISHED_ON[kind],
     }
     write_text_atomic(out / "report.json", json.dumps(report, indent=2, default=float) + "\n")
     write_text_atomic(out / "report.md", markdown_report(report))
@@ -120,14 +137,14 @@ def markdown_report(report: dict[str, Any]) -> str:
     if report["published"]:
         lines += [
             "",
-            "Published figures (NYU Depth v2 Eigen split; not measured here, not comparable "
+            f"Published figures ({report['published_on']}; not measured here, not comparable "
             "with synthetic-data rows):",
             "",
             "| model | δ1 | δ2 | δ3 | rel | rms | log10 | source |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in report["published"]:
-            vals = " | ".join(f"{r[k]:.3f}" for k in METRIC_KEYS)
+            vals = " | ".join(f"{r[k]:.3f}" if k in r else "" for k in METRIC_KEYS)
             lines.append(f"| {r['model']} | {vals} | {r['source']} |")
     lines += [
         "",

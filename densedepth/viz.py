@@ -41,6 +41,15 @@ def depth_range(maps: Sequence[np.ndarray], percentile: float = 1.0) -> tuple[fl
     return float(lo), float(max(hi, lo + 1e-3))
 
 
+def widen_points(depth: np.ndarray, size: int = 5) -> np.ndarray:
+    """Sparse depth (0 = none, like KITTI's lidar ground truth) with each point grown to a
+    ``size`` x ``size`` square, so it shows in a figure (for display only, never for scoring)."""
+    import cv2
+
+    kernel = np.ones((size, size), np.uint8)
+    return cv2.dilate(np.asarray(depth, np.float32), kernel)
+
+
 def save_grid(
     path: str | os.PathLike[str],
     rgbs: Sequence[np.ndarray],

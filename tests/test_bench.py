@@ -281,3 +281,22 @@ def test_rows_are_ordered_by_backbone_then_format_table() -> None:
         ("-", "tensorrt-int8"),
         ("-", ""),
     ]
+
+
+def test_compare_on_kitti_uses_its_protocol_published_row_and_80_m_scale(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    from bench.compare import compare_models
+    from densedepth.dataset_writers import write_synthetic
+    from densedepth.viz import widen_points
+
+    root = write_synthetic(tmp_path / "k", "kitti", 0, 3, height=48, width=160)
+    report = compare_models([trained_tiny["onnx"]], str(root), tmp_path / "cmp", n_images=2)
+    assert report["protocol"] == "kitti-garg" and report["published_on"] == "KITTI Eigen split"
+    assert report["published"][0]["delta1"] == 0.886 and "delta2" not in report["published"][0]
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert "| 0.886 |  |  | 0.093 | 4.170 | 0.040 |" in md and "protocol: kitti-garg" in md
+    sparse = np.zeros((9, 9), np.float32)
+    sparse[4, 4] = 30.0
+    grown = widen_points(sparse)
+    assert (grown == 30.0).sum() == 25 and grown.sum() == 30.0 * 25  # a 5x5 square, nothing else

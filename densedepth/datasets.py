@@ -478,28 +478,65 @@ class PairsFolder(DepthDataset):
         return check_sample(rgb, depth, str(rgb_path))
 
 
+class _KittiFiles:
+    """The KITTI tree under a folder, extracted or not: files on disk, and the members of the
+    official zips beside them (``*_sync.zip`` raw drives, ``data_depth_annotated.zip``), read in
+    place. Paths are relative to the folder, with zip members where they would be extracted."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.members: dict[str, tuple[_LazyZip, str]] = {}
+        for path in sorted(root.glob("*.zip")):
+            archive = _LazyZip(path)
+            prefix = f"{KITTI_GT_DIR}/" if path.stem == KITTI_GT_DIR else ""
+            for name in archive.names():
+                if name.endswith(".png") and ("/image_02/" in name):
+                    self.members[prefix + check_member_name(name, path)] = (archive, name)
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.members or (self.root / rel).is_file()
+
+    def read(self, rel: str) -> bytes:
+        if (self.root / rel).is_file():
+            return _read_file(self.root / rel)
+        archive, name = self.members[rel]
+        return archive.read(name)
+
+    def ground_truth(self, gt_split: str) -> list[str]:
+        """Every annotated depth PNG of ``gt_split`` (train | val), sorted."""
+        base = f"{KITTI_GT_DIR}/{gt_split}/"
+        on_disk = {
+            p.relative_to(self.root).as_posix()
+            for p in (self.root / base).glob("*_sync/proj_depth/groundtruth/image_02/*.png")
+        }
+        in_zips = {rel for rel in self.members if rel.startswith(base)}
+        return sorted(on_disk | in_zips)
+
+
 class KittiDataset(DepthDataset):
     """KITTI raw colour frames with the depth benchmark's annotated ground truth (see the module
-    docstring); ``skipped`` counts split-file lines without ground truth."""
+    docstring), from folders or the official zips; ``skipped`` counts split-file lines without
+    ground truth."""
 
     depth_kind = "kitti"
 
     def __init__(self, root: str | os.PathLike[str], split: str = "test") -> None:
         self.path = Path(root)
+        self.files = _KittiFiles(self.path)
         listing = self.path / KITTI_LIST.format(split=_check_split(split))
         self.skipped = 0
         if listing.is_file():
             self.entries = self._from_list(listing)
             self.name = f"kitti {listing.name}"
         else:
-            self.entries = self._from_folders("train" if split == "train" else "val")
-            self.name = f"kitti {KITTI_GT_DIR}/{'train' if split == 'train' else 'val'}"
+            gt_split = "train" if split == "train" else "val"
+            self.entries = self._from_ground_truth(gt_split)
+            self.name = f"kitti {KITTI_GT_DIR}/{gt_split}"
         if not self.entries:
             raise DataError(f"{self.path}: no KITTI frames with ground truth for split {split!r}")
 
-    def _from_list(self, listing: Path) -> list[tuple[Path, Path]]:
+    def _from_list(self, listing: Path) -> list[tuple[str, str]]:
         entries = []
-        gt_roots = [self.path / KITTI_GT_DIR / sub for sub in ("", "train", "val")]
         for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
             fields = line.split()
             if not fields:
@@ -509,24 +546,23 @@ class KittiDataset(DepthDataset):
             if fields[1] == "None":
                 self.skipped += 1
                 continue
-            for rel in fields[:2]:
-                check_member_name(rel, listing)
-            rgb = self.path / fields[0]
-            depth = next((r / fields[1] for r in gt_roots if (r / fields[1]).is_file()), None)
-            if not rgb.is_file() or depth is None:
-                what = fields[0] if not rgb.is_file() else f"{KITTI_GT_DIR}/.../{fields[1]}"
+            rgb, depth_rel = (check_member_name(f, listing) for f in fields[:2])
+            candidates = [f"{KITTI_GT_DIR}/{sub}{depth_rel}" for sub in ("", "train/", "val/")]
+            depth = next((c for c in candidates if self.files.exists(c)), None)
+            if not self.files.exists(rgb) or depth is None:
+                what = rgb if not self.files.exists(rgb) else f"{KITTI_GT_DIR}/.../{depth_rel}"
                 raise DataError(f"{listing}:{lineno}: {what} not found under {self.path}")
             entries.append((rgb, depth))
         return entries
 
-    def _from_folders(self, gt_split: str) -> list[tuple[Path, Path]]:
+    def _from_ground_truth(self, gt_split: str) -> list[tuple[str, str]]:
         entries = []
-        for drive in sorted((self.path / KITTI_GT_DIR / gt_split).glob("*_sync")):
-            for depth in sorted((drive / "proj_depth" / "groundtruth" / "image_02").glob("*.png")):
-                rgb = self.path / drive.name[:10] / drive.name / "image_02" / "data" / depth.name
-                if not rgb.is_file():
-                    raise DataError(f"{depth}: its colour frame {rgb} is missing")
-                entries.append((rgb, depth))
+        for depth in self.files.ground_truth(gt_split):
+            drive, name = depth.split("/")[2], depth.rsplit("/", 1)[1]
+            rgb = f"{drive[:10]}/{drive}/image_02/data/{name}"
+            if not self.files.exists(rgb):
+                raise DataError(f"{self.path / depth}: its colour frame {rgb} is missing")
+            entries.append((rgb, depth))
         return entries
 
     def __len__(self) -> int:
@@ -534,13 +570,14 @@ class KittiDataset(DepthDataset):
 
     def scene(self, index: int) -> str:
         """The drive of frame ``index`` (validation holds out whole drives)."""
-        return self.entries[index][0].parents[2].name
+        return self.entries[index][0].split("/")[1]
 
     def load(self, index: int) -> Sample:
-        rgb_path, depth_path = self.entries[index]
-        rgb = decode_rgb(_read_file(rgb_path), str(rgb_path))
-        depth = decode_depth_png(_read_file(depth_path), str(depth_path), "kitti16")
-        return check_sample(rgb, depth, str(rgb_path))
+        rgb_rel, depth_rel = self.entries[index]
+        where = str(self.path / rgb_rel)
+        rgb = decode_rgb(self.files.read(rgb_rel), where)
+        depth = decode_depth_png(self.files.read(depth_rel), str(self.path / depth_rel), "kitti16")
+        return check_sample(rgb, depth, where)
 
 
 def _read_file(path: Path) -> bytes:
@@ -589,7 +626,7 @@ def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: A
         for candidate in _folder_candidates(p, split):
             if candidate.exists():
                 return open_dataset(candidate, split)
-        if (p / KITTI_GT_DIR).is_dir():
+        if (p / KITTI_GT_DIR).is_dir() or (p / f"{KITTI_GT_DIR}.zip").is_file():
             return KittiDataset(p, split)
         if any(p.glob("*_rgb.png")) or (p / split).is_dir():
             return PairsFolder(p, split)

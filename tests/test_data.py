@@ -484,3 +484,32 @@ def test_kitti_bad_inputs_are_one_line(tmp_path: Path) -> None:
     gt.write_bytes(DW.encode_png(np.zeros((32, 96), np.uint8)))
     with pytest.raises(DataError, match="KITTI ground truth is 16-bit"):
         D.open_dataset(root, "test")[0]
+
+
+def test_kitti_read_in_place_from_the_official_zips(tmp_path: Path) -> None:
+    """The same frames from per-drive raw zips (``2011_09_26/DRIVE/image_02/data/...``) and
+    data_depth_annotated.zip (``train/...``, ``val/...``), nothing extracted."""
+    import shutil
+
+    root = DW.write_synthetic(tmp_path / "k", "kitti", 5, 2, seed=4, height=32, width=96)
+    before = [s for s in D.open_dataset(root, "test")] + [s for s in D.open_dataset(root, "train")]
+    date = root / "2011_09_26"
+    for drive in sorted(date.iterdir()):
+        with zipfile.ZipFile(root / f"{drive.name}.zip", "w") as zf:
+            for f in sorted(drive.rglob("*.png")):
+                zf.write(f, f.relative_to(root).as_posix())
+    gt = root / "data_depth_annotated"
+    with zipfile.ZipFile(root / "data_depth_annotated.zip", "w") as zf:
+        for f in sorted(gt.rglob("*.png")):
+            zf.write(f, f.relative_to(gt).as_posix())
+    shutil.rmtree(date)
+    shutil.rmtree(gt)
+    after = [s for s in D.open_dataset(root, "test")] + [s for s in D.open_dataset(root, "train")]
+    assert len(after) == len(before) == 7
+    for (r0, d0), (r1, d1) in zip(before, after, strict=True):
+        np.testing.assert_array_equal(r0, r1)
+        np.testing.assert_array_equal(d0, d1)
+    for name in ("eigen_train_files_with_gt.txt", "eigen_test_files_with_gt.txt"):
+        (root / name).unlink()
+    assert len(D.open_dataset(root, "train")) == 5  # the zips' train/ drives
+    assert not any(p.suffix == ".png" for p in root.rglob("*"))  # nothing was extracted

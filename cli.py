@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from densedepth.dataset_writers import write_synthetic
-from densedepth.datasets import DATASET_LAYOUTS, open_dataset
+from densedepth.datasets import DATASET_LAYOUTS, KITTI_SPLITS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS, PROTOCOLS
 from densedepth.variant import BACKBONE_NAMES
@@ -268,6 +268,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+KittiSplit = Enum("KittiSplit", {s: s for s in KITTI_SPLITS}, type=str)  # type: ignore[misc]
 Protocol = Enum("Protocol", {p: p for p in ("auto", *PROTOCOLS)}, type=str)  # type: ignore[misc]
 
 
@@ -275,6 +276,10 @@ Protocol = Enum("Protocol", {p: p for p in ("auto", *PROTOCOLS)}, type=str)  # t
 def train(
     backbone: Annotated[Backbone, typer.Option(help="Encoder.")] = "densenet169",
     data: Annotated[str, typer.Option(help="Dataset path or 'synthetic'.")] = "synthetic",
+    split: Annotated[
+        KittiSplit,
+        typer.Option(help="KITTI data: eigen (split files), benchmark (drives) or auto."),
+    ] = KittiSplit.auto,
     val_data: Annotated[
         str | None,
         typer.Option(help="Validate on this source instead of a split of --data."),
@@ -326,6 +331,7 @@ def train(
             backbone=str(backbone.value),
             decoder_width=decoder_width,
             data=data,
+            kitti_split=split.value,
             val_data=val_data,
             val_split=val_split,
             val_split_name=val_split_name,

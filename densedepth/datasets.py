@@ -58,6 +58,7 @@ DATASET_LAYOUTS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs", "kitt
 KITTI_GT_DIR = "data_depth_annotated"
 KITTI_LIST = "eigen_{split}_files_with_gt.txt"  # BTS / AdaBins split files
 KITTI_DEPTH_SCALE = 256.0  # uint16 value per metre
+KITTI_SPLITS = ("auto", "eigen", "benchmark")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,12 +521,25 @@ class KittiDataset(DepthDataset):
 
     depth_kind = "kitti"
 
-    def __init__(self, root: str | os.PathLike[str], split: str = "test") -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], split: str = "test", kitti_split: str = "auto"
+    ) -> None:
+        """``kitti_split``: ``eigen`` (the split files, required), ``benchmark`` (the train /
+        val drives of data_depth_annotated) or ``auto`` (the split files when present)."""
+        if kitti_split not in KITTI_SPLITS:
+            raise DataError(
+                f"unknown KITTI split {kitti_split!r}; choose {', '.join(KITTI_SPLITS)}"
+            )
         self.path = Path(root)
         self.files = _KittiFiles(self.path)
         listing = self.path / KITTI_LIST.format(split=_check_split(split))
         self.skipped = 0
-        if listing.is_file():
+        if kitti_split == "eigen" and not listing.is_file():
+            raise DataError(
+                f"{self.path}: --split eigen needs {listing.name} there (BTS's Eigen split "
+                f"lists); or use --split benchmark for the train / val drives"
+            )
+        if listing.is_file() and kitti_split != "benchmark":
             self.entries = self._from_list(listing)
             self.name = f"kitti {listing.name}"
         else:
@@ -613,9 +627,11 @@ SYNTHETIC_DEFAULTS = {"train": {"n": 1000, "seed": 0}, "test": {"n": 100, "seed"
 def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: Any) -> DepthDataset:
     """Open any supported dataset by path (or ``"synthetic"``); see the module docstring.
 
-    ``kwargs`` go to the synthetic generator (``n``, ``seed``, ``height``, ``width``).
+    ``kwargs`` go to the synthetic generator (``n``, ``seed``, ``height``, ``width``), and
+    ``kitti_split`` (auto | eigen | benchmark) to the KITTI reader.
     """
     split = _check_split(split)
+    kitti_split = kwargs.pop("kitti_split", "auto")
     if str(path) == "synthetic":
         args = {**SYNTHETIC_DEFAULTS[split], **kwargs}
         return SyntheticDataset(**args)
@@ -627,7 +643,7 @@ def open_dataset(path: str | os.PathLike[str], split: str = "train", **kwargs: A
             if candidate.exists():
                 return open_dataset(candidate, split)
         if (p / KITTI_GT_DIR).is_dir() or (p / f"{KITTI_GT_DIR}.zip").is_file():
-            return KittiDataset(p, split)
+            return KittiDataset(p, split, kitti_split)
         if any(p.glob("*_rgb.png")) or (p / split).is_dir():
             return PairsFolder(p, split)
         raise DataError(

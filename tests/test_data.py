@@ -464,9 +464,15 @@ def test_kitti_layout_round_trips_with_split_files_and_folders(tmp_path: Path) -
     assert evaluate_dataset(street, test, (32, 96))["protocol"] == "kitti-garg"  # auto: KITTI's
     nyu = D.open_dataset("synthetic", "test", n=2, height=32, width=32)
     assert evaluate_dataset(street, nyu, (32, 32))["protocol"] == "eigen"
+    drives = D.open_dataset(root, "test", kitti_split="benchmark")
+    assert drives.name == "kitti data_depth_annotated/val" and test.name.endswith(
+        "test_files_with_gt.txt"
+    )
     for name in ("eigen_train_files_with_gt.txt", "eigen_test_files_with_gt.txt"):
         (root / name).unlink()
     assert (len(D.open_dataset(root, "train")), len(D.open_dataset(root, "test"))) == (5, 3)
+    with pytest.raises(DataError, match=r"--split eigen needs eigen_test_files_with_gt\.txt"):
+        D.open_dataset(root, "test", kitti_split="eigen")
 
 
 def test_kitti_bad_inputs_are_one_line(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ class TrainConfig:
     decoder_width: float = 1.0
     variant: dict[str, Any] = field(default_factory=dict)  # densedepth.variant ({}: default)
     data: str = "synthetic"
+    kitti_split: str = "auto"  # on KITTI data: eigen (split files) | benchmark (drives) | auto
     val_data: str | None = None  # another validation source (default: a split of ``data``)
     val_split: float = 0.02  # share of the training scenes held out for validation
     val_split_name: str = "train"  # the split of ``val_data`` validated on ("test": warned)

@@ -250,7 +250,8 @@ def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
     """The synthetic generator's arguments for ``split`` (open_dataset ignores them for files)."""
     h, w = cfg.synthetic_size or cfg.input_size or INPUT_SIZES["nyu"]
     n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
-    return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w}
+    return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w,
+            "kitti_split": cfg.kitti_split}  # fmt: skip
 
 
 def training_and_validation(cfg: TrainConfig, warn: Any = None) -> tuple[Any, Any, dict[str, Any]]:

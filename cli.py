@@ -843,6 +843,9 @@ def bench(
         str | None, typer.Option(help="Calibration data for INT8 builds (default: training data).")
     ] = None,
     calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 500,
+    max_drop: Annotated[
+        float, typer.Option(min=0.0, help="Recommend the fastest row losing at most this δ1.")
+    ] = 0.01,
     camera: Annotated[
         bool, typer.Option("--camera", help="Live mode: run MODEL on --source frames.")
     ] = False,
@@ -869,7 +872,7 @@ def bench(
     with user_errors():
         from rich.markup import escape
 
-        from bench.harness import BenchOptions, run_bench
+        from bench.harness import BenchOptions, recommendation_line, run_bench
 
         if camera:
             live = {"frames": frames, "duration": duration, "record": record, "display": display,
@@ -890,6 +893,7 @@ def bench(
             input_size=parse_size(input_size) if input_size else None,
             calib=calib,
             calib_images=calib_images,
+            max_drop=max_drop,
         )
         if not models:
             raise DenseDepthError("bench needs at least one MODEL (file or folder)")
@@ -897,6 +901,8 @@ def bench(
         with output_folder(out, overwrite, "bench", models) as folder:
             result = run_bench(models, folder, opts, log=lambda line: console.print(escape(line)))
         console.print(bench_table(result["rows"]))
+        for pick in result["recommended"]:
+            console.print(escape(recommendation_line(pick)), soft_wrap=True)
         console.print(f"saved {', '.join(result['files'])}")
         failed = sum(r["status"] != "ok" for r in result["rows"])
         if failed == len(result["rows"]):

@@ -73,6 +73,7 @@ class BenchOptions:
     calib: str | None = None  # calibration data for INT8 builds (default: the training data)
     calib_images: int = 500  # the usual INT8 calibration set (the demo uses 300, for time)
     calib_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_drop: float = 0.01  # the recommendation's largest delta1 loss against FP32
     method: str = "minmax"
 
 
@@ -357,6 +358,7 @@ def environment(threads: int) -> dict[str, Any]:
     cuda = torch is not None and torch.cuda.is_available()
     env: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_capabilities": cpu_capabilities(),
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads or "default",
@@ -377,6 +379,81 @@ def environment(threads: int) -> dict[str, Any]:
             continue
     env["versions"] = versions
     return env
+
+
+# CPU flags (Linux /proc/cpuinfo) -> the names a user knows, in order of appearance
+CPU_FEATURES = (
+    ("avx2", "AVX2"),
+    ("avx512f", "AVX-512"),
+    ("avx512_vnni", "VNNI"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("avx512_bf16", "BF16"),
+    ("amx_tile", "AMX"),
+    ("asimd", "NEON"),
+    ("asimddp", "DOTPROD"),
+    ("i8mm", "I8MM"),
+    ("bf16", "BF16"),
+)
+
+
+def cpu_capabilities(cpuinfo: str | None = None) -> list[str]:
+    """The vector and matrix extensions the CPU reports (x86 ``flags``, Arm ``Features``):
+    what decides whether INT8 (VNNI, DOTPROD, I8MM), BF16 and AMX are fast here."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    names: list[str] = []
+    for flag, name in CPU_FEATURES:
+        if flag in flags and name not in names:
+            names.append(name)
+    return names
+
+
+def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[str, Any]]:
+    """Per backbone, width and input size: the fastest row (p50) whose δ1 is within
+    ``max_drop`` of its FP32 model's, with its speed-up against the PyTorch eager FP32 row (or,
+    without one, against the slowest FP32 row measured)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("status") == "ok" and "p50_ms" in r and "delta1_drop" in r:
+            key = (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
+            groups.setdefault(key, []).append(r)
+    picks = []
+    for (backbone, _, size), members in groups.items():
+        fit = [r for r in members if r["delta1_drop"] <= max_drop]
+        if not fit:
+            continue
+        best = min(fit, key=lambda r: r["p50_ms"])
+        base = next((r for r in members if r.get("engine") == "torch"
+                     and r.get("precision") == "fp32"), None)  # fmt: skip
+        if base is None:
+            base = max((r for r in members if r.get("precision") == "fp32"),
+                       key=lambda r: r["p50_ms"], default=best)  # fmt: skip
+        picks.append({
+            "backbone": backbone, "input_size": list(size), "format": best.get("format"),
+            "label": f"{best.get('engine')} {best.get('precision')}", "path": best.get("path"),
+            "p50_ms": best["p50_ms"], "delta1_drop": best["delta1_drop"],
+            "speedup": base["p50_ms"] / best["p50_ms"],
+            "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
+        })  # fmt: skip
+    return picks
+
+
+def recommendation_line(pick: dict[str, Any]) -> str:
+    """e.g. ``densenet121 480x640: openvino int8, 80.1 ms, 11.0x torch fp32, Δδ1 +0.0004``."""
+    size = "x".join(map(str, pick["input_size"]))
+    return (
+        f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
+        f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
+        f"{pick['against']}, Δδ1 {pick['delta1_drop']:+.4f}"
+    )
 
 
 def cpu_model() -> str:
@@ -458,6 +535,7 @@ def run_bench(
         "options": asdict(opts),
         "data": getattr(dataset, "name", opts.data) if dataset is not None else None,
         "rows": rows,
+        "recommended": recommend(rows, opts.max_drop),
         "seconds": time.perf_counter() - t0,
     }
     result["files"] = [str(p) for p in write_bench_report(result, out)]

@@ -111,7 +111,8 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         heading,
         "",
         f"- CPU: {env['cpu']}, {env['cores']} cores ({env.get('usable_cores')} usable); "
-        f"threads: {env['threads']}",
+        f"threads: {env['threads']}; capabilities: "
+        f"{' '.join(env.get('cpu_capabilities') or []) or 'unknown'}",
         f"- GPU: {gpu}; driver: {env.get('driver') or 'n/a'}; CUDA: {env.get('cuda') or 'n/a'}"
         + (f"; Jetson: {env['jetson']}" if env.get("jetson") else ""),
         f"- ONNX Runtime providers: {', '.join(env.get('ort_providers', []))}",
@@ -155,6 +156,12 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         for r, t in sweep:
             cells = f"{row_label(r)} | {batch_text(t)} | {t['p50_ms']:.2f} | {t['fps']:.1f}"
             lines.append(f"| {cells} |")
+    picks = result.get("recommended") or []
+    if picks:
+        from bench.harness import recommendation_line
+
+        lines += ["", "Recommended here (the fastest row within the Δδ1 limit):", ""]
+        lines += [f"- {recommendation_line(pick)}" for pick in picks]
     lines += [
         "",
         "speed-up: p50 of the PyTorch eager FP32 row of the same backbone and size divided by "

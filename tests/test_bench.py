@@ -149,6 +149,8 @@ def test_bench_report_files_agree_with_the_result(bench_run: dict) -> None:
         assert row_label(row) in md
     assert "not available: tensorrt" in md and "![δ1 vs latency](pareto.png)" in md
     assert "| 2 (2 x 1) |" in md  # the static-batch ONNX rows' batch 2, said as it ran
+    assert "capabilities: " in md and "- recommended for densenet121 64x64" in md
+    assert result["recommended"][0]["delta1_drop"] <= 0.01  # the default limit
     png = cv2.imread(str(out / "pareto.png"))
     assert png is not None and png.shape[0] > 300 and png.shape[1] > 500
     assert png.std() > 10  # a drawn figure, not a blank canvas
@@ -300,3 +302,44 @@ def test_compare_on_kitti_uses_its_protocol_published_row_and_80_m_scale(
     sparse[4, 4] = 30.0
     grown = widen_points(sparse)
     assert (grown == 30.0).sum() == 25 and grown.sum() == 30.0 * 25  # a 5x5 square, nothing else
+
+
+def test_cpu_capabilities_from_x86_and_arm_flags() -> None:
+    from bench.harness import cpu_capabilities
+
+    xeon = "processor : 0\nflags : fpu avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8\n"
+    assert cpu_capabilities(xeon) == ["AVX2", "AVX-512", "VNNI", "BF16", "AMX"]
+    epyc = "flags\t\t: fpu sse4_2 avx2 fma\n"
+    assert cpu_capabilities(epyc) == ["AVX2"]
+    orin = "Features\t: fp asimd evtstrm aes asimddp sha512 i8mm bf16\n"
+    assert cpu_capabilities(orin) == ["NEON", "DOTPROD", "I8MM", "BF16"]
+    assert cpu_capabilities("") == []
+
+
+def test_recommendation_is_the_fastest_row_within_the_drop() -> None:
+    """Per backbone: int8 is fastest but loses 0.03 δ1, so bf16 is recommended at 0.01; with a
+    0.05 limit int8 is; speed-ups are against the eager FP32 row of the same model."""
+    from bench.harness import recommend, recommendation_line
+
+    def row(engine: str, precision: str, p50: float, drop: float, backbone: str) -> dict:
+        return {"status": "ok", "engine": engine, "precision": precision, "p50_ms": p50,
+                "delta1_drop": drop, "backbone": backbone, "decoder_width": 1.0,
+                "input_size": [480, 640], "format": f"{engine}-{precision}"}  # fmt: skip
+
+    rows = [
+        row("torch", "fp32", 881.0, 0.0, "densenet169"),
+        row("openvino", "bf16", 122.0, 0.004, "densenet169"),
+        row("openvino", "int8", 80.0, 0.03, "densenet169"),
+        row("onnxruntime", "fp32", 368.0, 0.0, "densenet121"),
+        {"status": "failed", "engine": "tensorrt", "backbone": "densenet121"},
+    ]
+    picks = {p["backbone"]: p for p in recommend(rows, 0.01)}
+    assert picks["densenet169"]["label"] == "openvino bf16"
+    assert picks["densenet169"]["speedup"] == pytest.approx(881.0 / 122.0)
+    assert picks["densenet121"]["label"] == "onnxruntime fp32"  # no eager row: against itself
+    assert picks["densenet121"]["speedup"] == 1.0
+    loose = {p["backbone"]: p for p in recommend(rows, 0.05)}
+    assert loose["densenet169"]["label"] == "openvino int8"
+    line = recommendation_line(loose["densenet169"])
+    assert line == ("recommended for densenet169 480x640 (Δδ1 <= 0.05): openvino int8, p50 "
+                    "80.00 ms, 11.01x torch fp32, Δδ1 +0.0300")  # fmt: skip

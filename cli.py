@@ -872,7 +872,8 @@ def bench(
     with user_errors():
         from rich.markup import escape
 
-        from bench.harness import BenchOptions, recommendation_line, run_bench
+        from bench.harness import BenchOptions, run_bench
+        from bench.report import recommendation_line
 
         if camera:
             live = {"frames": frames, "duration": duration, "record": record, "display": display,

@@ -446,16 +446,6 @@ def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[s
     return picks
 
 
-def recommendation_line(pick: dict[str, Any]) -> str:
-    """e.g. ``densenet121 480x640: openvino int8, 80.1 ms, 11.0x torch fp32, Δδ1 +0.0004``."""
-    size = "x".join(map(str, pick["input_size"]))
-    return (
-        f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
-        f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
-        f"{pick['against']}, Δδ1 {pick['delta1_drop']:+.4f}"
-    )
-
-
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
     try:

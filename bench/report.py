@@ -61,6 +61,16 @@ def batch_text(row: dict[str, Any]) -> str:
     return f"{row['batch']} ({calls} x {row['engine_batch']})" if calls > 1 else str(row["batch"])
 
 
+def recommendation_line(pick: dict[str, Any]) -> str:
+    """e.g. ``densenet121 480x640: openvino int8, 80.1 ms, 11.0x torch fp32, Δδ1 +0.0004``."""
+    size = "x".join(map(str, pick["input_size"]))
+    return (
+        f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
+        f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
+        f"{pick['against']}, Δδ1 {pick['delta1_drop']:+.4f}"
+    )
+
+
 def size_text(row: dict[str, Any]) -> str:
     """``480x640`` (empty when unknown)."""
     return "x".join(map(str, row.get("input_size", []))) if row.get("input_size") else ""
@@ -158,8 +168,6 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
             lines.append(f"| {cells} |")
     picks = result.get("recommended") or []
     if picks:
-        from bench.harness import recommendation_line
-
         lines += ["", "Recommended here (the fastest row within the Δδ1 limit):", ""]
         lines += [f"- {recommendation_line(pick)}" for pick in picks]
     lines += [

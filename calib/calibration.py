@@ -1,9 +1,11 @@
 """Calibration sets for INT8: chosen across scenes, preprocessed exactly as inference is.
 
 One ``CalibrationSet`` (images at the network's input size, float32 NCHW in [0, 1], and a hash
-of those bytes) feeds every quantizer: ONNX Runtime through ``OrtCalibrationReader`` and, for
-TensorRT < 10.1, ``export.tensorrt``'s entropy calibrator. Caches are keyed by (ONNX hash,
-calibration set hash, input shape, method), so a cache made for something else is never reused.
+of those bytes) feeds every quantizer: ONNX Runtime's ranges (``calib.ranges`` runs its
+augmented model on the images; ``OrtCalibrationReader`` hands them to ONNX Runtime's own
+calibrators) and, for TensorRT < 10.1, ``export.tensorrt``'s entropy calibrator. Caches are
+keyed by (ONNX hash, calibration set hash, input shape, method), so a cache made for something
+else is never reused.
 """
 
 from __future__ import annotations

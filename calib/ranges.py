@@ -34,6 +34,7 @@ from calib.calibration import CalibrationSet
 from densedepth.errors import DenseDepthError
 from densedepth.outputs import atomic_path, scratch_beside
 from densedepth.progress import progress
+from export.onnx_files import fixed_batch
 
 HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator
 QUANTIZED_LEVELS = 128  # int8 magnitudes 0..127
@@ -175,12 +176,6 @@ def _quantizable_op_types() -> list[str]:
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
-def _fixed_batch(session: Any) -> int | None:
-    """The model's fixed batch size, or None when it takes any."""
-    dim = session.get_inputs()[0].shape[0]
-    return dim if isinstance(dim, int) and dim > 0 else None
-
-
 def augment(model_path: Path, folder: Path, histogram: bool) -> tuple[Path, dict[str, list[str]]]:
     """ONNX Runtime's augmented model in ``folder`` and, per tensor to calibrate, the outputs
     that carry it: the tensor itself (``histogram``) or its ReduceMin and ReduceMax."""
@@ -216,7 +211,7 @@ def collect_statistics(
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(augmented), opts, providers=calibration_providers())
-    fixed = _fixed_batch(session)
+    fixed = fixed_batch(session)
     if fixed is not None and len(calib) % fixed:
         raise CalibrationError(
             f"the model takes batches of {fixed} but there are {len(calib)} calibration images; "

@@ -393,7 +393,8 @@ def eigen_evaluate(
                     top, bottom, left, right = kitti_crop(protocol, *gt.shape)
                     image = _kitti_sums(pred[top:bottom, left:right], gt[top:bottom, left:right])
                     if image[0]:
-                        per_image.append(np.array(list(_finish(image).values())))
+                        scores = _finish(image)
+                        per_image.append(np.array([scores[k] for k in METRIC_KEYS]))
                     continue
                 if crop is not None:
                     top, bottom, left, right = _check_crop(crop, *gt.shape)

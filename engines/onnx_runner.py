@@ -10,7 +10,7 @@ import numpy as np
 
 from densedepth.errors import DenseDepthError, error_line
 from engines.base import check_batch, depth_range_of
-from export.onnx_files import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
+from export.onnx_files import INPUT_NAME, OUTPUT_NAME, fixed_batch, ort_session, read_metadata
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -77,14 +77,12 @@ class OnnxRunner:
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
         self.name = f"onnxruntime:{self.path.name}"
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
-        batch_dim = self.session.get_inputs()[0].shape[0]
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-        self.max_batch = self.fixed_batch  # images per engine call (None: any batch)
+        self.max_batch = fixed_batch(self.session)  # images per engine call (None: any batch)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
         x = check_batch(self.name, batch, self.input_shape)
-        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+        if self.max_batch is not None and x.shape[0] != self.max_batch:
             parts = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
             return np.concatenate(parts)
         return self._run(x)

@@ -80,6 +80,12 @@ def ort_session(
     return ort.InferenceSession(str(path), opts, providers=list(providers))
 
 
+def fixed_batch(session: Any) -> int | None:
+    """The batch size an ONNX Runtime session's model is fixed to, or None when it takes any."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
 def ort_predictor(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
     """``batch -> metres`` through a CPU ONNX Runtime session of ``path``."""
     session = ort_session(path)

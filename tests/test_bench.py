@@ -319,7 +319,8 @@ def test_cpu_capabilities_from_x86_and_arm_flags() -> None:
 def test_recommendation_is_the_fastest_row_within_the_drop() -> None:
     """Per backbone: int8 is fastest but loses 0.03 δ1, so bf16 is recommended at 0.01; with a
     0.05 limit int8 is; speed-ups are against the eager FP32 row of the same model."""
-    from bench.harness import recommend, recommendation_line
+    from bench.harness import recommend
+    from bench.report import recommendation_line
 
     def row(engine: str, precision: str, p50: float, drop: float, backbone: str) -> dict:
         return {"status": "ok", "engine": engine, "precision": precision, "p50_ms": p50,

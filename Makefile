@@ -12,7 +12,9 @@ KERAS_VENV ?= .venv-keras
 KERAS_STAMP := $(KERAS_VENV)/.installed-stamp
 KERAS_REQS := 'tensorflow-cpu>=2.16' 'tf_keras>=2.16'
 
-.PHONY: install demo test lint clean keras-reference
+FIGURES ?= runs/figures
+
+.PHONY: install demo figures test lint clean keras-reference
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,14 @@ keras-reference:
 
 demo: $(STAMP)
 	$(PY) cli.py demo --out $(OUT) --overwrite
+
+# The README's CPU figures: every format of the demo's checkpoints at two input sizes, against
+# this machine's GEMM peaks, spliced between the README's figures markers (run `make demo` first).
+figures: $(STAMP)
+	$(PY) cli.py bench $(OUT)/densenet169/best.pt $(OUT)/densenet121/best.pt --build all \
+	  --input-size 240x320 --input-size 480x640 --peak --threads 2 --calib synthetic \
+	  --calib-images 64 --limit 8 --iters 10 --min-time 3 --out $(FIGURES) --overwrite
+	$(PY) -m bench.readme $(FIGURES)/bench.json README.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

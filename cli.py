@@ -23,8 +23,9 @@ from densedepth.dataset_writers import write_synthetic
 from densedepth.datasets import DATASET_LAYOUTS, KITTI_SPLITS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS, PROTOCOLS
+from densedepth.precision import PRECISIONS
 from densedepth.variant import BACKBONE_NAMES
-from export.formats import BUILD_TARGETS
+from export.formats import BUILD_TARGETS, Format
 
 app = typer.Typer(
     add_completion=False,
@@ -150,11 +151,10 @@ def output_folder(
 def set_torch_threads(threads: int) -> None:
     """PyTorch's CPU threads (0: leave its default; nothing without torch); ONNX Runtime and
     OpenVINO get theirs from ``load_runner``."""
-    if threads > 0:
-        try:
-            import torch
-        except ImportError:
-            return
+    from densedepth.optional import optional_torch
+
+    torch = optional_torch() if threads > 0 else None
+    if torch is not None:
         torch.set_num_threads(threads)
 
 
@@ -270,6 +270,7 @@ class Device(str, Enum):
 
 KittiSplit = Enum("KittiSplit", {s: s for s in KITTI_SPLITS}, type=str)  # type: ignore[misc]
 Protocol = Enum("Protocol", {p: p for p in ("auto", *PROTOCOLS)}, type=str)  # type: ignore[misc]
+TrainPrecision = Enum("TrainPrecision", {p: p for p in PRECISIONS}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -310,6 +311,14 @@ def train(
     ),
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.pt.")] = False,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    precision: Annotated[
+        TrainPrecision,
+        typer.Option(
+            help="Forward-pass arithmetic. auto: fp16 autocast + loss scaling on CUDA, bf16 "
+            "autocast + channels_last on CPUs with AVX512-BF16 or AMX, else fp32 (the loss "
+            "stays fp32)."
+        ),
+    ] = TrainPrecision.auto,
     seed: Annotated[int, typer.Option(help="Seed of init, data order and augmentation.")] = 0,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Steps between last.pt.")] = 200,
@@ -344,6 +353,7 @@ def train(
             input_size=parse_size(input_size) if input_size else None,
             out=str(out),
             device=device.value,
+            precision=precision.value,
             seed=seed,
             workers=workers,
             checkpoint_every=checkpoint_every,
@@ -528,7 +538,7 @@ class Exporter(str, Enum):
     dynamo = "dynamo"
 
 
-Target = Enum("Target", {t: t for t in BUILD_TARGETS}, type=str)  # type: ignore[misc]
+Target = Enum("Target", {t: t for t in ("auto", *BUILD_TARGETS)}, type=str)  # type: ignore[misc]
 
 
 class CalibMethod(str, Enum):
@@ -609,9 +619,13 @@ def engine_precision(target: Target, int8: bool, fp16: bool, bf16: bool) -> tupl
 @app.command("build-engine")
 def build_engine(
     source: Annotated[Path, typer.Argument(help="The fp32 ONNX from `export` (or a .pt).")],
-    target: Annotated[Target, typer.Option(help="onnx (CPU), tensorrt (GPU) or openvino.")] = (
-        Target.onnx
-    ),
+    target: Annotated[
+        Target,
+        typer.Option(
+            help="onnx (CPU), tensorrt (GPU), openvino, or auto: the format `bench` recommends "
+            "for this machine (measured now, or --from-bench)."
+        ),
+    ] = Target.onnx,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (calibrated Q/DQ).")] = False,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="FP16 (with --int8 on TensorRT: FP16 float layers).")
@@ -648,6 +662,16 @@ def build_engine(
     legacy_calibrator: Annotated[
         bool, typer.Option(help="TensorRT < 10.1: IInt8EntropyCalibrator2 instead of Q/DQ.")
     ] = False,
+    from_bench: Annotated[
+        Path | None, typer.Option(help="--target auto: take the pick of this bench.json.")
+    ] = None,
+    data: Annotated[
+        str, typer.Option(help="--target auto: test set scoring each format's δ1.")
+    ] = "synthetic",
+    limit: Annotated[int, typer.Option(min=1, help="--target auto: test images.")] = 32,
+    max_drop: Annotated[
+        float, typer.Option(min=0.0, help="--target auto: the largest δ1 loss against FP32.")
+    ] = 0.01,
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
     with user_errors():
@@ -656,13 +680,23 @@ def build_engine(
         from export.onnx_export import export_onnx
         from export.onnx_files import read_metadata
 
-        precision, int8_float = engine_precision(target, int8, fp16, bf16)
-        fmt = get_format(target.value, precision)
+        if target is Target.auto:
+            if int8 or fp16 or bf16 or onnx_only:
+                raise DenseDepthError(
+                    "--target auto chooses the format and precision; drop --int8, --fp16, "
+                    "--bf16 and --onnx-only (or name a --target)"
+                )
+            if from_bench is not None:
+                require_files([from_bench], "bench file")
+            fmt, int8_float = get_format("onnx", "fp32"), BuildOptions().int8_float
+        else:
+            precision, int8_float = engine_precision(target, int8, fp16, bf16)
+            fmt = get_format(target.value, precision)
         if onnx_only and target is not Target.tensorrt:
             raise DenseDepthError(
                 "--onnx-only is for --target tensorrt (the ONNX its build parses)"
             )
-        if not onnx_only:
+        if not onnx_only and target is not Target.auto:
             require(fmt)
         opts = BuildOptions(
             method=method.value,
@@ -685,6 +719,15 @@ def build_engine(
         if meta.get("precision") != "fp32":
             raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
         opts.stem = source.stem.removesuffix("_fp32")
+        if target is Target.auto:
+            auto = {"data": data, "limit": limit, "max_drop": max_drop, "calib": calib,
+                    "calib_images": calib_images, "method": method.value}  # fmt: skip
+            fmt, built = auto_format(source, meta, out, from_bench, auto)
+            if built is not None:  # measured: the bench built it already
+                console.print(f"the pick for this machine, {fmt.key}:")
+                typer.echo(built)
+                return
+            require(fmt)
         if fmt.precision == "int8":
             warn = partial(typer.echo, err=True)
             opts.calib = calibration_for(source, calib, calib_images, console.print, warn)
@@ -704,6 +747,38 @@ def build_engine(
                 f"{flags[precision]} --calib ..."
             )
             typer.echo(record["path"])
+
+
+def auto_format(
+    source: Path, meta: dict, out: Path, from_bench: Path | None, auto: dict
+) -> tuple[Format, str | None]:
+    """``--target auto``: the format a bench recommends for ``source`` on this machine, and
+    its artifact when measured now (every candidate built into ``out/auto-bench``), or None
+    when the pick is read from ``from_bench`` (to be built)."""
+    from rich.markup import escape
+
+    from bench.choose import measure_and_pick, pick_from_bench
+    from bench.harness import BenchOptions
+    from bench.report import recommendation_line
+    from export.formats import format_by_key
+
+    built = None
+    if from_bench is not None:
+        pick = pick_from_bench(from_bench, meta)
+        console.print(escape(f"from {from_bench}: {recommendation_line(pick)}"), soft_wrap=True)
+    else:
+        opts = BenchOptions(iters=10, min_time=1.0, warmup=2, data=auto["data"],
+                            limit=auto["limit"], calib=auto["calib"],
+                            calib_images=auto["calib_images"], max_drop=auto["max_drop"],
+                            method=auto["method"])  # fmt: skip
+        log = lambda line: console.print(escape(line), soft_wrap=True)  # noqa: E731
+        with output_folder(out / "auto-bench", True, "build-engine --target auto", [source]) as d:
+            pick = measure_and_pick(source, meta, d, opts, log)
+        built = pick["path"] if pick["format"] != "onnx-fp32" else str(source)
+    fmt = format_by_key(pick["format"])
+    if fmt is None or fmt.builder is None:
+        raise DenseDepthError(f"the pick {pick['format']!r} is not a format build-engine builds")
+    return fmt, built
 
 
 class CheckFor(str, Enum):
@@ -837,7 +912,11 @@ def bench(
         typer.Option(help="Build these formats from each checkpoint first: all, onnx-int8, ..."),
     ] = None,
     input_size: Annotated[
-        str | None, typer.Option(help="HEIGHTxWIDTH of built formats (default: training size).")
+        list[str] | None,
+        typer.Option(
+            help="HEIGHTxWIDTH that built formats and checkpoints run at (default: the training "
+            "size); repeat for a resolution sweep from the same checkpoint."
+        ),
     ] = None,
     calib: Annotated[
         str | None, typer.Option(help="Calibration data for INT8 builds (default: training data).")
@@ -846,6 +925,14 @@ def bench(
     max_drop: Annotated[
         float, typer.Option(min=0.0, help="Recommend the fastest row losing at most this δ1.")
     ] = 0.01,
+    peak: Annotated[
+        bool,
+        typer.Option(
+            "--peak",
+            help="First measure this machine's fp32, bf16 and int8 GEMM peaks and give each "
+            "CPU row's GOP/s as a share of its precision's (without MODEL: the peaks only).",
+        ),
+    ] = False,
     camera: Annotated[
         bool, typer.Option("--camera", help="Live mode: run MODEL on --source frames.")
     ] = False,
@@ -891,11 +978,18 @@ def bench(
             protocol=protocol.value,
             limit=limit,
             build=parse_formats(build),
-            input_size=parse_size(input_size) if input_size else None,
+            input_sizes=tuple(dict.fromkeys(parse_size(s) for s in input_size or ())),
             calib=calib,
             calib_images=calib_images,
             max_drop=max_drop,
+            peak=peak,
         )
+        if not models and peak:
+            from bench.peak import measure_peaks, peaks_line
+
+            set_torch_threads(threads)
+            console.print(peaks_line(measure_peaks(threads=threads)))
+            return
         if not models:
             raise DenseDepthError("bench needs at least one MODEL (file or folder)")
         require_files(models)
@@ -960,7 +1054,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/demo"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
     input_size: Annotated[str, typer.Option(help="Network input HEIGHTxWIDTH.")] = "64x96",
-    steps: Annotated[int, typer.Option(min=1, help="Training steps per backbone.")] = 150,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Training steps per backbone (default: 150 in fp32; as many more as bf16 "
+            "trains in that time where the CPU has AMX or AVX512-BF16).",
+        ),
+    ] = None,
     train_scenes: Annotated[int, typer.Option(min=1, help="Synthetic training scenes.")] = 600,
     test_scenes: Annotated[int, typer.Option(min=1, help="Held-out test scenes.")] = 48,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,

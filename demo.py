@@ -29,10 +29,12 @@ from bench.harness import BenchOptions, run_bench
 from bench.report import markdown_bench
 from densedepth.dataset_writers import write_synthetic
 from densedepth.datasets import DATASET_LAYOUTS, open_dataset
+from densedepth.device import resolve_device
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import imagenet_weights_path
 from densedepth.outputs import write_text_atomic
+from densedepth.precision import resolve_precision
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
 from export.formats import DEPLOY_FORMATS
@@ -46,7 +48,8 @@ class DemoConfig:
 
     out: Path = Path("runs/demo")
     input_size: tuple[int, int] = (64, 96)
-    steps: int = 150
+    steps: int | None = None  # None: FP32_STEPS, scaled by the chosen precision's speed-up
+    precision: str = "auto"  # training precision (densedepth.precision)
     batch_size: int = 8
     lr: float = 1e-4
     train_scenes: int = 600
@@ -58,6 +61,21 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     backbones: tuple[str, ...] = ("densenet169", "densenet121")  # the two the paper compares
+    formats: tuple[str, ...] = tuple(f.key for f in DEPLOY_FORMATS)  # the rows benched
+
+
+FP32_STEPS = 150  # about ten minutes for both backbones in fp32 on two CPU cores
+# Training speed-up of the demo's steps against fp32, measured side by side (see the README:
+# bf16 autocast + channels_last on a 2-core Xeon with AMX; fp16 on a GPU not measured here).
+STEP_SPEEDUP = {"fp32": 1.0, "bf16": 1.4, "fp16": 1.0}
+
+
+def demo_steps(cfg: DemoConfig, precision: str) -> int:
+    """The steps of each backbone: ``cfg.steps`` when given, else the fp32 budget spent at the
+    resolved ``precision``'s speed (bf16 where the CPU has it trains more steps in that time)."""
+    if cfg.steps is not None:
+        return cfg.steps
+    return round(FP32_STEPS * STEP_SPEEDUP.get(precision, 1.0))
 
 
 def default_weights(backbone: str) -> str:
@@ -91,6 +109,9 @@ def run_demo(cfg: DemoConfig, console: Console, table: Callable[[Any], None]) ->
         out / "samples.png", [s[0] for s in samples], {"ground truth": [s[1] for s in samples]}
     )
 
+    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    steps = demo_steps(cfg, precision.name)
+    console.print(f"training precision {precision.name} ({precision.why}): {steps} steps each")
     results: dict[str, Any] = {}
     for backbone in cfg.backbones:
         console.rule(f"2. {backbone}: before, training, after")
@@ -99,7 +120,8 @@ def run_demo(cfg: DemoConfig, console: Console, table: Callable[[Any], None]) ->
             weights=default_weights(backbone),
             data="synthetic",
             epochs=10**6,
-            max_steps=cfg.steps,
+            max_steps=steps,
+            precision=cfg.precision,
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             input_size=cfg.input_size,
@@ -125,6 +147,7 @@ def run_demo(cfg: DemoConfig, console: Console, table: Callable[[Any], None]) ->
             "before": before,
             "after": after,
             "img_per_s": summary["img_per_s"],
+            "precision": summary["precision"],
             "train_seconds": train_s,
             "steps": summary["steps"],
             "checkpoint": str(best),
@@ -147,8 +170,9 @@ def run_demo(cfg: DemoConfig, console: Console, table: Callable[[Any], None]) ->
     console.rule("4. export, INT8 calibration, every engine of the format table benched")
     log = lambda line: console.print(escape(line))  # noqa: E731 - file names may hold [brackets]
     bench = run_bench(models, out / "bench", bench_options(cfg, test_kwargs), log=log)
+    ran = {"out": str(cfg.out), "steps": steps, "precision": precision.name}
     demo = {
-        "config": {**cfg.__dict__, "out": str(cfg.out)},
+        "config": {**cfg.__dict__, **ran},
         "wall_seconds": time.perf_counter() - t0,
         "models": results,
         "report": str(out / "compare" / "report.md"),
@@ -170,7 +194,7 @@ def bench_options(cfg: DemoConfig, test_kwargs: dict[str, Any]) -> BenchOptions:
         device=cfg.device,
         data="synthetic",
         data_kwargs=test_kwargs,
-        build=tuple(f.key for f in DEPLOY_FORMATS),
+        build=cfg.formats,
         calib="synthetic",
         calib_images=cfg.calib_images,
         calib_kwargs={"seed": cfg.seed, "height": h, "width": w},
@@ -184,7 +208,8 @@ def demo_markdown(demo: dict[str, Any], bench: dict[str, Any]) -> str:
         "# DenseDepth demo on synthetic NYU-format scenes",
         "",
         f"Input {cfg['input_size'][0]}x{cfg['input_size'][1]}, {cfg['steps']} steps of batch "
-        f"{cfg['batch_size']} (Adam {cfg['lr']}), {cfg['train_scenes']} training scenes, "
+        f"{cfg['batch_size']} (Adam {cfg['lr']}, {cfg['precision']}), {cfg['train_scenes']} "
+        f"training scenes, "
         f"{cfg['test_scenes']} held-out test scenes; wall time {demo['wall_seconds']:.0f} s.",
         "",
         "Three disjoint sets: the networks train on the training scenes minus 2% held out for "

@@ -24,16 +24,19 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.latency import measure_latency
+from densedepth.cpu import cpu_capabilities, cpu_model
 from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset, protocol_for
+from densedepth.optional import optional_torch
 from densedepth.progress import progress
 from engines.base import load_runner
-from export.formats import DEPLOY_FORMATS, BackendUnavailable, format_for_suffix
+from export.formats import DEPLOY_FORMATS, BackendUnavailable, format_by_key, format_for_suffix
 
 Log = Callable[[str], None]
 
@@ -69,11 +72,12 @@ class BenchOptions:
     protocol: str = "auto"  # the test data's (evaluate_dataset)
     limit: int = 0
     build: tuple[str, ...] = ()  # format keys built from each checkpoint first
-    input_size: tuple[int, int] | None = None  # export size of built formats
+    input_sizes: tuple[tuple[int, int], ...] = ()  # sizes built formats and .pt files run at
     calib: str | None = None  # calibration data for INT8 builds (default: the training data)
     calib_images: int = 500  # the usual INT8 calibration set (the demo uses 300, for time)
     calib_kwargs: dict[str, Any] = field(default_factory=dict)
     max_drop: float = 0.01  # the recommendation's largest delta1 loss against FP32
+    peak: bool = False  # measure this machine's GEMM peaks first (bench.peak) and compare rows
     method: str = "minmax"
 
 
@@ -85,7 +89,7 @@ class Candidate:
     path: Path | None = None
     runner: Any = None
     fmt: str = ""
-    input_size: tuple[int, int] | None = None  # torch checkpoints run at this size
+    input_size: tuple[int, int] | None = None  # the size it was built at / a .pt runs at
     status: str = "ok"
     reason: str = ""
     group: int = 0  # which argument (or checkpoint) it came from
@@ -122,7 +126,8 @@ def discover_artifacts(path: Path) -> list[Path]:
 
 def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: Log) -> list:
     """Expand folders into files, runners into themselves, and build ``opts.build`` formats
-    from each checkpoint into ``out/artifacts``."""
+    from each checkpoint (at each of ``opts.input_sizes``) and each float ONNX from ``export``
+    (at its size) into ``out/artifacts``."""
     result: list[Candidate] = []
     seen: set[Path] = set()
     for model in models:
@@ -135,32 +140,60 @@ def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: L
             if key in seen:
                 continue
             seen.add(key)
-            if opts.build and path.suffix in (".pt", ".pth"):
+            checkpoint = path.suffix in (".pt", ".pth")
+            if opts.build and is_float_onnx(path):  # formats built from it, at its size
                 built = build_candidates(path, opts, out / "artifacts", log)
                 result += [replace(c, group=len(result)) for c in built]
-            else:
-                result.append(Candidate(str(path), path, input_size=opts.input_size, group=group))
+                continue
+            if not checkpoint:  # a file of fixed size runs at its own
+                result.append(Candidate(str(path), path, group=group))
+                continue
+            for size in opts.input_sizes or (None,):
+                if opts.build:
+                    built = build_candidates(path, opts, out / "artifacts", log, size)
+                    result += [replace(c, group=len(result)) for c in built]
+                else:
+                    result.append(Candidate(str(path), path, input_size=size, group=group))
     return result
 
 
 def table_order(candidates: Sequence[Candidate], rows: list[dict[str, Any]]) -> list[dict]:
-    """Rows by backbone (in order of first appearance), then in format-table order; a row that
-    never learned its backbone goes with the rows of the argument or checkpoint it came from."""
-    group_backbone: dict[int, str] = {}
-    for c, r in zip(candidates, rows, strict=True):
-        if r.get("backbone"):
-            group_backbone.setdefault(c.group, r["backbone"])
-    backbone = [
-        r.get("backbone") or group_backbone.get(c.group, "")
-        for c, r in zip(candidates, rows, strict=True)
-    ]
+    """Rows by backbone, then input size (both in order of first appearance), then in
+    format-table order; a row that never learned its backbone or size goes with the rows of
+    the argument or checkpoint it came from."""
+    pairs = list(zip(candidates, rows, strict=True))
+    backbone = _by_group(pairs, lambda c, r: r.get("backbone") or "")
+    size = _by_group(pairs, lambda c, r: tuple(r.get("input_size") or c.input_size or ()))
     backbone_rank = {b: i for i, b in reversed(list(enumerate(backbone)))}  # first appearance
+    size_rank = {s: i for i, s in reversed(list(enumerate(size)))}
     formats = {f.key: i for i, f in enumerate(DEPLOY_FORMATS)}
 
-    def key(i: int) -> tuple[int, int, int]:
-        return backbone_rank[backbone[i]], formats.get(rows[i].get("format", ""), len(formats)), i
+    def key(i: int) -> tuple[int, int, int, int]:
+        fmt = formats.get(rows[i].get("format", ""), len(formats))
+        return backbone_rank[backbone[i]], size_rank[size[i]], fmt, i
 
     return [rows[i] for i in sorted(range(len(rows)), key=key)]
+
+
+def _by_group(pairs: list[tuple[Candidate, dict]], value: Callable[[Candidate, dict], Any]) -> list:
+    """``value`` of each row, or where it has none the first one of its group's rows."""
+    first: dict[int, Any] = {}
+    for c, r in pairs:
+        if value(c, r):
+            first.setdefault(c.group, value(c, r))
+    return [value(c, r) or first.get(c.group, value(c, r)) for c, r in pairs]
+
+
+def is_float_onnx(path: Path) -> bool:
+    """Whether ``path`` is the float ONNX ``export`` writes (what formats are built from)."""
+    if path.suffix != ".onnx" or not path.is_file():
+        return False
+    from export.onnx_files import read_metadata
+
+    try:
+        return read_metadata(path).get("precision") == "fp32"
+    except DenseDepthError:
+        return False
 
 
 def once(make: Callable[[], Any]) -> Callable[[], Any]:
@@ -180,34 +213,44 @@ def once(make: Callable[[], Any]) -> Callable[[], Any]:
     return call
 
 
-def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log) -> list:
-    """The rows of ``opts.build`` for one checkpoint: export, then every format built from the
-    float ONNX; a format that cannot be built here becomes a row saying why."""
+def build_candidates(
+    checkpoint: Path,
+    opts: BenchOptions,
+    root: Path,
+    log: Log,
+    size: tuple[int, int] | None = None,
+) -> list:
+    """The rows of ``opts.build`` for one checkpoint at input ``size`` (None: its training
+    size), or for a float ONNX: export, then every format built from the float ONNX; a format
+    that cannot be built here becomes a row saying why (torch rows need the checkpoint)."""
     from export.build import BuildOptions, build, calibration_for
     from export.onnx_export import export_onnx
 
     folder = root / f"{checkpoint.parent.name}_{checkpoint.stem}"
+    if size is not None:
+        folder = folder.with_name(f"{folder.name}_{size[0]}x{size[1]}")
 
     def export() -> Path:
-        record = export_onnx(checkpoint, folder / "model_fp32.onnx", opts.input_size)
+        record = export_onnx(checkpoint, folder / "model_fp32.onnx", size)
         log(f"saved {record['path']} (parity {record['parity_max_abs_m']:.1e} m)")
         return Path(record["path"])
 
-    fp32 = once(export)
+    fp32 = (lambda: checkpoint) if checkpoint.suffix == ".onnx" else once(export)
     calib = once(
         lambda: calibration_for(fp32(), opts.calib, opts.calib_images, log, **opts.calib_kwargs)
     )
     rows = []
     for fmt in (f for f in DEPLOY_FORMATS if f.key in opts.build):
-        if fmt.target == "torch":
-            rows.append(
-                Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=opts.input_size)
-            )
-            continue
         label = f"{checkpoint.parent.name}/{checkpoint.name} -> {fmt.key}"
         reason = fmt.unavailable_reason()
         if reason:
-            rows.append(Candidate(label, fmt=fmt.key, status="not available", reason=reason))
+            rows.append(Candidate(label, fmt=fmt.key, input_size=size, status="not available",
+                                  reason=reason))  # fmt: skip
+            continue
+        if fmt.builder is None and checkpoint.suffix == ".onnx":
+            continue  # torch rows run checkpoints, not ONNX
+        if fmt.builder is None:  # torch rows: the checkpoint itself, run as the row says
+            rows.append(Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=size))
             continue
         try:
             path = fp32()
@@ -216,11 +259,10 @@ def build_candidates(checkpoint: Path, opts: BenchOptions, root: Path, log: Log)
                 bopts = BuildOptions(calib=calib() if int8 else None, method=opts.method)
                 path = Path(build(fmt, path, folder, bopts)["path"])
                 log(f"saved {path}")
-            rows.append(Candidate(str(path), path, fmt=fmt.key))
+            rows.append(Candidate(str(path), path, fmt=fmt.key, input_size=size))
         except Exception as exc:  # a failed build is a row, never the end of the run
-            rows.append(
-                Candidate(label, fmt=fmt.key, status="export failed", reason=error_line(exc))
-            )
+            rows.append(Candidate(label, fmt=fmt.key, input_size=size, status="export failed",
+                                  reason=error_line(exc)))  # fmt: skip
     return rows
 
 
@@ -232,7 +274,9 @@ def open_candidate(c: Candidate, opts: BenchOptions) -> Any:
     if c.path.suffix in (".pt", ".pth") and c.path.is_file():
         from engines.torch_runner import TorchRunner
 
-        return TorchRunner(c.path, device=opts.device, input_size=c.input_size)
+        fmt = format_by_key(c.fmt)  # torch-bf16, torch.compile-fp32: the row's runner options
+        options = dict(fmt.runner_options) if fmt is not None else {}
+        return TorchRunner(c.path, device=opts.device, input_size=c.input_size, **options)
     return load_runner(c.path, device=opts.device, threads=opts.threads)
 
 
@@ -249,16 +293,8 @@ def describe(runner: Any) -> dict[str, Any]:
         "threads": getattr(runner, "threads", None)
         or (torch_threads() if engine == "torch" else 0),
         "input_size": [int(s) for s in runner.input_shape[2:]],
+        **({"compile_s": runner.compile_seconds} if getattr(runner, "compile_seconds", 0) else {}),
     }
-
-
-def optional_torch() -> Any:
-    """torch when installed (the [train] extra), else None: the runtime benches without it."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 def model_gflops(backbone: str, decoder_width: float, size: tuple[int, int]) -> float | None:
@@ -287,6 +323,8 @@ def measure_row(
     row: dict[str, Any] = {"model": c.label, "path": str(c.path or ""), "format": c.fmt}
     row.update(status=c.status, reason=c.reason)
     if c.status != "ok":
+        if c.input_size is not None:
+            row["input_size"] = list(c.input_size)
         return row
     stage = "load"
     try:
@@ -381,41 +419,6 @@ def environment(threads: int) -> dict[str, Any]:
     return env
 
 
-# CPU flags (Linux /proc/cpuinfo) -> the names a user knows, in order of appearance
-CPU_FEATURES = (
-    ("avx2", "AVX2"),
-    ("avx512f", "AVX-512"),
-    ("avx512_vnni", "VNNI"),
-    ("avx_vnni", "AVX-VNNI"),
-    ("avx512_bf16", "BF16"),
-    ("amx_tile", "AMX"),
-    ("asimd", "NEON"),
-    ("asimddp", "DOTPROD"),
-    ("i8mm", "I8MM"),
-    ("bf16", "BF16"),
-)
-
-
-def cpu_capabilities(cpuinfo: str | None = None) -> list[str]:
-    """The vector and matrix extensions the CPU reports (x86 ``flags``, Arm ``Features``):
-    what decides whether INT8 (VNNI, DOTPROD, I8MM), BF16 and AMX are fast here."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return []
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    names: list[str] = []
-    for flag, name in CPU_FEATURES:
-        if flag in flags and name not in names:
-            names.append(name)
-    return names
-
-
 def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[str, Any]]:
     """Per backbone, width and input size: the fastest row (p50) whose δ1 is within
     ``max_drop`` of its FP32 model's, with its speed-up against the PyTorch eager FP32 row (or,
@@ -444,17 +447,6 @@ def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[s
             "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
         })  # fmt: skip
     return picks
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def nvidia_driver() -> str | None:
@@ -491,6 +483,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Bench every model (files, folders, runners); write bench.json, bench.csv, bench.md and
     pareto.png into ``out``; returns the result (environment, options, rows)."""
+    from bench.peak import add_peak_shares, measure_peaks
     from bench.report import write_bench_report
 
     opts = opts or BenchOptions()
@@ -506,6 +499,7 @@ def run_bench(
     if opts.threads and torch is not None:
         torch.set_num_threads(opts.threads)
     t0 = time.perf_counter()
+    peaks = measure_peaks(threads=opts.threads, log=log) if opts.peak else None
     dataset = None
     if opts.data is not None:
         dataset = open_dataset(opts.data, "test", **opts.data_kwargs)
@@ -520,13 +514,16 @@ def run_bench(
             advance(1)
     rows = table_order(candidates, measured)
     add_ratios(rows)
+    if peaks is not None:
+        add_peak_shares(rows, peaks)
     result = {
-        "environment": environment(opts.threads),
+        "environment": {**environment(opts.threads), "peaks": peaks},
         "options": asdict(opts),
         "data": getattr(dataset, "name", opts.data) if dataset is not None else None,
         "rows": rows,
         "recommended": recommend(rows, opts.max_drop),
         "seconds": time.perf_counter() - t0,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     result["files"] = [str(p) for p in write_bench_report(result, out)]
     return result

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from densedepth.optional import optional_torch
 from export.onnx_files import parity_input
 
 
@@ -19,11 +20,8 @@ def cuda_synchronizer(runner: Any) -> Callable[[], None]:
     """``torch.cuda.synchronize`` for a runner on a CUDA device (so every timestamp follows
     the device's work), a no-op otherwise."""
     if str(getattr(runner, "device", "cpu")).startswith("cuda"):
-        try:
-            import torch
-        except ImportError:  # ONNX Runtime / TensorRT return after their work is done
-            return lambda: None
-        if torch.cuda.is_available():
+        torch = optional_torch()  # without it, ORT / TensorRT return after their work is done
+        if torch is not None and torch.cuda.is_available():
             return torch.cuda.synchronize
     return lambda: None
 

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.peak import peaks_line
 from densedepth.metrics import METRIC_KEYS
 from densedepth.outputs import write_text_atomic
 from densedepth.viz import save_figure
 
-ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch"}
+ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch",
+                "torch.compile": "compiled"}  # fmt: skip
 CSV_COLUMNS = (
     "label",
     "status",
@@ -39,6 +41,7 @@ CSV_COLUMNS = (
     "speedup_vs_eager",
     "gflops",
     "gops",
+    "of_peak",
     *METRIC_KEYS,
     "delta1_drop",
     "path",
@@ -126,6 +129,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         f"- GPU: {gpu}; driver: {env.get('driver') or 'n/a'}; CUDA: {env.get('cuda') or 'n/a'}"
         + (f"; Jetson: {env['jetson']}" if env.get("jetson") else ""),
         f"- ONNX Runtime providers: {', '.join(env.get('ort_providers', []))}",
+        *([f"- {peaks_line(env['peaks'])}"] if env.get("peaks") else []),
         f"- versions: {versions}; Python {env['python']} on {env['platform']}",
         f"- latency: {opts['warmup']} warm-up runs, then at least {opts['iters']} runs and "
         f"{opts['min_time']:g} s per batch size; p50/p90/p99 of one batch",
@@ -134,8 +138,8 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         + ")",
         "",
         "| model | input | batch | status | p50 ms | p90 ms | p99 ms | mean ± std ms | FPS "
-        "| speed-up | GFLOPs | GOP/s | δ1 | Δδ1 vs fp32 | rel | rms | log10 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| speed-up | GFLOPs | GOP/s | of peak | δ1 | Δδ1 vs fp32 | rel | rms | log10 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
@@ -154,6 +158,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
             speed,
             number_cell(r.get("gflops"), ".2f"),
             number_cell(r.get("gops"), ".1f"),
+            f"{r['of_peak']:.0%}" if "of_peak" in r else "",
             number_cell(r.get("delta1"), ".4f"),
             number_cell(r.get("delta1_drop"), "+.4f"),
             *(number_cell(r.get(k), ".4f") for k in ("rel", "rms", "log10")),
@@ -175,7 +180,8 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         "speed-up: p50 of the PyTorch eager FP32 row of the same backbone and size divided by "
         "this row's. Δδ1: δ1 of the FP32 model minus this row's (positive = lost). GOP/s: the "
         "model's operations (2 per multiply-add, convolutions and matrix products) per second "
-        "at p50. Files:",
+        "at p50. of peak: GOP/s over this machine's GEMM peak of the row's precision "
+        "(`bench --peak`; CPU rows). Files:",
         "",
     ]
     lines += [f"- {row_label(r)}: `{r['path']}`" for r in rows if r.get("path")]
@@ -197,8 +203,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """δ1 against p50 latency (log scale) for every measured row, one colour per backbone, the
-    Pareto front drawn through the best trade-offs; None when nothing has both figures."""
+    """δ1 against p50 latency (log scale) for every measured row, one colour per backbone, one
+    marker per engine, and where several input sizes were measured a marker area growing with
+    the size and the size in the label; the Pareto front (over engines and sizes together)
+    drawn through the best trade-offs; None when nothing has both figures."""
     pts = [r for r in rows if r["status"] == "ok" and "delta1" in r and "p50_ms" in r]
     if not pts:
         return None
@@ -211,24 +219,29 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     backbones = sorted({r.get("backbone") or "?" for r in pts})
     colors = dict(zip(backbones, plt.get_cmap("tab10").colors, strict=False))
-    markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
+    markers = {"torch": "o", "torch.compile": "v", "onnxruntime": "s", "openvino": "D",
+               "tensorrt": "^"}  # fmt: skip
     span = max(r["delta1"] for r in pts) - min(r["delta1"] for r in pts) or 1.0
+    pixels = {size_text(r): float(np.prod(r.get("input_size") or [1])) for r in pts}
+    several = len(pixels) > 1
     placed: list[tuple[float, float]] = []
     for r in sorted(pts, key=lambda r: r["p50_ms"]):
         x, y = r["p50_ms"], r["delta1"]
+        area = 60 * (pixels[size_text(r)] / max(pixels.values())) ** 0.5 if several else 60
         ax.scatter(
             x,
             y,
             color=colors[r.get("backbone") or "?"],
             marker=markers.get(r["engine"], "x"),
-            s=60,
+            s=max(area, 12),
             zorder=3,
         )
         # points close together get their labels stacked instead of printed over each other
         near = sum(abs(np.log10(x / px)) < 0.15 and abs(y - py) < 0.04 * span for px, py in placed)
         placed.append((x, y))
+        size = f" {size_text(r)}" if several else ""
         ax.annotate(
-            f"{ENGINE_SHORT.get(r['engine'], r['engine'])} {r['precision']}",
+            f"{ENGINE_SHORT.get(r['engine'], r['engine'])} {r['precision']}{size}",
             (x, y),
             textcoords="offset points",
             xytext=(5, 4 + 9 * near if near % 2 == 0 else -9 * (near + 1) // 2 - 4),
@@ -259,7 +272,9 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_xlabel("p50 latency per batch (ms, log scale)")
     ax.set_ylabel("δ1 (higher is better)")
     sizes = sorted({size_text(r) for r in pts})
-    ax.set_title(f"Accuracy vs latency, batch {pts[0].get('batch', 1)}, input {', '.join(sizes)}")
+    scale = " (marker area grows with the input)" if several else ""
+    title = f"Accuracy vs latency, batch {pts[0].get('batch', 1)}, input {', '.join(sizes)}"
+    ax.set_title(title + scale, fontsize=10 if several else None)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

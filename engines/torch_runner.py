@@ -1,25 +1,29 @@
-"""PyTorch eager runner for DenseDepth checkpoints."""
+"""PyTorch runner for DenseDepth checkpoints: eager fp32, eager bf16 (autocast, channels_last)
+or ``torch.compile``d (TorchInductor; on a CPU it needs a C++ compiler)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from densedepth.checkpoint import model_from_checkpoint
-from densedepth.depth import MAX_DEPTH, MIN_DEPTH
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH, target_to_depth
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
+from densedepth.precision import resolve_precision
 from densedepth.variant import check_input_size
 
 
 class TorchRunner:
-    """A checkpoint run by PyTorch eager in float32 (``precision`` 'fp32')."""
+    """A checkpoint run by PyTorch: eager fp32 by default; ``precision`` 'bf16' (or 'auto')
+    runs the network under autocast in channels_last, and ``compile`` through
+    ``torch.compile`` (compiled here, on a first batch: ``compile_seconds``)."""
 
-    precision = "fp32"
-    max_batch = None  # eager runs any batch in one call
+    max_batch = None  # any batch runs in one call
 
     def __init__(
         self,
@@ -27,10 +31,15 @@ class TorchRunner:
         device: str = "auto",
         input_size: tuple[int, int] | None = None,
         threads: int = 0,
+        precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         """``input_size`` overrides the size the checkpoint was trained at (multiple of 32);
-        ``threads`` is the runners' common argument (the CLI sets PyTorch's threads once)."""
+        ``threads`` is the runners' common argument (the CLI sets PyTorch's threads once);
+        ``precision`` is one of densedepth.precision's (fp16 needs CUDA)."""
         self.torch_device = resolve_device(device)
+        self.arith = resolve_precision(precision, self.torch_device)
+        self.precision = self.arith.name
         self.weights_origin = ""
         if isinstance(checkpoint, torch.nn.Module):
             self.model = checkpoint
@@ -47,9 +56,17 @@ class TorchRunner:
         if input_size is not None:
             check_input_size(*input_size)
             size = input_size
-        self.model = self.model.to(self.torch_device).eval()
+        self.model = self.model.to(self.torch_device, memory_format=self.arith.memory_format)
+        self.model.eval()
         self.device = str(self.torch_device)
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
+        self.compile_seconds = 0.0
+        if compile:
+            self.name = self.name.replace("torch:", "torch.compile:", 1)
+            self.model.compile()  # nn.Module.compile: in place, predict_depth goes through it
+            t0 = time.perf_counter()
+            self(np.zeros(self.input_shape, np.float32))  # compiles now, not in a timed run
+            self.compile_seconds = time.perf_counter() - t0
         self.backbone = getattr(self.model, "backbone", "")
         self.decoder_width = float(getattr(self.model, "decoder_width", 1.0))
         variant = getattr(self.model, "variant", None)
@@ -65,4 +82,10 @@ class TorchRunner:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise DenseDepthError(f"expected an RGB batch (N,3,H,W), got {batch.shape}")
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.torch_device)
-        return self.model.predict_depth(x).float().cpu().numpy()
+        x = x.contiguous(memory_format=self.arith.memory_format)
+        if self.arith.dtype is None:
+            return self.model.predict_depth(x).float().cpu().numpy()
+        with self.arith.autocast(self.torch_device):
+            target = self.model(x)
+        # the network in bf16/fp16, the reciprocal to metres in fp32
+        return target_to_depth(target.float(), self.model.variant.depth).cpu().numpy()

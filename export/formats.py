@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ class Format:
     builder: str | None  # "module:function" building it from the float ONNX (None: no build)
     runner: str  # "module:Class" running it: Class(path, device=..., threads=...)
     aliases: tuple[str, ...] = ()  # other suffixes its runner opens
+    runner_options: tuple[tuple[str, Any], ...] = ()  # more keyword arguments of its runner
+    needs_compiler: bool = False  # TorchInductor builds C++ for a CPU
 
     @property
     def key(self) -> str:
@@ -48,7 +51,7 @@ class Format:
 
     def artifact_name(self, stem: str = "model") -> str:
         """File name of this format's artifact for a model ``stem``."""
-        if self.target == "torch":
+        if self.builder is None:  # the checkpoint itself
             return f"{stem}{self.suffix}"
         return f"{stem}_{self.precision}{self.suffix}"
 
@@ -68,6 +71,8 @@ class Format:
         if missing:
             how = f"pip install '.[{self.extra}]'" if self.extra else "pip install -e ."
             return f"{', '.join(missing)} not installed ({how})"
+        if self.needs_compiler and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+            return "torch.compile on a CPU needs a C++ compiler (apt install g++)"
         if self.needs_gpu:
             return gpu_unavailable_reason()
         return None
@@ -97,6 +102,9 @@ _TRT_RUN = "engines.tensorrt_runner:TensorRTRunner"
 
 DEPLOY_FORMATS: tuple[Format, ...] = (
     Format("torch", "fp32", ".pt", False, *_TORCH),
+    Format("torch", "bf16", ".pt", False, *_TORCH, runner_options=(("precision", "bf16"),)),
+    Format("torch.compile", "fp32", ".pt", False, *_TORCH, runner_options=(("compile", True),),
+           needs_compiler=True),
     Format("onnx", "fp32", ".onnx", False, *_ORT, "export.build:build_onnx_fp32", _ORT_RUN),
     Format("onnx", "fp16", ".onnx", False, *_ORT, "export.build:build_onnx_fp16", _ORT_RUN),
     Format("onnx", "int8", ".onnx", False, *_ORT, "export.build:build_onnx_int8", _ORT_RUN),
@@ -126,6 +134,11 @@ def format_for_suffix(suffix: str) -> Format | None:
 def model_suffixes() -> list[str]:
     """Every suffix a runner opens, sorted."""
     return sorted({s for f in DEPLOY_FORMATS for s in (f.suffix, *f.aliases)})
+
+
+def format_by_key(key: str) -> Format | None:
+    """The row whose key is ``key`` (e.g. ``torch-bf16``), or None."""
+    return next((f for f in DEPLOY_FORMATS if f.key == key), None)
 
 
 def get_format(target: str, precision: str) -> Format:

@@ -52,6 +52,7 @@ def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         val_samples=8,
         checkpoint_every=0,
         device="cpu",
+        precision="fp32",  # the same weights on every CPU (auto picks bf16 where it pays)
         out=str(root / "run"),
     )
     fit(cfg)

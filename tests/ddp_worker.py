@@ -15,7 +15,7 @@ from train.config import TrainConfig
 from train.loop import fit
 
 
-def ddp_config(out: Path) -> TrainConfig:
+def ddp_config(out: Path, precision: str = "fp32") -> TrainConfig:
     """The run both sides of the comparison make (global batch 4)."""
     return TrainConfig(
         backbone="densenet121",
@@ -32,6 +32,7 @@ def ddp_config(out: Path) -> TrainConfig:
         max_steps=2,
         checkpoint_every=0,
         out=str(out),
+        precision=precision,
     )
 
 
@@ -43,8 +44,8 @@ def weights_of(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
-def main(out: Path) -> None:
-    summary = fit(ddp_config(out / "run"))
+def main(out: Path, precision: str) -> None:
+    summary = fit(ddp_config(out / "run", precision))
     assert summary["world"] == 2 and summary["per_rank_batch"] == 2, summary
     rank = dist.get_rank()
     torch.save(weights_of(summary["model"]), out / f"rank{rank}.pt")
@@ -54,4 +55,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "fp32")

@@ -123,6 +123,10 @@ def _csv_zip(folder: Path, row: bytes) -> Path:
 TINY = ["--backbone", "densenet121", "--weights", "none", "--input-size", "64x64",
         "--max-steps", "1", "--synthetic-train", "4", "--synthetic-test", "2"]  # fmt: skip
 
+OTHER_MACHINE = (
+    b'{"environment": {"cpu": "Some Other CPU", "cpu_capabilities": []}, "recommended": []}'
+)
+
 CASES = [
     # ---------------------------------------------------------------- data
     Case("data-missing", "data", "dataset path that does not exist",
@@ -283,9 +287,19 @@ CASES = [
     Case("val-split-name", "options", "--val-split-name val",
          lambda t, m: ["train", *TINY, "--val-data", "synthetic", "--val-split-name", "val",
                        "--out", str(t / "run")], "choose train or test"),
+    Case("precision-fp16-cpu", "options", "train --precision fp16 on a CPU",
+         lambda t, m: ["train", *TINY, "--device", "cpu", "--precision", "fp16",
+                       "--out", str(t / "run")], "--precision fp16 needs a CUDA GPU"),
     Case("resume-empty", "options", "--resume of a folder without last.pt",
          lambda t, m: ["train", *TINY, "--resume", "--out", str(t / "run")],
          "last.pt does not exist; start without --resume"),
+    Case("auto-flags", "options", "build-engine --target auto --int8",
+         lambda t, m: ["build-engine", str(m["onnx"]), "--target", "auto", "--int8",
+                       "--out-dir", str(t / "e")], "--target auto chooses the format"),
+    Case("auto-other-machine", "files", "--from-bench of a bench.json measured elsewhere",
+         lambda t, m: ["build-engine", str(m["onnx"]), "--target", "auto", "--from-bench",
+                       str(_file(t / "bench.json", OTHER_MACHINE)), "--out-dir", str(t / "e")],
+         "was measured on another machine"),
     Case("batch-zero", "options", "bench --batch 0",
          lambda t, m: ["bench", str(m["onnx"]), "--batch", "0"], "batch sizes must be >= 1"),
 ]  # fmt: skip

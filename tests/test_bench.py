@@ -21,6 +21,7 @@ from bench.report import pareto_front, row_label
 from cli import app
 from densedepth.errors import DenseDepthError
 from densedepth.model import count_flops
+from export.formats import format_by_key
 
 cli_runner = CliRunner()
 
@@ -84,7 +85,7 @@ def bench_run(trained_tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> d
         threads=1,
         device="cpu",
         data_kwargs=TEST_SET,
-        build=("torch-fp32", "onnx-fp32", "onnx-int8", "tensorrt-int8"),
+        build=("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "tensorrt-int8"),
         calib="synthetic",
         calib_images=16,
         calib_kwargs={"height": 64, "width": 64, "seed": 5},
@@ -96,15 +97,16 @@ def bench_run(trained_tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> d
 
 def test_bench_builds_and_measures_torch_onnx_int8_rows(bench_run: dict) -> None:
     rows = {r["format"]: r for r in bench_run["result"]["rows"]}
-    assert list(rows) == ["torch-fp32", "onnx-fp32", "onnx-int8", "tensorrt-int8"]
+    assert list(rows) == ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "tensorrt-int8"]
     eager, fp32, int8 = rows["torch-fp32"], rows["onnx-fp32"], rows["onnx-int8"]
-    for r in (eager, fp32, int8):
+    bf16 = rows["torch-bf16"]  # eager under bf16 autocast, channels_last (emulated without AMX)
+    for r in (eager, bf16, fp32, int8):
         assert r["status"] == "ok", r
         assert r["input_size"] == [64, 64] and r["backbone"] == "densenet121"
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["runs"] >= 3
         assert r["fps"] == pytest.approx(1e3 / r["mean_ms"])
         assert [t["batch"] for t in r["throughput"]] == [1, 2]
-        real = (2, 1) if r is eager else (1, 2)  # static-batch ONNX: batch 2 is two calls of 1
+        real = (2, 1) if r in (eager, bf16) else (1, 2)  # static ONNX: batch 2 = 2 calls of 1
         assert (r["throughput"][1]["engine_batch"], r["throughput"][1]["calls_per_batch"]) == real
         assert r["speedup_vs_eager"] == pytest.approx(eager["p50_ms"] / r["p50_ms"])
         gflops = count_flops("densenet121", 0.125, (64, 64)) / 1e9
@@ -117,6 +119,8 @@ def test_bench_builds_and_measures_torch_onnx_int8_rows(bench_run: dict) -> None
     # ONNX fp32 is the same model as eager; INT8 keeps δ1 close; both read against eager
     assert abs(fp32["delta1"] - eager["delta1"]) < 1e-3
     assert eager["delta1"] > 0.2 and abs(int8["delta1_drop"]) < 0.03
+    assert (bf16["engine"], bf16["precision"]) == ("torch", "bf16")
+    assert abs(bf16["delta1_drop"]) < 0.03 and bf16["rms"] != eager["rms"]  # not the fp32 path
     assert int8["delta1_drop"] == pytest.approx(eager["delta1"] - int8["delta1"])
     trt = rows["tensorrt-int8"]
     assert trt["status"] == "not available" and "tensorrt" in trt["reason"]
@@ -344,3 +348,131 @@ def test_recommendation_is_the_fastest_row_within_the_drop() -> None:
     line = recommendation_line(loose["densenet169"])
     assert line == ("recommended for densenet169 480x640 (Δδ1 <= 0.05): openvino int8, p50 "
                     "80.00 ms, 11.01x torch fp32, Δδ1 +0.0300")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_torch_compile_row_matches_eager_and_reports_its_compile_time(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    reason = format_by_key("torch.compile-fp32").unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    opts = BenchOptions(**FAST, threads=1, device="cpu", data_kwargs=TEST_SET,
+                        build=("torch-fp32", "torch.compile-fp32"))  # fmt: skip
+    rows = {r["format"]: r for r in run_bench([trained_tiny["ckpt"]], tmp_path, opts)["rows"]}
+    eager, compiled = rows["torch-fp32"], rows["torch.compile-fp32"]
+    assert compiled["status"] == "ok", compiled
+    assert (compiled["engine"], compiled["precision"]) == ("torch.compile", "fp32")
+    assert compiled["compile_s"] > 0 and "compile_s" not in eager
+    assert compiled["rms"] == pytest.approx(eager["rms"], rel=1e-4)  # the same function
+    assert abs(compiled["delta1_drop"]) < 1e-3
+    assert compiled["speedup_vs_eager"] == pytest.approx(eager["p50_ms"] / compiled["p50_ms"])
+
+
+def test_torch_compile_without_a_cxx_compiler_is_not_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import export.formats as formats
+
+    monkeypatch.setattr(formats.shutil, "which", lambda name: None)
+    reason = formats.format_by_key("torch.compile-fp32").unavailable_reason()
+    assert reason is not None and "C++ compiler" in reason
+    assert formats.format_by_key("torch-bf16").unavailable_reason() is None
+
+
+def test_build_engine_auto_builds_the_pick_of_a_bench_from_this_machine(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    from bench.harness import environment
+
+    bench_json = tmp_path / "bench.json"
+    pick = {"backbone": "densenet121", "input_size": [64, 64], "format": "onnx-int8",
+            "label": "onnxruntime int8", "p50_ms": 1.0, "delta1_drop": 0.001, "speedup": 2.0,
+            "against": "torch fp32", "max_drop": 0.01}  # fmt: skip
+    other = {**pick, "input_size": [32, 32], "format": "onnx-fp16"}
+    bench_json.write_text(json.dumps({"environment": environment(0), "recommended": [other, pick]}))
+    out = tmp_path / "engines"
+    result = cli_runner.invoke(app, ["build-engine", str(trained_tiny["onnx"]), "--target", "auto",
+                                     "--from-bench", str(bench_json), "--calib", "synthetic",
+                                     "--calib-images", "8", "--out-dir", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime int8" in result.output
+    assert (out / "model_int8.onnx").is_file() and not (out / "model_fp16.onnx").exists()
+    assert not (out / "auto-bench").exists()  # nothing measured: the bench's pick was used
+
+
+@pytest.mark.slow
+def test_build_engine_auto_measures_every_format_here_and_builds_the_fastest_within_the_drop(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "engines"
+    result = cli_runner.invoke(app, ["build-engine", str(trained_tiny["onnx"]), "--target", "auto",
+                                     "--calib", "synthetic", "--calib-images", "16", "--limit", "4",
+                                     "--out-dir", str(out)], terminal_width=200)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "auto-bench" / "bench.json").read_text())
+    formats = [r["format"] for r in report["rows"]]
+    from bench.choose import buildable_here
+
+    assert formats == list(buildable_here())  # every format that builds here, from the ONNX
+    (pick,) = report["recommended"]
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    fit = [r for r in ok if r["delta1_drop"] <= 0.01]
+    assert pick["format"] == min(fit, key=lambda r: r["p50_ms"])["format"]
+    assert "recommended for densenet121 64x64" in " ".join(result.output.split())
+    last = result.output.strip().splitlines()[-1]  # the pick's artifact, built by the bench
+    expected = trained_tiny["onnx"] if pick["format"] == "onnx-fp32" else pick["path"]
+    assert last == str(expected) and Path(last).is_file()
+
+
+def test_input_size_sweep_builds_each_size_from_one_checkpoint(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    from export.onnx_files import read_metadata
+
+    sizes = ((32, 32), (64, 96))
+    opts = BenchOptions(**FAST, threads=1, device="cpu", data_kwargs=TEST_SET,
+                        build=("torch-fp32", "onnx-fp32"), input_sizes=sizes)  # fmt: skip
+    result = run_bench([trained_tiny["ckpt"]], tmp_path, opts)
+    rows = result["rows"]
+    assert [(r["format"], r["input_size"]) for r in rows] == [
+        ("torch-fp32", [32, 32]), ("onnx-fp32", [32, 32]),
+        ("torch-fp32", [64, 96]), ("onnx-fp32", [64, 96]),
+    ]  # fmt: skip
+    for r in rows:
+        assert r["status"] == "ok", r
+        if r["format"] == "onnx-fp32":
+            assert read_metadata(r["path"])["input_size"] == r["input_size"]
+    small, large = rows[:2], rows[2:]
+    # the same network at the same size agrees across engines; sizes differ from each other
+    assert small[0]["rms"] == pytest.approx(small[1]["rms"], rel=1e-3)
+    assert large[0]["rms"] == pytest.approx(large[1]["rms"], rel=1e-3)
+    assert small[0]["rms"] != pytest.approx(large[0]["rms"], rel=1e-3)
+    # ratios within a size: each size has its own eager baseline and recommendation
+    assert small[0]["speedup_vs_eager"] == 1.0 == large[0]["speedup_vs_eager"]
+    assert [p["input_size"] for p in result["recommended"]] == [[32, 32], [64, 96]]
+    assert small[0]["gflops"] < large[0]["gflops"]
+    assert cv2.imread(str(tmp_path / "pareto.png")) is not None
+
+
+def test_readme_figures_are_spliced_between_the_markers_from_a_bench_json(
+    bench_run: dict, tmp_path: Path
+) -> None:
+    from bench.readme import END, START, figures_markdown, main
+
+    result = json.loads((bench_run["out"] / "bench.json").read_text())
+    block = figures_markdown(result)
+    eager = next(r for r in result["rows"] if r["format"] == "torch-fp32")
+    assert "Input 64x64:" in block and "extensions: " in block
+    assert f"| PyTorch eager fp32 | {eager['p50_ms']:.0f} ms (1.00x) |" in block
+    assert "| ONNX Runtime int8 |" in block and "| PyTorch eager bf16 |" in block
+    assert "- recommended for densenet121 64x64" in block
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{START}\nold figures\n{END}\nafter\n")
+    assert main([str(bench_run["out"] / "bench.json"), str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{END}\nafter\n")
+    assert "old figures" not in text and block in text
+    readme.write_text("no markers\n")
+    assert main([str(bench_run["out"] / "bench.json"), str(readme)]) == 1
+    assert readme.read_text() == "no markers\n"  # refused, untouched

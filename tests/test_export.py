@@ -334,7 +334,8 @@ def test_everything_is_derived_from_the_one_format_table() -> None:
         if fmt.target != "tensorrt" or importlib.util.find_spec("tensorrt") is not None:
             assert callable(fmt.runner_class())
         assert format_for_suffix(fmt.suffix).runner == fmt.runner
-    assert [t.value for t in cli.Target] == list(BUILD_TARGETS) == ["onnx", "openvino", "tensorrt"]
+    assert [t.value for t in cli.Target] == ["auto", *BUILD_TARGETS]
+    assert list(BUILD_TARGETS) == ["onnx", "openvino", "tensorrt"]
     assert model_suffixes() == [".engine", ".onnx", ".pt", ".pth", ".xml"]
     with pytest.raises(ExportError, match="torch-fp32 is not built from ONNX"):
         get_format("torch", "fp32").build_function()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,7 @@ TINY = {
     "val_samples": 4,
     "device": "cpu",
     "lr": 3e-4,
+    "precision": "fp32",  # the exact-equality tests; bf16 has its own below
 }
 
 
@@ -156,6 +158,8 @@ def _train_cmd(out: Path, *extra: str) -> list[str]:
         "4",
         "--device",
         "cpu",
+        "--precision",
+        "fp32",
         "--lr",
         "3e-4",
         "--out",
@@ -547,3 +551,104 @@ def test_training_on_kitti_adopts_its_depth_range_size_and_protocol(tmp_path: Pa
     assert summary["validation"]["grouped_by"] == "scene"  # drives
     assert summary["best"]["protocol"] == summary["test"]["protocol"] == "kitti-garg"
     assert summary["model"].variant.depth.max_depth == 80.0
+
+
+XEON_AMX = "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+COOPER_LAKE = "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16\n"
+EPYC_AVX2 = "flags\t\t: fpu sse avx2 fma\n"
+
+
+def test_auto_precision_follows_the_cpu_flags_and_the_device() -> None:
+    from densedepth.errors import DenseDepthError
+    from densedepth.precision import resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    amx = resolve_precision("auto", cpu, XEON_AMX)
+    assert (amx.name, amx.channels_last, amx.dtype) == ("bf16", True, torch.bfloat16)
+    assert "AMX" in amx.why and not amx.scales_loss
+    assert amx.memory_format == torch.channels_last
+    assert "AVX512-BF16" in resolve_precision("auto", cpu, COOPER_LAKE).why
+    plain = resolve_precision("auto", cpu, EPYC_AVX2)
+    assert (plain.name, plain.channels_last, plain.dtype) == ("fp32", False, None)
+    assert plain.memory_format == torch.contiguous_format
+    gpu = resolve_precision("auto", cuda, XEON_AMX)
+    assert (gpu.name, gpu.dtype, gpu.scales_loss) == ("fp16", torch.float16, True)
+    emulated = resolve_precision("bf16", cpu, EPYC_AVX2)  # asked for: allowed, and said so
+    assert emulated.name == "bf16" and "emulated" in emulated.why
+    assert resolve_precision("fp32", cpu, XEON_AMX).name == "fp32"
+    with pytest.raises(DenseDepthError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", cpu, XEON_AMX)
+    with pytest.raises(DenseDepthError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", cpu, XEON_AMX)
+
+
+def test_bf16_training_runs_the_network_in_bf16_channels_last_and_the_loss_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.loop as loop
+
+    seen: dict[str, set] = {"loss_inputs": set(), "net_out": set(), "net_in_nhwc": set()}
+
+    class RecordingLoss(DepthLoss):
+        def forward(self, pred, target, mask=None):  # type: ignore[override]
+            seen["loss_inputs"].add((pred.dtype, target.dtype))
+            loss = super().forward(pred, target, mask)
+            seen["loss_inputs"].add((loss.dtype,))
+            return loss
+
+    build_model = loop.build_model
+
+    def build_watched(cfg: TrainConfig) -> DenseDepth:
+        model = build_model(cfg)
+
+        def hook(module, args, output):
+            if module.training:
+                seen["net_out"].add(output.dtype)
+                seen["net_in_nhwc"].add(args[0].is_contiguous(memory_format=torch.channels_last))
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(loop, "DepthLoss", RecordingLoss)
+    monkeypatch.setattr(loop, "build_model", build_watched)
+    summary = fit(tiny_config(tmp_path, precision="bf16", max_steps=2))
+    assert seen["net_out"] == {torch.bfloat16}  # autocast was on in the forward pass
+    assert seen["net_in_nhwc"] == {True}
+    assert seen["loss_inputs"] == {(torch.float32, torch.float32), (torch.float32,)}
+    assert summary["precision"] == "bf16"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["precision"] == "bf16"
+    assert config["extra"]["precision"]["used"] == "bf16"
+    assert config["extra"]["precision"]["channels_last"] is True
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert history and all(h["precision"] == "bf16" for h in history)
+    weights = state_of(tmp_path / "best.pt")
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    assert np.isfinite(summary["best"]["delta1"])
+
+
+def test_fp32_training_records_fp32_and_never_autocasts(tmp_path: Path) -> None:
+    summary = fit(tiny_config(tmp_path, max_steps=1))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert summary["precision"] == "fp32" == config["extra"]["precision"]["used"]
+    assert config["extra"]["precision"]["channels_last"] is False
+
+
+@pytest.mark.slow
+def test_ddp_under_bf16_autocast_keeps_the_ranks_and_their_batchnorm_statistics_equal(
+    tmp_path: Path,
+) -> None:
+    """The CPU's all-reduced BatchNorm takes bf16 activations under autocast (its statistics
+    in fp32): both ranks end with the same weights and the same running statistics."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "bf16"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert_same_weights(ranks[0]["parameters"], ranks[1]["parameters"])
+    assert_same_weights(ranks[0]["buffers"], ranks[1]["buffers"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["extra"]["precision"]["used"] == "bf16"
+    for v in ranks[0]["buffers"].values():
+        assert v.dtype == torch.float32 and bool(torch.isfinite(v).all())

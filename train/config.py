@@ -36,7 +36,7 @@ class TrainConfig:
     )  # None: the data's (NYU 480x640, KITTI 384x1248)
     out: str = "runs/train"
     device: str = "auto"
-    amp: bool = True  # automatic mixed precision on CUDA (ignored on CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (densedepth.precision; fit records it)
     seed: int = 0
     workers: int = 0
     checkpoint_every: int = 200  # optimiser steps between last.pt writes

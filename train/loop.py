@@ -19,7 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
 from densedepth.outputs import write_text_atomic
+from densedepth.precision import Precision, resolve_precision
 from densedepth.progress import suppressed
 from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant, preset
@@ -166,22 +167,23 @@ def train_one_epoch(
     state: LoopState,
     device: torch.device,
     scaler: torch.amp.GradScaler,
-    amp: bool,
+    precision: Precision,
     on_step: StepHook,
     should_stop: Callable[[], bool],
 ) -> bool:
     """Run the rest of ``state.epoch``, calling ``on_step`` with a ``StepEvent`` after each
     step. Returns False when stopped early (``should_stop()`` or ``on_step`` returned True).
+    The forward pass runs under ``precision``'s autocast; the loss (SSIM included) in fp32.
     """
     model.train()
     depth_range = _unwrap(model).variant.depth
     for images, depth in loader:
         images = images.to(device, non_blocking=True)
+        images = images.contiguous(memory_format=precision.memory_format)
         depth = depth.to(device, non_blocking=True)
         valid = torch.isfinite(depth) & (depth > 0)  # missing depth (0) counts for nothing
         target = depth_to_target(torch.nan_to_num(depth, nan=0.0), depth_range)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
-        with autocast:
+        with precision.autocast(device):
             pred = model(images)
         loss = loss_fn(pred.float(), target, valid)
         if not torch.isfinite(loss):
@@ -437,7 +439,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     """Train as ``cfg`` says; returns a summary (steps, img/s, best metrics, paths) and the
     trained ``model`` (this rank's copy)."""
     console = console or Console()
-    device, info, amp, per_rank = _setup_device(cfg)
+    device, info, precision, per_rank = _setup_device(cfg)
     out = Path(cfg.out)
     ckpts = Checkpoints(out, info.is_main)
     warn = (lambda line: console.print(line, soft_wrap=True)) if info.is_main else None
@@ -451,7 +453,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     optimizer = torch.optim.Adam(
         model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scales_loss)
     state, best = LoopState(), {}
     if resume:
         state, best = _resume(ckpts.last, cfg, model, optimizer, scaler)
@@ -460,9 +462,10 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     if info.is_main:
         _prepare_out(out, resume)
         cfg.save(out / "config.json")
+        console.print(f"precision {precision.name}: {precision.why}", soft_wrap=True)
     if ckpts.last.exists():
         ckpts.last_good = (ckpts.last, state.step)
-    model = _distribute(model.to(device), device, info)
+    model = _distribute(model.to(device, memory_format=precision.memory_format), device, info)
 
     train_set = TorchDepthDataset(train_data, cfg.input_size, train=True, seed=cfg.seed)
     val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
@@ -493,7 +496,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
             log.restart_clock()
             try:
                 finished = train_one_epoch(
-                    model, loader, optimizer, loss_fn, state, device, scaler, amp, on_step,
+                    model, loader, optimizer, loss_fn, state, device, scaler, precision, on_step,
                     lambda: sigint["stop"],
                 )  # fmt: skip
             except NonFiniteLoss as exc:
@@ -536,14 +539,16 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         "best_path": str(ckpts.best),
         "world": info.world,
         "per_rank_batch": per_rank,
+        "precision": precision.name,
     }
     if info.is_main:
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return {**summary, "model": _unwrap(model)}
 
 
-def _setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo, bool, int]:
-    """(device, ranks, AMP on, this rank's batch); checks that the global batch divides."""
+def _setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo, Precision, int]:
+    """(device, ranks, precision, this rank's batch); checks that the global batch divides
+    and records the precision ``cfg.precision`` resolved to."""
     device = resolve_device(cfg.device)
     info = init_distributed(device)
     if device.type == "cuda":
@@ -558,7 +563,12 @@ def _setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo, bool, int]:
     cfg.extra["distributed"] = {"world": info.world, "per_rank_batch": per_rank}
     if not cfg.val_data:
         check_val_split(cfg.val_split)
-    return device, info, cfg.amp and device.type == "cuda", per_rank
+    try:
+        precision = resolve_precision(cfg.precision, device)
+    except DenseDepthError as exc:
+        raise TrainingError(str(exc)) from None
+    cfg.extra["precision"] = precision.record()
+    return device, info, precision, per_rank
 
 
 def _distribute(model: torch.nn.Module, device: torch.device, info: DistInfo) -> torch.nn.Module:
@@ -683,4 +693,5 @@ def _log_epoch(
         for k in METRIC_KEYS:
             writer.add_scalar(f"val/{k}", metrics[k], metrics["step"])
     with open(history, "a") as f:
-        f.write(json.dumps({**metrics, "img_per_s": ips}) + "\n")
+        precision = cfg.extra.get("precision", {}).get("used", "fp32")
+        f.write(json.dumps({**metrics, "img_per_s": ips, "precision": precision}) + "\n")

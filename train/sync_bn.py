@@ -39,13 +39,17 @@ def sum_over_ranks(x: Tensor) -> Tensor:
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """``BatchNorm2d`` whose training statistics are those of the batch of all ranks (two
     passes: the mean, then the variance around it). Evaluation and single-process training
-    are plain BatchNorm2d; parameters and buffers are the same (checkpoints do not change)."""
+    are plain BatchNorm2d; parameters and buffers are the same (checkpoints do not change).
+    Under bf16/fp16 autocast the statistics are taken in fp32 and the output cast back, as
+    torch's own BatchNorm kernels do."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
         if dist.get_world_size() == 1:
             return super().forward(x)
+        dtype = x.dtype
+        x = x.float()
         dims = (0, 2, 3)
         count = sum_over_ranks(x.new_tensor([x.numel() / x.shape[1]]))
         mean = sum_over_ranks(x.sum(dim=dims)) / count
@@ -65,7 +69,7 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
+        return y.to(dtype)
 
 
 def _convert_cpu(module: nn.Module) -> nn.Module:

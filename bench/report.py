@@ -70,7 +70,7 @@ def recommendation_line(pick: dict[str, Any]) -> str:
     return (
         f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
         f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
-        f"{pick['against']}, Δδ1 {pick['delta1_drop']:+.4f}"
+        f"{pick['against']}, Δδ1 {number_cell(pick['delta1_drop'], '+.4f')}"
     )
 
 

@@ -21,7 +21,8 @@ from densedepth.variant import check_input_size
 class TorchRunner:
     """A checkpoint run by PyTorch: eager fp32 by default; ``precision`` 'bf16' (or 'auto')
     runs the network under autocast in channels_last, and ``compile`` through
-    ``torch.compile`` (compiled here, on a first batch: ``compile_seconds``)."""
+    ``torch.compile`` (compiled here, on a first batch: ``compile_seconds``; the first other
+    batch size compiles once more, with a symbolic batch that serves every later size)."""
 
     max_batch = None  # any batch runs in one call
 

@@ -35,7 +35,7 @@ demo: $(STAMP)
 # this machine's GEMM peaks, spliced between the README's figures markers (run `make demo` first).
 figures: $(STAMP)
 	$(PY) cli.py bench $(OUT)/densenet169/best.pt $(OUT)/densenet121/best.pt --build all \
-	  --input-size 240x320 --input-size 480x640 --peak --threads 2 --calib synthetic \
+	  --input-size 288x384 --input-size 480x640 --peak --threads 2 --calib synthetic \
 	  --calib-images 64 --limit 8 --iters 10 --min-time 3 --out $(FIGURES) --overwrite
 	$(PY) -m bench.readme $(FIGURES)/bench.json README.md
 

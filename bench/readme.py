@@ -57,18 +57,21 @@ def size_table(rows: list[dict[str, Any]], size: str, backbones: list[str]) -> l
     lines = [f"Input {size}:", "", head, "|---|" + "---|---|---|" * len(backbones)]
     engines: list[tuple[str, str]] = []
     for r in rows:
-        key = (r.get("engine") or r.get("format", ""), r.get("precision", ""))
-        if size_text(r) == size and key not in engines:
-            engines.append(key)
+        if size_text(r) == size and _key(r) not in engines:
+            engines.append(_key(r))
     for engine, precision in engines:
         cells = [f"{ENGINE_NAMES.get(engine, engine)} {precision}".strip()]
-        for b in backbones:
-            r = next((r for r in rows if r.get("backbone") == b and size_text(r) == size
-                      and (r.get("engine") or r.get("format", ""), r.get("precision", ""))
-                      == (engine, precision)), None)  # fmt: skip
-            cells += row_cells(r)
+        same = [r for r in rows if size_text(r) == size and _key(r) == (engine, precision)]
+        for b in backbones:  # a row that did not run never learned its backbone: its status
+            r = next((r for r in same if r.get("backbone") == b), None)
+            cells += row_cells(r or next((r for r in same if not r.get("backbone")), None))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str]:
+    """(engine, precision) of a row that ran, (format key, '') of one that did not."""
+    return r.get("engine") or r.get("format", ""), r.get("precision", "")
 
 
 def row_cells(r: dict[str, Any] | None) -> list[str]:
@@ -76,7 +79,7 @@ def row_cells(r: dict[str, Any] | None) -> list[str]:
     if r is None:
         return ["", "", ""]
     if r.get("status") != "ok":
-        return [r.get("status", ""), "", ""]
+        return [f"{r.get('status', '')}: {r.get('reason', '')}".replace("|", "/"), "", ""]
     speed = f" ({r['speedup_vs_eager']:.2f}x)" if "speedup_vs_eager" in r else ""
     share = f" ({r['of_peak']:.0%})" if "of_peak" in r else ""
     gops = number_cell(r.get("gops"), ".0f")

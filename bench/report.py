@@ -216,7 +216,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 7.5) if len(pts) > 16 else (8, 5.5), dpi=110)
     backbones = sorted({r.get("backbone") or "?" for r in pts})
     colors = dict(zip(backbones, plt.get_cmap("tab10").colors, strict=False))
     markers = {"torch": "o", "torch.compile": "v", "onnxruntime": "s", "openvino": "D",
@@ -239,7 +239,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         # points close together get their labels stacked instead of printed over each other
         near = sum(abs(np.log10(x / px)) < 0.15 and abs(y - py) < 0.04 * span for px, py in placed)
         placed.append((x, y))
-        size = f" {size_text(r)}" if several else ""
+        size = f" @{r['input_size'][0]}" if several else ""  # the height; area says it too
         ax.annotate(
             f"{ENGINE_SHORT.get(r['engine'], r['engine'])} {r['precision']}{size}",
             (x, y),

@@ -3,7 +3,7 @@
 A predictor is any callable mapping an RGB batch (N,3,H,W float32 in [0,1]) to metres at half
 resolution: a model closure, or any runner of ``engines``. Images are brought to the
 predictor's input size (area resampling); the ground truth keeps its own resolution: the
-prediction is upsampled to it, so a model run at 240x320 is scored on the same 480x640 pixels
+prediction is upsampled to it, so a model run at 288x384 is scored on the same 480x640 pixels
 as one run at 480x640, as the literature does. The Eigen crop applies when the dataset carries
 one and its ground truth is NYU's 480x640.
 """

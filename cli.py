@@ -987,7 +987,6 @@ def bench(
         if not models and peak:
             from bench.peak import measure_peaks, peaks_line
 
-            set_torch_threads(threads)
             console.print(peaks_line(measure_peaks(threads=threads)))
             return
         if not models:

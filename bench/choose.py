@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchOptions, Log, environment, run_bench
+from bench.harness import BenchOptions, Log, gpu_name, run_bench
 from bench.report import recommendation_line
 from densedepth.cpu import cpu_capabilities, cpu_model
 from densedepth.errors import DenseDepthError
@@ -44,7 +44,7 @@ def same_machine(env: dict[str, Any]) -> str | None:
     for key, value in here.items():
         if env.get(key) != value:
             return f"its {key.replace('_', ' ')} is {env.get(key)!r}, here {value!r}"
-    gpu = environment(0).get("gpu")
+    gpu = gpu_name()
     if env.get("gpu") != gpu:
         return f"its GPU is {env.get('gpu')!r}, here {gpu!r}"
     return None

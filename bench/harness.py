@@ -394,6 +394,7 @@ def environment(threads: int) -> dict[str, Any]:
 
     torch = optional_torch()
     cuda = torch is not None and torch.cuda.is_available()
+    gpu = gpu_name()
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_capabilities": cpu_capabilities(),
@@ -404,7 +405,7 @@ def environment(threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "ort_providers": ort.get_available_providers(),
-        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu": gpu,
         "cuda": torch.version.cuda if cuda else None,
         "driver": nvidia_driver(),
         "jetson": jetson_release(),
@@ -447,6 +448,14 @@ def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[s
             "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
         })  # fmt: skip
     return picks
+
+
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name as torch sees it (None without torch or a GPU)."""
+    torch = optional_torch()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(0)
 
 
 def nvidia_driver() -> str | None:

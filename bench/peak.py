@@ -22,7 +22,7 @@ import numpy as np
 from densedepth.optional import optional_torch
 
 PEAK_SIZE = 1024  # large enough to leave the caches behind on 2 cores, quick on 1
-PRECISION_PEAK = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}  # row precision -> peak
+PEAK_PRECISIONS = ("fp32", "bf16", "int8")  # the peaks measured, named as rows' precisions
 
 
 def seconds_per_call(fn: Callable[[], Any], min_time: float, min_runs: int = 3) -> float:
@@ -42,7 +42,7 @@ def gemm_candidates(n: int, threads: int) -> dict[str, dict[str, Callable[[], An
     """Per precision, ``library name -> one n x n x n product`` for every library here."""
     rng = np.random.default_rng(0)
     a32, b32 = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    found: dict[str, dict[str, Callable[[], Any]]] = {"fp32": {}, "bf16": {}, "int8": {}}
+    found: dict[str, dict[str, Callable[[], Any]]] = {p: {} for p in PEAK_PRECISIONS}
     found["fp32"]["numpy"] = lambda: a32 @ b32
     torch = optional_torch()
     if torch is not None:
@@ -139,13 +139,14 @@ def measure_peaks(
 def peaks_line(peaks: dict[str, Any]) -> str:
     """e.g. ``GEMM peaks (1024^3): fp32 180 GOP/s (torch), bf16 950 (torch), int8 ...``."""
     parts = [f"{p} {peaks[p]['gops']:.0f} GOP/s ({peaks[p]['library']})"
-             for p in ("fp32", "bf16", "int8") if p in peaks]  # fmt: skip
+             for p in PEAK_PRECISIONS if p in peaks]  # fmt: skip
     return f"GEMM peaks ({peaks['size']}^3, this machine): {', '.join(parts) or 'none'}"
 
 
 def add_peak_shares(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> None:
     """``of_peak``: a CPU row's GOP/s as a share of the peak of its precision."""
     for r in rows:
-        peak = peaks.get(PRECISION_PEAK.get(r.get("precision", ""), ""))
+        precision = r.get("precision", "")
+        peak = peaks.get(precision) if precision in PEAK_PRECISIONS else None
         if "gops" in r and peak and str(r.get("device", "cpu")).startswith("cpu"):
             r["of_peak"] = r["gops"] / peak["gops"]

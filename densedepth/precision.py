@@ -58,7 +58,7 @@ class Precision:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def record(self) -> dict[str, object]:
-        """What config.json and bench rows keep of it."""
+        """What config.json keeps of it (``extra.precision``)."""
         return {"used": self.name, "channels_last": self.channels_last, "why": self.why}
 
 

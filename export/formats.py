@@ -143,9 +143,9 @@ def format_by_key(key: str) -> Format | None:
 
 def get_format(target: str, precision: str) -> Format:
     """The row for ``target`` at ``precision``; a clear error listing valid pairs otherwise."""
-    for f in DEPLOY_FORMATS:
-        if f.target == target and f.precision == precision:
-            return f
+    fmt = format_by_key(f"{target}-{precision}")
+    if fmt is not None:
+        return fmt
     valid = ", ".join(f.key for f in DEPLOY_FORMATS)
     raise ExportError(f"no format {target}-{precision}; valid: {valid}")
 

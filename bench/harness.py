@@ -241,14 +241,14 @@ def build_candidates(
     )
     rows = []
     for fmt in (f for f in DEPLOY_FORMATS if f.key in opts.build):
+        if fmt.builder is None and checkpoint.suffix == ".onnx":
+            continue  # torch rows run checkpoints, not ONNX: no row, available or not
         label = f"{checkpoint.parent.name}/{checkpoint.name} -> {fmt.key}"
         reason = fmt.unavailable_reason()
         if reason:
             rows.append(Candidate(label, fmt=fmt.key, input_size=size, status="not available",
                                   reason=reason))  # fmt: skip
             continue
-        if fmt.builder is None and checkpoint.suffix == ".onnx":
-            continue  # torch rows run checkpoints, not ONNX
         if fmt.builder is None:  # torch rows: the checkpoint itself, run as the row says
             rows.append(Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=size))
             continue

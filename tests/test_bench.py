@@ -477,3 +477,16 @@ def test_readme_figures_are_spliced_between_the_markers_from_a_bench_json(
     readme.write_text("no markers\n")
     assert main([str(bench_run["out"] / "bench.json"), str(readme)]) == 1
     assert readme.read_text() == "no markers\n"  # refused, untouched
+
+
+def test_a_float_onnx_builds_its_formats_and_never_gets_torch_rows(
+    trained_tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import export.formats as formats
+
+    monkeypatch.setattr(formats.shutil, "which", lambda name: None)  # torch.compile unavailable
+    build = ("torch-fp32", "torch.compile-fp32", "onnx-fp32", "onnx-fp16")
+    opts = BenchOptions(**FAST, threads=1, device="cpu", data=None, build=build)
+    rows = run_bench([trained_tiny["onnx"]], tmp_path, opts)["rows"]
+    assert [(r["format"], r["status"]) for r in rows] == [("onnx-fp32", "ok"), ("onnx-fp16", "ok")]
+    assert rows[0]["path"] == str(trained_tiny["onnx"])  # the source itself is the fp32 row

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import sys
@@ -23,6 +24,7 @@ from densedepth.dataset_writers import write_synthetic
 from densedepth.datasets import DATASET_LAYOUTS, KITTI_SPLITS, open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.metrics import METRIC_KEYS, PROTOCOLS
+from densedepth.outputs import claim_output, record_written, replacing
 from densedepth.precision import PRECISIONS
 from densedepth.variant import BACKBONE_NAMES
 from export.formats import BUILD_TARGETS, Format
@@ -32,6 +34,33 @@ app = typer.Typer(
     no_args_is_help=True,
     help="DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment.",
 )
+# What a terminal that cannot encode a character gets instead (LANG=C without UTF-8 mode, a
+# latin-1 console): the table still prints, "d1" for "δ1", instead of a UnicodeEncodeError.
+PLAIN = {"δ": "d", "Δ": "D", "…": "...", "\u00d7": "x", "µ": "u", "—": "-", "\u2013": "-",
+         "→": "->", "≤": "<=", "≥": ">=", "±": "+-", "°": " deg", "²": "^2", "·": "."}  # fmt: skip
+
+
+def _plain(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return "".join(PLAIN.get(ch, "?") for ch in err.object[err.start : err.end]), err.end
+
+
+codecs.register_error("densedepth-plain", _plain)
+
+
+def degrade_unencodable() -> None:
+    """stdout and stderr write what their encoding cannot hold as plain ASCII (``PLAIN``)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            "δΔ…━".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="densedepth-plain")
+
+
+degrade_unencodable()
 # Logs and pipes get wide lines (Rich's default for a non-terminal is 80 columns).
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 
@@ -111,16 +140,38 @@ def fail(line: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+PRINTERS = ("rich/console.py", "click/utils.py")  # where console.print and typer.echo write
+
+
+def stdout_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised writing standard output (a full disk, a closed pipe); if so
+    stdout is pointed at /dev/null, so that exiting does not fail on it again."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.endswith(PRINTERS):
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return True
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """The one error boundary of every verb: our errors, file-system errors and any other
-    exception become one line on stderr and exit 1 (Ctrl-C: 130); ``--debug`` or
+    exception become one line on stderr and exit 1 (Ctrl-C: 130, SIGTERM: 143); ``--debug`` or
     DENSEDEPTH_DEBUG=1 shows the traceback instead."""
     try:
         yield
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (densedepth.signals.Terminated)
+        from densedepth.signals import Terminated, exit_code
+
+        typer.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
+        raise typer.Exit(exit_code(exc)) from None
     except Exception as exc:
         if DEBUG["on"] or type(exc).__module__.startswith(("typer", "click")):
             raise  # typer.Exit, usage errors: typer prints them
@@ -128,6 +179,9 @@ def user_errors() -> Iterator[None]:
             raise fail(str(exc)) from None
         if isinstance(exc, ModuleNotFoundError) and missing_torch(exc):
             raise fail(NEEDS_TORCH) from None
+        if isinstance(exc, OSError) and exc.filename is None and stdout_failed(exc):
+            hint = _OS_HINTS.get(exc.errno or -1, exc.strerror or str(exc)).split(";")[0]
+            raise fail(f"cannot write to standard output: {hint}; redirect it elsewhere") from None
         if isinstance(exc, OSError):
             raise fail(os_error_line(exc)) from None
         raise fail(f"{error_line(exc)} (unexpected; `cli.py --debug ...` shows where)") from None
@@ -158,6 +212,27 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+THREADS_REFUSED_ABOVE = 4  # x the CPU count: more is a typo, not a tuning choice
+
+
+def check_threads(threads: int) -> None:
+    """--threads above this machine's CPU count: a warning on stderr; more than
+    ``THREADS_REFUSED_ABOVE`` times it: refused in one line (exit 1). The first line of every
+    verb with --threads, before anything is loaded or written."""
+    cpus = os.cpu_count() or 1
+    if threads > THREADS_REFUSED_ABOVE * cpus:
+        raise fail(
+            f"--threads {threads} is far more than the {cpus} CPUs here (over "
+            f"{THREADS_REFUSED_ABOVE}x); pass at most {cpus}, or 0 for the engine's default"
+        )
+    if threads > cpus:
+        typer.echo(
+            f"warning: --threads {threads} is more than the {cpus} CPUs here; the extra threads "
+            f"share cores and usually make it slower (0 = the engine's default)",
+            err=True,
+        )
+
+
 def require_files(paths: Sequence[Path], what: str = "model") -> None:
     """One line for the first input that does not exist (before any output is touched)."""
     for p in paths:
@@ -168,19 +243,25 @@ def require_files(paths: Sequence[Path], what: str = "model") -> None:
 @app.command()
 def info() -> None:
     """List the backbones: parameters, encoder skips (module, stride, channels), weight files."""
-    from densedepth.model import DenseDepth, count_parameters, feature_info, imagenet_weights_path
+    with user_errors():
+        from densedepth.model import (
+            DenseDepth,
+            count_parameters,
+            feature_info,
+            imagenet_weights_path,
+        )
 
-    table = Table(title="DenseDepth backbones (decoder width 1.0)")
-    for col in ("backbone", "parameters", "skips: module /stride channels", "ImageNet file"):
-        table.add_column(col)
-    for name in BACKBONE_NAMES:
-        params = count_parameters(DenseDepth(name))
-        rows = feature_info(name)
-        skips = ", ".join(f"{r['module']} /{r['stride']} {r['channels']}" for r in rows)
-        path = imagenet_weights_path(name)
-        state = "found" if path.is_file() else "absent"
-        table.add_row(name, f"{params:,}", skips, f"{path} ({state})")
-    console.print(table)
+        table = Table(title="DenseDepth backbones (decoder width 1.0)")
+        for col in ("backbone", "parameters", "skips: module /stride channels", "ImageNet file"):
+            table.add_column(col)
+        for name in BACKBONE_NAMES:
+            params = count_parameters(DenseDepth(name))
+            rows = feature_info(name)
+            skips = ", ".join(f"{r['module']} /{r['stride']} {r['channels']}" for r in rows)
+            path = imagenet_weights_path(name)
+            state = "found" if path.is_file() else "absent"
+            table.add_row(name, f"{params:,}", skips, f"{path} ({state})")
+        console.print(table)
 
 
 @app.command()
@@ -365,8 +446,10 @@ def train(
         try:
             summary = fit(cfg, resume=resume, console=console)
         except TrainingInterrupted as exc:
+            from densedepth.signals import exit_code
+
             typer.echo(str(exc), err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code(exc.signum)) from None
         console.print(
             f"done: {summary['steps']} steps, {summary['img_per_s']:.1f} img/s; "
             f"best {summary['best_path']} (chosen on validation), last {summary['last']}",
@@ -415,10 +498,11 @@ def evaluate(
 ) -> None:
     """Evaluate a model on a test set (NYU's Eigen protocol, KITTI's on KITTI data); print and
     save the metrics."""
+    check_threads(threads)
     with user_errors():
         import json
 
-        from densedepth.evaluation import evaluate_dataset
+        from densedepth.evaluation import CLAMP_FIRST, conversion_note, evaluate_dataset
         from densedepth.outputs import check_output_file, write_text_atomic
         from engines import load_runner
 
@@ -431,9 +515,12 @@ def evaluate(
             runner, dataset, runner.input_shape[2:], protocol=protocol.value, limit=limit
         )
         row = {"model": str(model), "data": getattr(dataset, "name", data), **metrics}
+        if metrics.get("depth_conversion") == CLAMP_FIRST:
+            typer.echo(f"note: {conversion_note(runner.name)}", err=True)
+        if out is not None:  # before printing: a terminal that fails must not lose the result
+            write_text_atomic(out, json.dumps(row, indent=2, default=float) + "\n")
         console.print(metrics_table(f"{row['data']} ({metrics['protocol']} protocol)", [row]))
         if out is not None:
-            write_text_atomic(out, json.dumps(row, indent=2, default=float) + "\n")
             console.print(f"saved {out}")
 
 
@@ -449,6 +536,7 @@ def predict(
 ) -> None:
     """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image, in a
     folder of its own (names that clash get their folder in front)."""
+    check_threads(threads)
     with user_errors():
         from engines import load_runner
         from engines.predict import list_images, predict_files
@@ -479,6 +567,7 @@ def compare(
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
 ) -> None:
     """Evaluate models on the same test images; write report.md, report.json, compare.png."""
+    check_threads(threads)
     with user_errors():
         from bench.compare import compare_models
 
@@ -521,10 +610,11 @@ def import_keras(
 
         if out.suffix not in (".pt", ".pth"):
             raise DenseDepthError(f"--out {out} must end in .pt")
-        if out.exists() and not overwrite:
-            raise DenseDepthError(f"{out} already exists; pass --overwrite or another --out")
+        with replacing(overwrite):
+            claim_output(out)  # only a file the toolkit wrote, and only with --overwrite
         t0 = time.perf_counter()
         record = run_import(source, out, dataset.value)
+        record_written(out)
         console.print(
             f"saved {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
             f"{record['backbone']}, decoder width {record['decoder_width']:g}, "
@@ -568,9 +658,10 @@ def export(
     ),
     dynamic_batch: Annotated[bool, typer.Option(help="Make the batch dimension dynamic.")] = False,
     tolerance: Annotated[float, typer.Option(help="Max |ORT - PyTorch| in metres.")] = 1e-3,
+    overwrite: Annotated[bool, typer.Option(help="Replace an ONNX file export wrote.")] = False,
 ) -> None:
     """Checkpoint -> deployable ONNX (RGB [0,1] in, metres out), checked against PyTorch."""
-    with user_errors():
+    with user_errors(), replacing(overwrite):
         from export.onnx_export import export_onnx
 
         target = out or checkpoint.parent / "export" / "model_fp32.onnx"
@@ -672,9 +763,12 @@ def build_engine(
     max_drop: Annotated[
         float, typer.Option(min=0.0, help="--target auto: the largest δ1 loss against FP32.")
     ] = 0.01,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace files build-engine wrote before in the folder.")
+    ] = False,
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
-    with user_errors():
+    with user_errors(), replacing(overwrite):
         from export.build import BuildOptions, build, calibration_for
         from export.formats import get_format, require
         from export.onnx_export import export_onnx
@@ -956,6 +1050,7 @@ def bench(
 ) -> None:
     """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
     --camera a live run on a camera, video file or stream."""
+    check_threads(threads)
     with user_errors():
         from rich.markup import escape
 
@@ -965,7 +1060,10 @@ def bench(
         if camera:
             live = {"frames": frames, "duration": duration, "record": record, "display": display,
                     "newest_frame": newest_frame}  # fmt: skip
-            bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
+            with replacing(overwrite):  # --record: only a video the toolkit wrote, --overwrite
+                if record is not None:
+                    claim_output(record)
+                bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
             return
         opts = BenchOptions(
             iters=iters,
@@ -1084,7 +1182,10 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point (``python cli.py ...``)."""
+    """Entry point (``python cli.py ...``): SIGTERM is handled as Ctrl-C (exit 143)."""
+    from densedepth.signals import handle_sigterm
+
+    handle_sigterm()
     app(args=argv)
 
 

@@ -33,6 +33,7 @@ from densedepth.cpu import cpu_capabilities, cpu_model
 from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset, protocol_for
+from densedepth.files import file_sha256
 from densedepth.optional import optional_torch
 from densedepth.progress import progress
 from engines.base import load_runner
@@ -316,6 +317,13 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def measured_sha256(path: Path) -> dict[str, str]:
+    """File name -> SHA-256 of every file a row measured: the model file, and an OpenVINO
+    IR's .bin beside its .xml."""
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return {p.name: file_sha256(p) for p in files if p.is_file()}
+
+
 def measure_row(
     c: Candidate, opts: BenchOptions, dataset: Any, log: Log = lambda s: None
 ) -> dict[str, Any]:
@@ -330,6 +338,8 @@ def measure_row(
     try:
         runner = open_candidate(c, opts)
         row.update(describe(runner))
+        if c.path is not None:
+            row["sha256"] = measured_sha256(Path(c.path))
         if c.path is not None and not c.fmt:
             row["format"] = format_of(c.path, runner.precision)
         row["throughput"] = []

@@ -54,6 +54,18 @@ def depth_to_target(depth_m: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:
 
 
 def target_to_depth(target: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:
-    """The network's reciprocal output -> metres in the valid range."""
+    """The network's reciprocal output -> metres in the valid range (clamp first: the target
+    is clamped to ``rng.target_range``, then inverted; what the deployable graph does)."""
     lo, hi = rng.target_range
     return rng.numerator / _clip(target, lo, hi)
+
+
+def authors_target_to_depth(target: ArrayT, rng: DepthRange = NYU_RANGE) -> ArrayT:
+    """The authors' conversion (DenseDepth utils.py ``predict``: ``np.clip(DepthNorm(y,
+    maxDepth=1000), 10, 1000) / 1000``, times 10 in evaluate.py): invert first, then clip the
+    depth. Equal to ``target_to_depth`` for positive targets; a negative target (or -0) gives
+    the nearest depth (0.1 m), +0 the farthest."""
+    if isinstance(target, np.ndarray | np.generic | float | int):
+        with np.errstate(divide="ignore"):
+            return np.clip(rng.numerator / np.asarray(target), rng.min_depth, rng.max_depth)
+    return _clip(rng.numerator / target, rng.min_depth, rng.max_depth)

@@ -6,6 +6,12 @@ predictor's input size (area resampling); the ground truth keeps its own resolut
 prediction is upsampled to it, so a model run at 288x384 is scored on the same 480x640 pixels
 as one run at 480x640, as the literature does. The Eigen crop applies when the dataset carries
 one and its ground truth is NYU's 480x640.
+
+Under the ``densedepth`` protocol the network's raw output is converted as the authors' code
+did (``densedepth.depth.authors_target_to_depth``: invert, then clip) wherever the predictor
+offers it (``predict_target``: checkpoints, our float ONNX files); a graph that converts
+inside (INT8 ONNX, OpenVINO, TensorRT) is scored as is, and the result says which
+(``depth_conversion``; ``conversion_note`` is the line to print).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from densedepth.datasets import Sample
+from densedepth.depth import authors_target_to_depth
 from densedepth.metrics import EIGEN_CROP, eigen_evaluate
 from densedepth.preprocess import resize_rgb
 from densedepth.progress import progress
@@ -68,7 +75,37 @@ def evaluate_dataset(
     rgb, depth, crop = evaluation_arrays(dataset, input_size, limit)
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     chosen = protocol_for(dataset, protocol)
-    return eigen_evaluate(predict, rgb, depth, crop=crop, protocol=chosen, **kwargs)
+    extra = {}
+    if chosen == "densedepth":
+        predict, extra["depth_conversion"] = authors_predictor(predict)
+    return {**eigen_evaluate(predict, rgb, depth, crop=crop, protocol=chosen, **kwargs), **extra}
 
 
-__all__ = ["EIGEN_CROP", "PROTOCOL_OF", "evaluate_dataset", "evaluation_arrays", "protocol_for"]
+AUTHORS = "authors (DepthNorm, then clip)"
+CLAMP_FIRST = "clamp-first (inside the model's graph)"
+
+
+def authors_predictor(predict: Predictor) -> tuple[Predictor, str]:
+    """For the densedepth protocol: a predictor converting the network's raw output as the
+    authors did (``authors_target_to_depth``) where ``predict`` offers it (``predict_target``
+    and ``depth_norm``: checkpoints, our fp32/fp16 ONNX), else ``predict`` itself (a graph that
+    converts inside, clamp first); and which conversion it is (``AUTHORS`` or
+    ``CLAMP_FIRST``)."""
+    target = getattr(predict, "predict_target", None)
+    rng = getattr(predict, "depth_norm", None)
+    if not callable(target) or rng is None:
+        return predict, CLAMP_FIRST
+    return (lambda x: authors_target_to_depth(np.asarray(target(x), np.float64), rng)), AUTHORS
+
+
+def conversion_note(name: str) -> str:
+    """The one line saying the densedepth protocol could not convert as the authors did."""
+    return (
+        f"{name} converts to metres inside its graph (clamp first), so --protocol densedepth "
+        f"scores its output as is: where the network's output is < 0 it gives 10 m, the "
+        f"authors' code 0.1 m; evaluate the .pt checkpoint or the float ONNX for the exact rule"
+    )
+
+
+__all__ = ["AUTHORS", "CLAMP_FIRST", "EIGEN_CROP", "PROTOCOL_OF", "authors_predictor",
+           "conversion_note", "evaluate_dataset", "evaluation_arrays", "protocol_for"]  # fmt: skip

@@ -307,9 +307,18 @@ def import_keras(
     arrays = keras_state_dict(kfile, backbone)
     model = DenseDepth(backbone, decoder_width=width, variant=variant)
     own = model.state_dict()
+    names = keras_name_map(backbone)
     for key, value in arrays.items():
+        bad = int(np.count_nonzero(~np.isfinite(value)))
+        if bad:
+            layer, weight = names[key]
+            raise KerasImportError(
+                f"{kfile.path}: layer {layer} has non-finite weights (NaN or infinite: {bad:,} "
+                f"of the {value.size:,} in its {weight}); the file is damaged or was saved "
+                f"after training diverged: use another file"
+            )
         if tuple(own[key].shape) != value.shape:
-            layer, weight = keras_name_map(backbone)[key]
+            layer, weight = names[key]
             have, need = value.shape, tuple(own[key].shape)
             if weight == "kernel":  # say it in the file's own layout (HWIO)
                 have, need = (tuple(s[i] for i in (2, 3, 1, 0)) for s in (have, need))

@@ -28,7 +28,11 @@ at half resolution) over a test set batch by batch. Two protocols:
      filled (a zero makes log10 infinite; we raise instead);
   5. the metric function is called with its arguments swapped
      (``compute_errors(predictions, ground_truth)``), so ``rel = mean(|gt - pred| / pred)``
-     divides by the prediction; delta, rms and log10 are symmetric and unaffected.
+     divides by the prediction; delta, rms and log10 are symmetric and unaffected;
+  6. the network's output ``y`` becomes metres as ``clip(10 / y, 0.1, 10)`` (invert, then clip:
+     a negative ``y`` gives 0.1 m), not clamp-first; ``eigen_evaluate`` takes metres, so
+     ``densedepth.evaluation.evaluate_dataset`` applies it from a predictor's raw output
+     (``predict_target``) where there is one.
 
   Flip averaging (0.5 * pred + 0.5 * mirrored flip prediction), the crop and the pooling over
   every pixel of the set are the same in both protocols.

@@ -9,11 +9,23 @@
   built in its place, and the old one is deleted only when the new one is complete: an error
   or Ctrl-C puts the old one back, and after a SIGKILL the next run restores it.
 - The current folder, the home folder, the file system root and any folder holding files
-  this toolkit did not write are refused with one line, before anything is touched.
+  this toolkit did not write are refused with one line, before anything is touched. The
+  complete marker lists every file the run wrote; ``--overwrite`` of a folder holding any
+  other file (a notes.md the user put there) is refused.
+- One run per output: a run holds an exclusive lock (``flock``) on ``.dd-lock-NAME`` beside its
+  output folder (train: its --out) for as long as it writes, so a second run on the same output
+  is refused in one line before anything is moved; the lock goes with the process, even on
+  SIGKILL. The marker of a folder being written records the writer's PID and start time.
+- Single output files (``export --out``, ``--record``, the files build-engine names) are
+  recorded in a ledger, ``.densedepth-files.json`` in their folder (name, size, mtime): a file
+  is replaced only when the ledger says the toolkit wrote it as it is now, and, in a verb,
+  only with ``--overwrite`` (``claim_output`` / ``artifact_path``).
+- A symbolic link given as an output folder is followed: the folder it points to is written.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -22,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +42,8 @@ from typing import Any
 from densedepth.errors import OutputError
 
 MARKER = ".densedepth"
+LEDGER = ".densedepth-files.json"
+LOCK_PREFIX = ".dd-lock-"
 TEMP_PREFIX = ".dd-tmp-"
 _TEMP_RE = re.compile(r"^\.dd-tmp-(\d+)-")
 _BACKUP_RE = re.compile(r"^\.dd-old-(\d+)-(.+)$")
@@ -70,6 +84,24 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc/PID/stat``), to tell
+    it from a later process given the same id; None where the OS does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_process_alive(pid: int, start: int | None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` still runs (not a reused id)."""
+    if not pid_alive(pid):
+        return False
+    now = process_start(pid)
+    return start is None or now is None or now == start
 
 
 def _temp_prefix(path: Path) -> str:
@@ -145,6 +177,27 @@ def _check_target(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {path.parent} is a broken link")
 
 
+_TEMPDIR_LOCK = threading.Lock()
+
+
+@contextmanager
+def system_temp_in(folder: Path) -> Iterator[None]:
+    """Point Python's temp folder (``tempfile``: ONNX Runtime's quantizer makes its
+    ``pre.quant.*`` / ``ort.quant.*`` models there) and child processes' ``TMPDIR`` at
+    ``folder`` for the duration, so a killed run leaves them in our scratch, not in /tmp."""
+    with _TEMPDIR_LOCK:
+        previous, env = tempfile.tempdir, os.environ.get("TMPDIR")
+        tempfile.tempdir = os.environ["TMPDIR"] = str(folder)
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+            if env is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = env
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
@@ -174,6 +227,166 @@ def write_text_atomic(path: Path, text: str) -> Path:
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Single output files: the ledger of what the toolkit wrote, and the right to replace it
+# --------------------------------------------------------------------------------------------
+
+_OVERWRITE: contextvars.ContextVar[bool | None] = contextvars.ContextVar("overwrite", default=None)
+
+
+@contextmanager
+def replacing(overwrite: bool) -> Iterator[None]:
+    """A verb's ``--overwrite`` for the single output files written inside: without it an
+    existing file is refused; with it, replaced only when the toolkit wrote it. (Library calls
+    outside this context replace the toolkit's own files and refuse any other.)"""
+    token = _OVERWRITE.set(bool(overwrite))
+    try:
+        yield
+    finally:
+        _OVERWRITE.reset(token)
+
+
+def _read_ledger(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / LEDGER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("files", {}) if isinstance(data, dict) else {}
+
+
+def _stat_record(path: Path) -> dict[str, int]:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def written_by_us(path: Path) -> bool:
+    """Whether ``path`` is a file the toolkit wrote and nobody has changed since (its folder's
+    ledger has its name with its current size and modification time)."""
+    path = Path(path)
+    entry = _read_ledger(path.parent).get(path.name)
+    try:
+        return (
+            isinstance(entry, dict)
+            and not path.is_symlink()
+            and path.is_file()
+            and {k: entry.get(k) for k in ("size", "mtime_ns")} == _stat_record(path)
+        )
+    except OSError:
+        return False
+
+
+def record_written(*paths: Path) -> None:
+    """Add files just written to their folders' ledgers (what ``written_by_us`` reads)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, []).append(p)
+    for folder, files in by_folder.items():
+        ledger = _read_ledger(folder)
+        ledger = {k: v for k, v in ledger.items() if (folder / k).exists()}
+        for f in files:
+            ledger[f.name] = {**_stat_record(f), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        text = json.dumps({"tool": "densedepth", "files": ledger}, indent=2, sort_keys=True)
+        write_text_atomic(folder / LEDGER, text + "\n")
+
+
+def claim_output(path: Path) -> None:
+    """Refuse, before any work, a single output file that exists and is not ours to replace:
+    not written by the toolkit (or changed since), or written by it but no ``--overwrite``."""
+    path = Path(path)
+    check_output_file(path, ours=written_by_us)
+    if os.path.lexists(path) and _OVERWRITE.get() is False:
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose "
+                          f"another name")  # fmt: skip
+
+
+@contextmanager
+def artifact_path(path: Path) -> Iterator[Path]:
+    """``atomic_path`` for a single output file: claimed first (``claim_output``), recorded
+    in the ledger once it is in place."""
+    path = Path(path)
+    claim_output(path)
+    with atomic_path(path) as tmp:
+        yield tmp
+    record_written(path)
+
+
+# --------------------------------------------------------------------------------------------
+# One run per output
+# --------------------------------------------------------------------------------------------
+
+
+def _lock_file(path: Path) -> Path:
+    return path.parent / f"{LOCK_PREFIX}{path.name}"
+
+
+class OutputLock:
+    """Exclusive hold of an output path for one run: ``flock`` on ``.dd-lock-NAME`` beside it,
+    which records the holder (PID, start time, verb). A second run is refused in one line;
+    the lock is released on exit, and by the kernel when the process dies."""
+
+    def __init__(self, path: Path, verb: str) -> None:
+        self.path, self.verb = Path(path), verb
+        self.fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the marker's PID check still applies
+            return self
+        lock = _lock_file(self.path)
+        for _ in range(8):  # a holder may unlink the file between our open and our flock
+            try:
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+            except OSError as exc:
+                raise OutputError(f"cannot write beside {self.path}: "
+                                  f"{exc.strerror or exc}") from None  # fmt: skip
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _holder_text(fd)
+                os.close(fd)
+                raise OutputError(
+                    f"{self.path} is in use by another run ({holder}); wait for it to finish "
+                    f"or pass another --out"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise OutputError(f"cannot lock {self.path}: its lock file keeps changing; retry")
+        record = {"pid": os.getpid(), "start": process_start(os.getpid()), "verb": self.verb,
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is None:
+            return
+        with suppress(OSError):
+            os.unlink(_lock_file(self.path))
+        os.close(self.fd)
+        self.fd = None
+
+
+def _holder_text(fd: int) -> str:
+    """Who holds a lock file, in words (PID, verb, since when)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        rec = json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        rec = {}
+    if not isinstance(rec, dict) or "pid" not in rec:
+        return "a run that is starting"
+    return f"{rec.get('verb', 'a run')}, PID {rec['pid']}, since {rec.get('time', '?')}"
 
 
 _SWEPT: set[str] = set()
@@ -223,6 +436,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 def write_marker(folder: Path, verb: str, state: str, **extra: Any) -> None:
     """Mark ``folder`` as written by ``verb`` (``state``: writing | complete)."""
     record = {"tool": "densedepth", "verb": verb, "state": state, "pid": os.getpid(),
+              "start": process_start(os.getpid()),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}  # fmt: skip
     write_text_atomic(folder / MARKER, json.dumps(record, indent=2) + "\n")
 
@@ -240,6 +454,40 @@ def _protected(path: Path) -> str | None:
     if resolved in cwd.parents:
         return "it holds the current folder"
     return None
+
+
+def files_below(folder: Path) -> list[str]:
+    """Every file (and link) below ``folder`` but its marker, as sorted relative POSIX paths."""
+    found: list[str] = []
+    for top, dirs, files in os.walk(folder):
+        rel = Path(top).relative_to(folder)
+        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        for name in (*files, *links):
+            if not (top == str(folder) and name == MARKER):
+                found.append((rel / name).as_posix())
+    return sorted(found)
+
+
+def _unlisted(folder: Path, marker: dict[str, Any]) -> list[str]:
+    """The files in a folder of ours that its marker does not list (a dead process's temp
+    files count as ours: the next sweep removes them)."""
+    listed = set(marker.get("files") or ())
+    return [f for f in files_below(folder) if f not in listed and not _stale_temp(f)]
+
+
+def _stale_temp(rel: str) -> bool:
+    m = _TEMP_RE.match(Path(rel).name)
+    return bool(m) and not pid_alive(int(m.group(1)))
+
+
+def _follow_link(path: Path) -> Path:
+    """The folder a symbolic link points to (a link given as an output is followed, never
+    replaced); other paths, broken links and loops as given."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if target.exists():
+            return target
+    return path
 
 
 def _backup_name(path: Path) -> Path:
@@ -281,26 +529,32 @@ class OutputFolder:
     """
 
     def __init__(self, path: Path, overwrite: bool, verb: str, inputs: Sequence[Path] = ()) -> None:
-        self.path, self.overwrite, self.verb = Path(path), overwrite, verb
+        self.given = Path(path)
+        self.path = _follow_link(self.given)  # a link is followed, never replaced
+        self.overwrite, self.verb = overwrite, verb
         self.inputs = [Path(p) for p in inputs]  # what the run reads: never in a replaced folder
         self.backup: Path | None = None
         self.was_empty = False
         self.note: str | None = None
+        self.lock = OutputLock(self.path, verb)
 
     def check(self) -> None:
         """Refuse an output that is not ours to (re)write; touches nothing."""
         path = self.path
-        why = _protected(path)
-        if why:
-            raise OutputError(f"refusing to write into {path}: {why}; pass a new folder")
+        self._check_place()
+        if path.is_symlink():
+            raise OutputError(f"output {self.given} is a broken link or a link loop; pass a folder")
         if path.exists() and not path.is_dir():
             raise OutputError(f"output {path} is a file; pass a folder")
-        ours = read_marker(path) is not None
+        marker = read_marker(path)
+        ours = marker is not None
         if path.is_dir() and any(path.iterdir()) and not ours:
             raise OutputError(
                 f"output folder {path} holds files this toolkit did not write; "
                 f"pass a new or empty folder"
             )
+        if marker is not None:
+            self._check_writer(marker)
         if ours and not self.overwrite:
             raise OutputError(f"output {path} already exists; pass --overwrite or another --out")
         if path.exists():
@@ -311,24 +565,65 @@ class OutputFolder:
                     f"{inside[0]} is inside {path}, which this run would replace; "
                     f"pass another --out"
                 )
-        why = parent_problem(path)
+        if marker is not None:
+            self._check_listed(marker)
+
+    def _check_place(self) -> None:
+        """The protected folders and an ancestor that cannot hold the output."""
+        why = _protected(self.path)
         if why:
-            raise OutputError(f"cannot create {path}: {why}")
+            raise OutputError(f"refusing to write into {self.path}: {why}; pass a new folder")
+        why = parent_problem(self.path)
+        if why:
+            raise OutputError(f"cannot create {self.path}: {why}")
+
+    def _check_writer(self, marker: dict[str, Any]) -> None:
+        """Refuse a folder another live process is writing (its marker's PID and start)."""
+        pid = marker.get("pid")
+        if marker.get("state") != "writing" or not isinstance(pid, int) or pid == os.getpid():
+            return
+        if same_process_alive(pid, marker.get("start")):
+            raise OutputError(
+                f"output {self.path} is being written by another run (PID {pid}, "
+                f"{marker.get('verb', '?')}); wait for it to finish or pass another --out"
+            )
+
+    def _check_listed(self, marker: dict[str, Any]) -> None:
+        """Refuse to replace a folder of ours holding a file the toolkit did not write."""
+        extra = _unlisted(self.path, marker)
+        if not extra:
+            return
+        if "files" not in marker:
+            raise OutputError(
+                f"output folder {self.path} was left by an interrupted run or an older version: "
+                f"its marker does not list its files; delete it yourself or pass another --out"
+            )
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise OutputError(
+            f"output folder {self.path} holds files this toolkit did not write "
+            f"({', '.join(extra[:3])}{more}); move them out or pass another --out"
+        )
 
     def __enter__(self) -> Path:
-        self.note = recover_interrupted(self.path)
-        self.check()
-        ours = read_marker(self.path) is not None
-        self.was_empty = self.path.is_dir() and not ours
-        if ours:
-            self.backup = _backup_name(self.path)
-            os.replace(self.path, self.backup)
+        self._check_place()  # before the lock creates anything beside the output
+        self.lock.__enter__()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_marker(self.path, self.verb, "writing")
-        except OSError as exc:
-            self._restore()
-            raise OutputError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+            self.note = recover_interrupted(self.path)
+            self.check()
+            ours = read_marker(self.path) is not None
+            self.was_empty = self.path.is_dir() and not ours
+            if ours:
+                self.backup = _backup_name(self.path)
+                os.replace(self.path, self.backup)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                write_marker(self.path, self.verb, "writing")
+            except OSError as exc:
+                self._restore()
+                raise OutputError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        except BaseException:
+            self.lock.__exit__()
+            raise
         return self.path
 
     def __exit__(
@@ -337,15 +632,18 @@ class OutputFolder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if kind is None:
-            write_marker(self.path, self.verb, "complete")
-            if self.backup is not None:
-                shutil.rmtree(self.backup, ignore_errors=True)
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._restore()
-        if self.was_empty:
-            self.path.mkdir(exist_ok=True)
+        try:
+            if kind is None:
+                write_marker(self.path, self.verb, "complete", files=files_below(self.path))
+                if self.backup is not None:
+                    shutil.rmtree(self.backup, ignore_errors=True)
+                return
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._restore()
+            if self.was_empty:
+                self.path.mkdir(exist_ok=True)
+        finally:
+            self.lock.__exit__()
 
     def _restore(self) -> None:
         if self.backup is not None and self.backup.exists() and not self.path.exists():

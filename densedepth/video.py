@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from densedepth.errors import OutputError
-from densedepth.outputs import temp_file_beside
+from densedepth.outputs import claim_output, record_written, temp_file_beside
 from densedepth.synthetic import render, sample_scene
 
 
@@ -47,6 +47,7 @@ class VideoFileWriter:
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path, self.fps, self.fourcc = Path(path), float(fps), fourcc
+        claim_output(self.path)  # never replaces a video the toolkit did not write
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
@@ -100,6 +101,7 @@ class VideoFileWriter:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        record_written(self.path)
         return self.path
 
     def discard(self) -> None:

@@ -20,6 +20,9 @@ class Runner(Protocol):
     model's operations), ``depth_range`` (the metres their output is clamped to) and
     ``max_batch`` (the most images one engine call runs, None: any; a larger batch is split
     into calls, and bench says so); code that takes any runner reads them with ``getattr``.
+    Checkpoints and ONNX files also offer ``predict_target`` (the network's raw reciprocal
+    output, None where the graph's conversion cannot be walked back) and ``depth_norm`` (its
+    DepthRange), which the densedepth protocol converts as the authors did.
     """
 
     name: str

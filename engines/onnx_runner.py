@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from densedepth.depth import DepthRange
 from densedepth.errors import DenseDepthError, error_line
 from engines.base import check_batch, depth_range_of
 from export.onnx_files import INPUT_NAME, OUTPUT_NAME, fixed_batch, ort_session, read_metadata
@@ -35,6 +36,53 @@ def choose_providers(device: str) -> list[str]:
             f"install onnxruntime-gpu on a CUDA machine or use --device cpu"
         )
     return [p for p in wanted if p in available]
+
+
+CONVERSION_OPS = ("Mul", "Div", "Reciprocal", "Cast")  # between the Clip and the output
+
+
+def raw_output_name(path: Path) -> str | None:
+    """The tensor the deployable graph clamps and inverts into metres (the input of the Clip
+    that the output is computed from through Mul / Div / Reciprocal / Cast), or None where
+    the graph is not of that shape (a quantized or foreign tail)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    made = {o: n for n in graph.node for o in n.output}
+    consts = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    name = OUTPUT_NAME
+    for _ in range(8):
+        node = made.get(name)
+        if node is None:
+            return None
+        if node.op_type == "Clip":
+            return node.input[0]
+        inputs = [i for i in node.input if i and i not in consts]
+        if node.op_type not in CONVERSION_OPS or len(inputs) != 1:
+            return None
+        name = inputs[0]
+    return None
+
+
+def check_layout(path: Path, shape: list, size: list) -> None:
+    """The graph's input is N x 3 x H x W with the metadata's H x W (symbolic dims pass), or
+    one line naming both."""
+    h, w = (int(s) for s in size)
+    dims = list(shape)
+    fits = len(dims) == 4 and all(
+        not isinstance(d, int) or d == e for d, e in zip(dims[1:], (3, h, w), strict=True)
+    )
+    if fits:
+        return
+    text = "x".join(str(d) if isinstance(d, int) else "N" for d in dims)
+    nhwc = len(dims) == 4 and dims[1:] == [h, w, 3]
+    layout = " (NHWC: channels last)" if nhwc else ""
+    raise DenseDepthError(
+        f"{path}: its metadata says input Nx3x{h}x{w} (NCHW) but the graph's input is "
+        f"{text}{layout}; the file was changed after export, re-export it with cli.py export"
+    )
 
 
 class OnnxRunner:
@@ -67,6 +115,7 @@ class OnnxRunner:
                 f"{names}; export it with cli.py export"
             )
         size = meta["input_size"]
+        check_layout(self.path, self.session.get_inputs()[0].shape, size)
         self.meta: dict[str, Any] = meta
         self.backbone = meta.get("backbone", "")
         self.decoder_width = float(meta.get("decoder_width", 1.0))
@@ -78,6 +127,18 @@ class OnnxRunner:
         self.name = f"onnxruntime:{self.path.name}"
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
         self.max_batch = fixed_batch(self.session)  # images per engine call (None: any batch)
+        lo, hi = self.depth_range
+        self.depth_norm = DepthRange(lo, hi, float(meta.get("depth_numerator", hi)))
+        self._target_session: Any = None
+        self._target_name: str | bool | None = False  # False: not looked for yet
+
+    @property
+    def predict_target(self) -> Any:
+        """The raw network output (``_predict_target``) where the graph's conversion can be
+        walked back to it, else None; looked for on first use (it reads the file again)."""
+        if self._target_name is False:
+            self._target_name = raw_output_name(self.path)
+        return self._predict_target if self._target_name else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
@@ -86,6 +147,27 @@ class OnnxRunner:
             parts = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
             return np.concatenate(parts)
         return self._run(x)
+
+    def _predict_target(self, batch: np.ndarray) -> np.ndarray:
+        """The network's raw reciprocal output (N,1,H/2,W/2), read before the graph's clamp
+        and inversion: a second session of the same file with that tensor as an output."""
+        import onnx
+        import onnxruntime as ort
+
+        x = check_batch(self.name, batch, self.input_shape)
+        if self._target_session is None:
+            model = onnx.load(str(self.path))
+            model.graph.output.append(onnx.ValueInfoProto(name=str(self._target_name)))
+            self._target_session = ort.InferenceSession(
+                model.SerializeToString(), self.session.get_session_options(),
+                providers=self.providers,
+            )  # fmt: skip
+        step = self.max_batch or x.shape[0]
+        parts = [
+            self._target_session.run([self._target_name], {INPUT_NAME: x[i : i + step]})[0]
+            for i in range(0, x.shape[0], step)
+        ]
+        return np.concatenate(parts).astype(np.float32)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]

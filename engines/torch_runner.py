@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import model_from_checkpoint
-from densedepth.depth import MAX_DEPTH, MIN_DEPTH, target_to_depth
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH, DepthRange, target_to_depth
 from densedepth.device import resolve_device
 from densedepth.errors import DenseDepthError
 from densedepth.precision import resolve_precision
@@ -90,3 +90,20 @@ class TorchRunner:
             target = self.model(x)
         # the network in bf16/fp16, the reciprocal to metres in fp32
         return target_to_depth(target.float(), self.model.variant.depth).cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_target(self, batch: np.ndarray) -> np.ndarray:
+        """The network's raw reciprocal output (N,1,H/2,W/2) float32, before any conversion
+        (the densedepth protocol converts it as the authors did)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.torch_device)
+        x = x.contiguous(memory_format=self.arith.memory_format)
+        if self.arith.dtype is None:
+            return self.model(x).float().cpu().numpy()
+        with self.arith.autocast(self.torch_device):
+            return self.model(x).float().cpu().numpy()
+
+    @property
+    def depth_norm(self) -> DepthRange:
+        """The numerator and valid range of the network's reciprocal target."""
+        variant = getattr(self.model, "variant", None)
+        return variant.depth if variant is not None else DepthRange()

@@ -23,7 +23,7 @@ from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weight
 from densedepth.errors import error_line
 from densedepth.files import file_sha256
 from densedepth.model import DenseDepth, check_input_size
-from densedepth.outputs import atomic_path
+from densedepth.outputs import artifact_path, claim_output
 from export.formats import ExportError
 from export.onnx_files import (
     INPUT_NAME,
@@ -78,6 +78,7 @@ def export_onnx(
         raise ExportError(f"opset {opset} is not supported; choose 13..{MAX_OPSET}")
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    claim_output(Path(out))  # before any work: never replaces a file the toolkit did not write
     t0 = time.perf_counter()
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).eval()
@@ -88,7 +89,7 @@ def export_onnx(
     with torch.inference_mode():
         expected = deployable(torch.from_numpy(x)).numpy()
 
-    with atomic_path(out) as tmp:
+    with artifact_path(out) as tmp:
         _torch_export(deployable, x[:1], tmp, opset, exporter, dynamic_batch)
         proto = onnx.load(str(tmp))
         try:
@@ -190,12 +191,13 @@ def convert_fp16(
     meta = read_metadata(src)
     if meta.get("precision", "fp32") != "fp32" or "input_size" not in meta:
         raise ExportError(f"{src} is not a float32 DenseDepth export; convert the fp32 ONNX")
+    claim_output(Path(out))
     t0 = time.perf_counter()
     size = tuple(meta["input_size"])
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     record: dict[str, Any] = dict(meta)
     record.update(format="onnx-fp16", precision="fp16", source_onnx_sha256=file_sha256(src))
-    with atomic_path(out) as tmp:
+    with artifact_path(out) as tmp:
         set_metadata(model, record)
         onnx.save(model, str(tmp))
         diff = output_difference(

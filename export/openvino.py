@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from densedepth.files import file_sha256
-from densedepth.outputs import scratch_beside
+from densedepth.outputs import claim_output, record_written, scratch_beside
 from export.formats import ExportError, get_format, require
 from export.onnx_files import (
     ort_predictor,
@@ -40,7 +40,37 @@ def compile_ir(path: str | os.PathLike[str], precision: str, threads: int = 0) -
         config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[precision]
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
+    check_weights_file(Path(path))
     return ov.Core().compile_model(str(path), "CPU", config)
+
+
+def weights_needed(xml: Path) -> int:
+    """The bytes of the .bin the IR's constants reach (max offset + size; 0 when unreadable)."""
+    import re
+
+    try:
+        text = xml.read_text(errors="replace")
+    except OSError:
+        return 0
+    spans = re.findall(r'<data\b[^>]*?\boffset="(\d+)"[^>]*?\bsize="(\d+)"', text)
+    return max((int(o) + int(s) for o, s in spans), default=0)
+
+
+def check_weights_file(xml: Path) -> None:
+    """One line when an IR's .bin is missing or shorter than its constants need."""
+    weights = xml.with_suffix(".bin")
+    rebuild = "or rebuild it with cli.py build-engine --target openvino"
+    if not weights.is_file():
+        raise ExportError(
+            f"{xml}: its weights file {weights.name} is missing; put it beside the .xml "
+            f"(an IR is the .xml and the .bin together) {rebuild}"
+        )
+    have, need = weights.stat().st_size, weights_needed(xml)
+    if have < need:
+        raise ExportError(
+            f"{xml}: its weights file {weights.name} is truncated ({have:,} bytes, the IR "
+            f"needs {need:,}); copy it again {rebuild}"
+        )
 
 
 def export_openvino(
@@ -62,6 +92,8 @@ def export_openvino(
     if meta.get("precision") != "fp32":
         raise ExportError(f"{src} is not the fp32 DenseDepth ONNX; OpenVINO converts from it")
     size = tuple(meta["input_size"])
+    claim_output(out)
+    claim_output(out.with_suffix(".bin"))
     t0 = time.perf_counter()
     model = ov.convert_model(str(src))
     record: dict[str, Any] = dict(meta)
@@ -111,6 +143,7 @@ def save_ir(model: Any, out: Path) -> None:
         ov.save_model(model, str(tmpdir / out.name), compress_to_fp16=False)
         os.replace(tmpdir / out.with_suffix(".bin").name, out.with_suffix(".bin"))
         os.replace(tmpdir / out.name, out)
+    record_written(out, out.with_suffix(".bin"))
 
 
 def _nncf_quantize(model: Any, calib: Any, ignored_nodes: Sequence[str]) -> Any:

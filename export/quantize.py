@@ -34,7 +34,7 @@ from calib.calibration import CalibrationSet, cache_key
 from calib.ranges import RANGES_VERSION, ranges_cache
 from densedepth.errors import error_line
 from densedepth.files import file_sha256
-from densedepth.outputs import atomic_path, scratch_beside
+from densedepth.outputs import artifact_path, claim_output, scratch_beside, system_temp_in
 from export.formats import ExportError
 from export.onnx_files import (
     INPUT_NAME,
@@ -228,7 +228,9 @@ def quantize_int8(
     t0 = time.perf_counter()
     cache_dir = Path(cache_dir) if cache_dir else out.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with scratch_beside(out) as work:  # beside the output, not in the system temp folder
+    claim_output(out)
+    # beside the output, not in the system temp folder (ONNX Runtime's own scratch included)
+    with scratch_beside(out) as work, system_temp_in(work):
         if resolved == "modelopt":
             quantized, calibration = _modelopt_qdq(src, calib, work, method, keep_float,
                                                    float_precision)  # fmt: skip
@@ -256,7 +258,7 @@ def quantize_int8(
             "source_onnx_sha256": file_sha256(src),
             **counts,
         }
-        with atomic_path(out) as tmp:
+        with artifact_path(out) as tmp:
             set_metadata(quantized, {k: v for k, v in record.items() if k != "float_nodes"})
             onnx.save(quantized, str(tmp))
             if flavour == "tensorrt":

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from densedepth.files import file_sha256
-from densedepth.outputs import atomic_path
+from densedepth.outputs import artifact_path, atomic_path, claim_output
 from export.formats import ExportError, get_format, require
 from export.onnx_files import INPUT_NAME, read_metadata, write_sidecar
 
@@ -206,6 +206,7 @@ def build_engine(
     trt = import_tensorrt()
     cuda = cuda_backend()
     onnx_path, out = Path(onnx_path), Path(out)
+    claim_output(out)
     version_text = trt.__version__
     version = parse_version(version_text)
     plan = build_plan(version, precision, calib is not None, int8_float)
@@ -251,7 +252,7 @@ def build_engine(
                 f"TensorRT failed to build the {precision} engine (see its log above); "
                 f"try a larger --workspace"
             )
-        with atomic_path(out) as tmp:
+        with artifact_path(out) as tmp:
             tmp.write_bytes(bytes(serialized))
         if timing_cache:
             with atomic_path(Path(timing_cache)) as tmp:

@@ -148,7 +148,38 @@ def check_onnx_file(
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    problem = model_problem(path, model)
+    if problem:
+        raise ExportError(
+            f"{path} is not a readable ONNX model: {problem}; re-export it with cli.py export"
+        )
     return check_model(model, version)
+
+
+def model_problem(path: str | os.PathLike[str], model: Any) -> str | None:
+    """Why ONNX's full checker refuses the loaded ``model`` (read from ``path``), in words:
+    an empty file, a tensor that no node, graph input or initializer defines, a cycle; None
+    when it passes ``onnx.checker.check_model(full_check=True)``."""
+    import onnx
+
+    if Path(path).stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    graph = model.graph
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    written = {o for n in graph.node for o in n.output}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            if name not in defined:
+                what = f"node #{i} {node.op_type} reads {name!r}"
+                if name not in written:
+                    return f"{what}, which no node, graph input or initializer defines"
+                return f"{what} before any node writes it (a cycle, or nodes out of order)"
+        defined.update(node.output)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # ValidationError, InferenceError
+        return " ".join(str(exc).split())[:300] or type(exc).__name__
+    return None
 
 
 def _check_opset(model: Any, gen: ParserGeneration) -> list[Finding]:

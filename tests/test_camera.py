@@ -29,6 +29,7 @@ from bench.camera import (
     write_camera_report,
 )
 from densedepth.errors import DenseDepthError, OutputError
+from densedepth.outputs import LEDGER
 from densedepth.video import VideoFileWriter, write_synthetic_video
 
 H, W = 64, 96
@@ -151,7 +152,8 @@ def test_synthetic_video_round_trips_and_camera_moves(video: Path) -> None:
     near = np.mean([mad(frames[i], frames[i + 1]) for i in range(len(frames) - 1)])
     far = mad(frames[0], frames[-1])
     assert far > 10.0 and far > 2.0 * near  # the camera pans: coherent steps, growing change
-    assert sorted(os.listdir(video.parent)) == ["pan.mp4"]  # no temp file left
+    # no temp file left; the ledger says the video is the toolkit's to replace
+    assert sorted(os.listdir(video.parent)) == [LEDGER, "pan.mp4"]
     assert os.stat(video).st_mode & 0o777 == 0o666 & ~_umask()
 
 
@@ -230,7 +232,7 @@ def test_record_writes_composed_frames(video: Path, tmp_path: Path) -> None:
     assert frames[0].shape == (H, W + 128, 3)
     band = 24  # the darkened text band on top (FPS, latency, colour range)
     assert mad(frames[0][band:, :W], read_all(video)[0][band:]) < 12  # the frame itself, left
-    assert os.listdir(out.parent) == ["live.mp4"]
+    assert sorted(os.listdir(out.parent)) == [LEDGER, "live.mp4"]
 
 
 def test_truncated_plain_mp4_cannot_be_opened(video: Path, tmp_path: Path) -> None:

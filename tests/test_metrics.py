@@ -370,6 +370,65 @@ def test_densedepth_reproduces_the_original_evaluate() -> None:
     assert ours["rel"] != pytest.approx(got["rel"], rel=1e-3)
 
 
+def authors_metres(raw: np.ndarray) -> np.ndarray:
+    """The authors' code on a raw network output, written out in their units: utils.predict
+    ``np.clip(DepthNorm(y, maxDepth=1000), 10, 1000) / 1000`` (DepthNorm(x) = 1000 / x), then
+    evaluate.py's ``* 10``."""
+    with np.errstate(divide="ignore"):
+        return np.clip(1000.0 / raw.astype(np.float64), 10, 1000) / 1000 * 10.0
+
+
+class RawNetwork:
+    """A deployable-graph stand-in: ``__call__`` gives clamp-first metres (as our ONNX does),
+    ``predict_target`` the raw output, which holds negatives, +0, -0 and values beyond the
+    valid targets (1..100)."""
+
+    def __init__(self) -> None:
+        from densedepth.depth import NYU_RANGE
+
+        self.depth_norm = NYU_RANGE
+
+    def predict_target(self, x: np.ndarray) -> np.ndarray:
+        half = x[:, :, ::2, ::2].mean(axis=1, keepdims=True)
+        raw = 160.0 * half - 40.0  # -40 .. 120
+        raw[..., 0, 0] = 0.0
+        raw[..., 0, 1] = -0.0
+        raw[..., 1, 0] = 0.5
+        return raw.astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return 10.0 / np.clip(self.predict_target(x), 1.0, 100.0)
+
+
+def test_densedepth_protocol_converts_the_raw_output_as_the_authors() -> None:
+    from densedepth.depth import authors_target_to_depth, target_to_depth
+    from densedepth.evaluation import AUTHORS, evaluate_dataset
+
+    raw = np.array([-50.0, -0.5, -0.0, 0.0, 0.05, 1.0, 2.0, 50.0, 100.0, 250.0], np.float32)
+    authors = authors_target_to_depth(raw)
+    np.testing.assert_allclose(authors, authors_metres(raw), rtol=1e-6)
+    np.testing.assert_allclose(authors[:4], [0.1, 0.1, 0.1, 10.0])  # negatives: nearest
+    assert (target_to_depth(raw)[:3] == 10.0).all()  # ours, clamp first: farthest
+
+    net = RawNetwork()
+    rgb, _ = make_set(8, seed=3)
+    depth = np.random.default_rng(4).uniform(0.3, 9.0, (8, H, W)).astype(np.float32)
+    dataset = [(rgb[i], depth[i]) for i in range(8)]
+    got = evaluate_dataset(net, dataset, (H, W), protocol="densedepth")
+    assert got["depth_conversion"] == AUTHORS and got["n_images"] == 8
+    expected = eigen_evaluate(
+        lambda x: authors_metres(net.predict_target(x)), rgb, depth, crop=None,
+        protocol="densedepth",
+    )  # fmt: skip
+    assert_metrics(got, expected, rel=1e-6)
+    clamp_first = eigen_evaluate(net, rgb, depth, crop=None, protocol="densedepth")
+    assert got["rms"] != pytest.approx(clamp_first["rms"], rel=1e-3)
+    # the default protocol keeps clamp-first
+    eigen = evaluate_dataset(net, dataset, (H, W), protocol="eigen")
+    assert "depth_conversion" not in eigen
+    assert_metrics(eigen, eigen_evaluate(net, rgb, depth, crop=None), rel=1e-9)
+
+
 def test_densedepth_drops_the_remainder_and_divides_rel_by_the_prediction() -> None:
     rgb, depth = make_set(10)  # gt 2 m, predicted 4 m
     depth[8:] = 5.0  # the two images the densedepth protocol drops (10 // 4 = 2 batches)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,110 @@ def test_an_unwritable_parent_is_refused_before_anything_is_made(tmp_path: Path)
         assert not any(locked.iterdir())
     finally:
         locked.chmod(0o755)
+
+
+def test_overwrite_lists_what_it_wrote_and_refuses_a_folder_holding_anything_else(
+    tmp_path: Path,
+) -> None:
+    out = written_report(tmp_path / "report")
+    assert read_marker(out)["files"] == ["bench.md", "sub/rows.json"]
+    (out / "sub" / "notes.md").write_text("mine")
+    before = snapshot(out)
+    with pytest.raises(OutputError, match=r"did not write \(sub/notes.md\)"):
+        OutputFolder(out, overwrite=True, verb="bench").__enter__()
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_symlinked_output_folder_is_followed_not_replaced(tmp_path: Path) -> None:
+    target = written_report(tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with OutputFolder(link, overwrite=True, verb="bench") as path:
+        (path / "bench.md").write_text("new report")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert (target / "bench.md").read_text() == "new report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_the_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    code = (
+        "import os, signal, sys, time; from pathlib import Path; "
+        "from densedepth.outputs import OutputLock\n"
+        "with OutputLock(Path(sys.argv[1]), 'bench'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=rf"in use by another run \(bench, PID {holder.pid}"):
+            OutputFolder(out, overwrite=True, verb="bench").__enter__()
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with OutputFolder(out, overwrite=False, verb="bench") as path:  # the kernel released it
+        (path / "bench.md").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # the lock file went too
+
+
+def test_single_files_are_replaced_only_when_ours_and_with_overwrite(tmp_path: Path) -> None:
+    from densedepth.outputs import artifact_path, claim_output, replacing, written_by_us
+
+    mine = tmp_path / "model.onnx"
+    with artifact_path(mine) as tmp:
+        tmp.write_bytes(b"ours")
+    assert written_by_us(mine)
+    with replacing(False), pytest.raises(OutputError, match="already exists; pass --overwrite"):
+        claim_output(mine)
+    with replacing(True), artifact_path(mine) as tmp:
+        tmp.write_bytes(b"ours again")
+    theirs = tmp_path / "notes.onnx"
+    theirs.write_bytes(b"the user's")
+    for overwrite in (False, True):
+        with replacing(overwrite), pytest.raises(OutputError, match="not written by this toolkit"):
+            claim_output(theirs)
+    time.sleep(0.01)
+    mine.write_bytes(b"edited by the user")  # changed since: no longer ours to replace
+    with replacing(True), pytest.raises(OutputError, match="not written by this toolkit"):
+        claim_output(mine)
+    assert theirs.read_bytes() == b"the user's" and mine.read_bytes() == b"edited by the user"
+
+
+def test_onnx_runtimes_quantizer_scratch_stays_beside_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime makes pre.quant.* / ort.quant.* folders with tempfile: during an INT8 build
+    they are made in our scratch folder beside the output (a SIGKILL leaves them to our
+    sweep), never in the system temp folder."""
+    import tempfile
+
+    from test_export import tiny_checkpoint
+
+    from calib.calibration import load_calibration_set
+    from export.onnx_export import export_onnx
+    from export.quantize import quantize_int8
+
+    onnx_path = export_onnx(tiny_checkpoint(tmp_path / "t.pt", "densenet121"),
+                            tmp_path / "t_fp32.onnx")["path"]  # fmt: skip
+    with pytest.warns(UserWarning, match="fewer than"):
+        calib = load_calibration_set("synthetic", (64, 64), n=4, height=64, width=64, seed=5)
+    made: list[Path] = []
+    real = tempfile.mkdtemp
+
+    def recording(*args: object, **kwargs: object) -> str:
+        path = real(*args, **kwargs)  # type: ignore[arg-type]
+        made.append(Path(path))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording)
+    out = tmp_path / "out" / "q.onnx"
+    quantize_int8(onnx_path, calib, out, "cpu")
+    ort_made = [p for p in made if p.name.startswith(("pre.quant.", "ort.quant."))]
+    assert ort_made, made
+    assert all(p.parent.parent == out.parent and p.parent.name.startswith(".dd-tmp-")
+               for p in ort_made), ort_made  # fmt: skip
+    assert tempfile.gettempdir() != str(out.parent) and os.environ.get("TMPDIR") != str(
+        out.parent
+    )  # restored

@@ -19,7 +19,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,10 @@ from densedepth.evaluation import PROTOCOL_OF, evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
-from densedepth.outputs import write_text_atomic
+from densedepth.outputs import OutputLock, write_text_atomic
 from densedepth.precision import Precision, resolve_precision
 from densedepth.progress import suppressed
+from densedepth.signals import stop_on_signals
 from densedepth.splits import Subset, check_val_split, split_by_scene
 from densedepth.variant import ModelVariant, preset
 from train.config import TrainConfig
@@ -55,7 +55,11 @@ class TrainingError(DenseDepthError):
 
 
 class TrainingInterrupted(DenseDepthError):
-    """Ctrl-C: the state was saved; ``--resume`` continues."""
+    """Ctrl-C or SIGTERM (``signum``): the state was saved; ``--resume`` continues."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,21 +125,6 @@ class EpochSampler(Sampler[int]):
 # --------------------------------------------------------------------------------------------
 # One epoch, validation
 # --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def stop_on_sigint() -> Iterator[dict[str, bool]]:
-    """Turn Ctrl-C into a flag the loop checks between steps (main thread only)."""
-    flag = {"stop": False}
-    try:
-        previous = signal.signal(signal.SIGINT, lambda *_: flag.__setitem__("stop", True))
-    except ValueError:  # not the main thread
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -437,7 +426,15 @@ class TrainingLog:
 
 def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns a summary (steps, img/s, best metrics, paths) and the
-    trained ``model`` (this rank's copy)."""
+    trained ``model`` (this rank's copy). The writing rank holds ``--out``'s lock throughout:
+    a second run on the same folder is refused in one line (``OutputLock``)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _fit(cfg, resume, console)
+    with OutputLock(Path(cfg.out), "train"):
+        return _fit(cfg, resume, console)
+
+
+def _fit(cfg: TrainConfig, resume: bool, console: Console | None) -> dict[str, Any]:
     console = console or Console()
     device, info, precision, per_rank = _setup_device(cfg)
     out = Path(cfg.out)
@@ -486,7 +483,7 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
         return bool(cfg.max_steps and event.step >= cfg.max_steps)
 
     stopped = False
-    with log.progress, stop_on_sigint() as sigint:
+    with log.progress, stop_on_signals() as sigint:
         while state.epoch < cfg.epochs and not stopped:
             train_set.set_epoch(state.epoch)
             sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
@@ -506,8 +503,10 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
                 ) from None
             if sigint["stop"]:
                 ckpts.save_last(checkpoint({}))
+                what = "terminated" if sigint["stop"] == signal.SIGTERM else "interrupted"
                 raise TrainingInterrupted(
-                    f"interrupted at step {state.step}; saved {ckpts.last}, continue with --resume"
+                    f"{what} at step {state.step}; saved {ckpts.last}, continue with --resume",
+                    sigint["stop"],
                 )
             if not finished and state.batch_in_epoch < steps_per_epoch:  # stopped mid-epoch
                 stopped = True
@@ -641,6 +640,35 @@ def _resume(
     if theirs != cfg.backbone:
         raise TrainingError(
             f"--resume: {path} is a {theirs} run but --backbone {cfg.backbone} was given"
+        )
+
+    def size(v: Any) -> str:
+        return "x".join(map(str, v)) if v else "the data's default"
+
+    def same_data(a: Any, b: Any) -> bool:
+        return a == b or (Path(str(a)).exists() and Path(str(a)).resolve() == Path(b).resolve())
+
+    # (what, option, checkpoint's, given, shown as, the same): the run's other settings may
+    # change (--max-steps, --epochs, ...), these would make it another run
+    old = ckpt["config"]
+    checks = [
+        ("input size", "--input-size", old.get("input_size"), cfg.input_size, size,
+         lambda a, b: list(a or []) == list(b or [])),
+        ("dataset", "--data", old.get("data"), cfg.data, repr, same_data),
+        ("decoder width", "--decoder-width", old.get("decoder_width"), cfg.decoder_width,
+         lambda v: f"{float(v):g}", lambda a, b: float(a) == float(b)),
+        ("learning rate", "--lr", old.get("lr"), cfg.lr, lambda v: f"{float(v):g}",
+         lambda a, b: float(a) == float(b)),
+    ]  # fmt: skip
+    differ = [
+        f"{what} differs: checkpoint {show(theirs)}, {flag} {show(given)}"
+        for what, flag, theirs, given, show, same in checks
+        if theirs is not None and not same(theirs, given)
+    ]
+    if differ:
+        raise TrainingError(
+            f"--resume: {'; '.join(differ)}; pass the run's own options to continue {path}, "
+            f"or train into another --out"
         )
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])

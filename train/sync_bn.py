@@ -41,7 +41,7 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
     passes: the mean, then the variance around it). Evaluation and single-process training
     are plain BatchNorm2d; parameters and buffers are the same (checkpoints do not change).
     Under bf16/fp16 autocast the statistics are taken in fp32 and the output cast back, as
-    torch's own BatchNorm kernels do."""
+    torch's own BatchNorm kernels do; float64 stays float64."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
@@ -49,7 +49,8 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         if dist.get_world_size() == 1:
             return super().forward(x)
         dtype = x.dtype
-        x = x.float()
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # statistics in fp32 under autocast; fp32 and fp64 stay as they are
         dims = (0, 2, 3)
         count = sum_over_ranks(x.new_tensor([x.numel() / x.shape[1]]))
         mean = sum_over_ranks(x.sum(dim=dims)) / count

@@ -79,14 +79,19 @@ def _one_won(results: list[tuple[int, str, str]], refusal: str) -> tuple[int, st
     return next(r for r in results if r[0] == 0)
 
 
+def _old_report(model: Path, out: Path) -> Path:
+    """A report folder a bench run wrote (what the --overwrite runs replace)."""
+    first = subprocess.run(_bench(model, out, 0.1), capture_output=True, text=True,
+                           env=_env(), timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    return out
+
+
 @pytest.mark.slow
 def test_two_bench_overwrite_runs_on_one_folder_one_writes_the_other_is_refused(
     tiny_onnx: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "report"
-    first = subprocess.run(_bench(tiny_onnx, out, 0.1), capture_output=True, text=True,
-                           env=_env(), timeout=300)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    out = _old_report(tiny_onnx, tmp_path / "report")
     # each run measures for 4 s while it holds the folder: started together, they overlap
     winner = _one_won(_both(_bench(tiny_onnx, out, 4.0, "--overwrite")), "is in use by another run")
     assert "saved" in winner[1]
@@ -125,10 +130,7 @@ def _wait_for(cond: object, proc: subprocess.Popen, timeout: float = 120) -> Non
 def test_sigterm_during_bench_overwrite_puts_the_old_report_back_and_exits_143(
     tiny_onnx: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "report"
-    first = subprocess.run(_bench(tiny_onnx, out, 0.1), capture_output=True, text=True,
-                           env=_env(), timeout=300)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    out = _old_report(tiny_onnx, tmp_path / "report")
     before = snapshot(out)
     proc = subprocess.Popen(_bench(tiny_onnx, out, 60.0, "--overwrite"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
@@ -144,23 +146,3 @@ def test_sigterm_during_bench_overwrite_puts_the_old_report_back_and_exits_143(
     assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
     assert snapshot(out) == before  # byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no backup, no lock
-
-
-@pytest.mark.slow
-def test_sigterm_during_training_saves_last_pt_and_exits_143(tmp_path: Path) -> None:
-    from test_train import _train_cmd, _wait_for_step
-
-    from densedepth.checkpoint import load_checkpoint
-
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        _train_cmd(out, "--checkpoint-every", "1", "--max-steps", "400", "--epochs", "100"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    _wait_for_step(out / "last.pt", 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    step = load_checkpoint(out / "last.pt")["step"]
-    assert f"terminated at step {step}" in err and "--resume" in err and "Traceback" not in err
-    assert not list(tmp_path.glob(".dd-lock-*"))

@@ -214,7 +214,15 @@ def test_sigkill_mid_epoch_then_resume_loses_only_steps_since_checkpoint(tmp_pat
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_saves_and_exits_cleanly(
+    tmp_path: Path, signum: int, code: int, word: str
+) -> None:
+    """SIGTERM (timeout, schedulers, docker stop) is handled as Ctrl-C: last.pt, then 143."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         _train_cmd(out, "--checkpoint-every", "1", "--max-steps", "400", "--epochs", "100"),
@@ -223,11 +231,12 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
         text=True,
     )
     _wait_for_step(out / "last.pt", 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     step = load_checkpoint(out / "last.pt")["step"]
-    assert f"interrupted at step {step}" in err and "--resume" in err and "Traceback" not in err
+    assert f"{word} at step {step}" in err and "--resume" in err and "Traceback" not in err
+    assert not list(tmp_path.glob(".dd-lock-*"))  # the run's lock went with it
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(

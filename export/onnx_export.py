@@ -36,6 +36,7 @@ from export.onnx_files import (
     set_metadata,
     write_sidecar,
 )
+from export.onnx_graph import topological_sort
 
 MAX_OPSET = 20
 DEFAULT_OPSET = 17
@@ -195,6 +196,7 @@ def convert_fp16(
     t0 = time.perf_counter()
     size = tuple(meta["input_size"])
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    topological_sort(model.graph)  # the input/output casts are appended at the end: valid ONNX
     record: dict[str, Any] = dict(meta)
     record.update(format="onnx-fp16", precision="fp16", source_onnx_sha256=file_sha256(src))
     with artifact_path(out) as tmp:

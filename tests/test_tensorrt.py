@@ -310,7 +310,8 @@ def test_wrong_onnx_for_the_plan_and_rule_breakers_are_refused(
     model = onnx.load(qdq_fp32)
     for init in model.graph.initializer:
         if init.name.endswith("_zero_point") and init.data_type == onnx.TensorProto.INT8:
-            init.raw_data = np.full(init.dims or [1], 3, np.int8).tobytes()
+            shape = onnx.numpy_helper.to_array(init).shape  # a well-formed tensor, zero point 3
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full(shape, 3, np.int8), init.name))
             break
     broken = tmp_path / "model_int8_trt_broken.onnx"
     onnx.save(model, str(broken))

@@ -250,11 +250,16 @@ def test_cli_bench_overwrite_replaces_its_own_report(trained_tiny: dict, tmp_pat
     args = ["bench", str(trained_tiny["onnx"]), "--out", str(out)]
     args += ["--iters", "2", "--min-time", "0", "--limit", "2", "--threads", "1"]
     assert cli_runner.invoke(app, args, terminal_width=200).exit_code == 0
-    (out / "old.txt").write_text("x")  # a stray file inside a folder bench wrote goes too
+    (out / "bench.md").write_text("edited")  # a file bench wrote, edited: still bench's
+    (out / "notes.txt").write_text("x")  # a file the user put there: never deleted
+    refused = cli_runner.invoke(app, [*args, "--overwrite"], terminal_width=200)
+    assert refused.exit_code == 1 and "did not write (notes.txt)" in refused.output
+    assert (out / "notes.txt").read_text() == "x" and (out / "bench.md").read_text() == "edited"
+    (out / "notes.txt").unlink()
     result = cli_runner.invoke(app, [*args, "--overwrite"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "densenet121 onnxruntime fp32" in result.output
-    assert not (out / "old.txt").exists() and (out / "bench.md").is_file()
+    assert (out / "bench.md").read_text() != "edited"
 
 
 def test_cli_bench_exits_non_zero_when_no_row_succeeds(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from densedepth.evaluation import PROTOCOL_OF, evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
-from densedepth.outputs import OutputLock, write_text_atomic
+from densedepth.outputs import OutputLock, parent_problem, write_text_atomic
 from densedepth.precision import Precision, resolve_precision
 from densedepth.progress import suppressed
 from densedepth.signals import stop_on_signals
@@ -430,6 +430,9 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
     a second run on the same folder is refused in one line (``OutputLock``)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return _fit(cfg, resume, console)
+    why = parent_problem(Path(cfg.out))
+    if why:  # before the lock, which is made beside --out
+        raise TrainingError(f"output folder {cfg.out} is not writable: {why}")
     with OutputLock(Path(cfg.out), "train"):
         return _fit(cfg, resume, console)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from calib.calibration import CalibrationSet
 from densedepth.errors import DenseDepthError
-from densedepth.outputs import atomic_path, scratch_beside
+from densedepth.outputs import artifact_path, reusable_cache, scratch_beside
 from densedepth.progress import progress
 from export.onnx_files import fixed_batch
 
@@ -291,9 +291,9 @@ def ranges_cache(
     returns True when an existing cache was reused (the caller keys its name)."""
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    if cache.is_file():
+    if reusable_cache(cache):  # only a cache the toolkit wrote, unchanged since
         return True
     ranges = compute_ranges(model_path, calib, method, input_name, scratch=cache)
-    with atomic_path(cache) as tmp:  # a killed run never leaves a half cache to be reused
+    with artifact_path(cache) as tmp:  # a killed run never leaves a half cache to be reused
         save_tensors_data(ranges, tmp)
     return False

@@ -177,7 +177,7 @@ def _check_target(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {path.parent} is a broken link")
 
 
-_TEMPDIR_LOCK = threading.Lock()
+_TEMPDIR_LOCK = threading.RLock()
 
 
 @contextmanager
@@ -299,6 +299,21 @@ def claim_output(path: Path) -> None:
     if os.path.lexists(path) and _OVERWRITE.get() is False:
         raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose "
                           f"another name")  # fmt: skip
+
+
+def reusable_cache(path: Path) -> bool:
+    """Whether a cache file the toolkit wrote is there to be read again (False: none yet). A
+    file of that name it did not write (or that changed since) is refused in one line: it is
+    neither read as a cache nor replaced."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return False
+    if written_by_us(path):
+        return True
+    raise OutputError(
+        f"{path} exists and was not written by this toolkit, so it is neither read as a "
+        f"calibration cache nor replaced; move it away or pass another cache folder"
+    )
 
 
 @contextmanager

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from densedepth.files import file_sha256
-from densedepth.outputs import artifact_path, atomic_path, claim_output
+from densedepth.outputs import (
+    artifact_path,
+    atomic_path,
+    claim_output,
+    record_written,
+    reusable_cache,
+)
 from export.formats import ExportError, get_format, require
 from export.onnx_files import INPUT_NAME, read_metadata, write_sidecar
 
@@ -240,6 +246,7 @@ def build_engine(
             key = cache_key(file_sha256(onnx_path), calib, "tensorrt-entropy2")
             cache_dir = Path(calib_cache_dir) if calib_cache_dir else out.parent
             cache_file = cache_dir / f"trt_calib_{key}.cache"
+            reusable_cache(cache_file)  # refuses a file of that name the toolkit did not write
             calibrator = make_entropy_calibrator(trt, cuda, calib, cache_file)
             config.int8_calibrator = calibrator
         try:
@@ -345,8 +352,11 @@ def make_entropy_calibrator(trt: Any, cuda: Any, calib: Any, cache_path: Path) -
             return cache_path.read_bytes() if cache_path.is_file() else None
 
         def write_calibration_cache(self, cache: Any) -> None:
+            # (checked before the build: absent, or the toolkit's own; raising inside a
+            # TensorRT callback would not reach the user as one line)
             with atomic_path(cache_path) as tmp:
                 tmp.write_bytes(bytes(cache))
+            record_written(cache_path)
 
         def release(self) -> None:
             if self.device is not None:

@@ -309,3 +309,18 @@ def test_onnx_runtimes_quantizer_scratch_stays_beside_the_output(
     assert tempfile.gettempdir() != str(out.parent) and os.environ.get("TMPDIR") != str(
         out.parent
     )  # restored
+
+
+def test_a_cache_is_read_again_only_when_the_toolkit_wrote_it(tmp_path: Path) -> None:
+    from densedepth.outputs import artifact_path, reusable_cache
+
+    cache = tmp_path / "calib_minmax_abc.json"
+    assert reusable_cache(cache) is False  # none yet: compute and write it
+    with artifact_path(cache) as tmp:
+        tmp.write_text("{}")
+    assert reusable_cache(cache) is True
+    foreign = tmp_path / "calib_minmax_def.json"
+    foreign.write_text('{"the user": "file"}')
+    with pytest.raises(OutputError, match="neither read as a calibration cache nor replaced"):
+        reusable_cache(foreign)
+    assert foreign.read_text() == '{"the user": "file"}'

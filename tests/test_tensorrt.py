@@ -24,6 +24,7 @@ from tensorrt_api import load_manifest, manifest_versions
 
 from calib.calibration import CalibrationSet
 from densedepth.errors import DenseDepthError
+from densedepth.outputs import record_written
 from engines import load_runner
 from export.build import BuildOptions, build
 from export.formats import ExportError, get_format
@@ -66,7 +67,7 @@ def stage(sources: dict, folder: Path, kind: str = "static") -> Path:
     shutil.copy(src, folder / src.name)
     shutil.copy(str(src) + ".json", folder / (src.name + ".json"))
     for cache in sources["ranges"]:
-        shutil.copy(cache, folder / cache.name)
+        record_written(Path(shutil.copy(cache, folder / cache.name)))  # ours: reused
     return folder / src.name
 
 

@@ -216,10 +216,12 @@ THREADS_REFUSED_ABOVE = 4  # x the CPU count: more is a typo, not a tuning choic
 
 
 def check_threads(threads: int) -> None:
-    """--threads above this machine's CPU count: a warning on stderr; more than
+    """--threads above the CPUs this process may use: a warning on stderr; more than
     ``THREADS_REFUSED_ABOVE`` times it: refused in one line (exit 1). The first line of every
     verb with --threads, before anything is loaded or written."""
-    cpus = os.cpu_count() or 1
+    from densedepth.cpu import usable_cores
+
+    cpus = usable_cores()
     if threads > THREADS_REFUSED_ABOVE * cpus:
         raise fail(
             f"--threads {threads} is far more than the {cpus} CPUs here (over "

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency import measure_latency
-from densedepth.cpu import cpu_capabilities, cpu_model
+from densedepth.cpu import cpu_capabilities, cpu_model, usable_cores
 from densedepth.datasets import open_dataset
 from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.evaluation import evaluate_dataset, protocol_for
@@ -409,7 +409,7 @@ def environment(threads: int) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_capabilities": cpu_capabilities(),
         "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "usable_cores": usable_cores(),
         "threads": threads or "default",
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "platform": platform.platform(),

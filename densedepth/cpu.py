@@ -6,6 +6,7 @@ choice of training precision (bf16 pays only where the CPU multiplies bf16 nativ
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -70,3 +71,11 @@ def cpu_model() -> str:
         if line.lower().startswith(("model name", "hardware")):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share), else
+    the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1

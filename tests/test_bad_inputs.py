@@ -25,6 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from densedepth.cpu import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -626,7 +627,7 @@ def test_threads_far_above_the_cpus_are_refused_on_every_verb(
     verb: str, tmp_path: Path, models: dict[str, Path]
 ) -> None:
     args = {"predict": [str(tmp_path)], "compare": [str(models["ckpt"])]}.get(verb, [])
-    far = str(5 * (os.cpu_count() or 1))
+    far = str(5 * usable_cores())
     before = snapshot(tmp_path)
     result = runner.invoke(app, [verb, str(models["ckpt"]), *args, "--threads", far])
     assert result.exit_code == 1, result.output
@@ -636,7 +637,7 @@ def test_threads_far_above_the_cpus_are_refused_on_every_verb(
 
 
 def test_threads_above_the_cpus_warn_in_one_line(models: dict[str, Path]) -> None:
-    over = str((os.cpu_count() or 1) + 1)
+    over = str(usable_cores() + 1)
     result = runner.invoke(app, ["evaluate", str(models["ckpt"]), "--limit", "1",
                                  "--threads", over])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -219,6 +219,7 @@ def test_bad_keras_files_are_one_line_and_write_nothing(keras_files: dict, tmp_p
         import_keras(h5, tmp_path / "x.pt", "make3d")
     taken = tmp_path / "taken.pt"
     taken.write_text("someone's file")
-    result = cli.invoke(app, ["import-keras", str(h5), "--out", str(taken)])
-    assert result.exit_code == 1 and "already exists" in result.output
+    for flag in ([], ["--overwrite"]):  # never replaced, with or without --overwrite
+        result = cli.invoke(app, ["import-keras", str(h5), "--out", str(taken), *flag])
+        assert result.exit_code == 1 and "not written by this toolkit" in result.output
     assert taken.read_text() == "someone's file"

@@ -12,6 +12,7 @@ from densedepth.depth import DepthRange
 from densedepth.errors import DenseDepthError, error_line
 from engines.base import check_batch, depth_range_of
 from export.onnx_files import INPUT_NAME, OUTPUT_NAME, fixed_batch, ort_session, read_metadata
+from export.onnx_graph import constant_tensors, producers
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -48,10 +49,7 @@ def raw_output_name(path: Path) -> str | None:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    made = {o: n for n in graph.node for o in n.output}
-    consts = {t.name for t in graph.initializer} | {
-        o for n in graph.node if n.op_type == "Constant" for o in n.output
-    }
+    made, consts = producers(graph), constant_tensors(graph)
     name = OUTPUT_NAME
     for _ in range(8):
         node = made.get(name)

@@ -486,7 +486,7 @@ def _fit(cfg: TrainConfig, resume: bool, console: Console | None) -> dict[str, A
         return bool(cfg.max_steps and event.step >= cfg.max_steps)
 
     stopped = False
-    with log.progress, stop_on_signals() as sigint:
+    with log.progress, stop_on_signals() as signalled:
         while state.epoch < cfg.epochs and not stopped:
             train_set.set_epoch(state.epoch)
             sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
@@ -497,19 +497,19 @@ def _fit(cfg: TrainConfig, resume: bool, console: Console | None) -> dict[str, A
             try:
                 finished = train_one_epoch(
                     model, loader, optimizer, loss_fn, state, device, scaler, precision, on_step,
-                    lambda: sigint["stop"],
+                    lambda: signalled["stop"],
                 )  # fmt: skip
             except NonFiniteLoss as exc:
                 raise TrainingError(
                     f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
                     f"stopped without saving it, {ckpts.kept()}; lower --lr or check the data"
                 ) from None
-            if sigint["stop"]:
+            if signalled["stop"]:
                 ckpts.save_last(checkpoint({}))
-                what = "terminated" if sigint["stop"] == signal.SIGTERM else "interrupted"
+                what = "terminated" if signalled["stop"] == signal.SIGTERM else "interrupted"
                 raise TrainingInterrupted(
                     f"{what} at step {state.step}; saved {ckpts.last}, continue with --resume",
-                    sigint["stop"],
+                    signalled["stop"],
                 )
             if not finished and state.batch_in_epoch < steps_per_epoch:  # stopped mid-epoch
                 stopped = True

@@ -31,13 +31,13 @@ keras-reference:
 demo: $(STAMP)
 	$(PY) cli.py demo --out $(OUT) --overwrite
 
-# The README's CPU figures: every format of the demo's checkpoints at two input sizes, against
-# this machine's GEMM peaks, spliced between the README's figures markers (run `make demo` first).
+# The measured CPU figures: every format of the demo's checkpoints at two input sizes, against
+# this machine's GEMM peaks, spliced between docs/benchmarks.md's figures markers (`make demo` first).
 figures: $(STAMP)
 	$(PY) cli.py bench $(OUT)/densenet169/best.pt $(OUT)/densenet121/best.pt --build all \
 	  --input-size 288x384 --input-size 480x640 --peak --threads 2 --calib synthetic \
 	  --calib-images 64 --limit 8 --iters 10 --min-time 3 --out $(FIGURES) --overwrite
-	$(PY) -m bench.readme $(FIGURES)/bench.json README.md
+	$(PY) -m bench.readme $(FIGURES)/bench.json docs/benchmarks.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -20,14 +19,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from densedepth.dataset_writers import write_synthetic
-from densedepth.datasets import DATASET_LAYOUTS, KITTI_SPLITS, open_dataset
-from densedepth.errors import DenseDepthError, error_line, missing_reason
+from densedepth.data.readers import DATASET_LAYOUTS, KITTI_SPLITS, open_dataset
+from densedepth.data.writers import write_synthetic
 from densedepth.metrics import METRIC_KEYS, PROTOCOLS
-from densedepth.outputs import claim_output, record_written, replacing
 from densedepth.precision import PRECISIONS
+from densedepth.util.errors import DenseDepthError, error_line
+from densedepth.util.files import require_files
+from densedepth.util.outputs import claim_output, record_written, replacing
 from densedepth.variant import BACKBONE_NAMES
-from export.formats import BUILD_TARGETS, Format
+from export.formats import BUILD_TARGETS
 
 app = typer.Typer(
     add_completion=False,
@@ -65,6 +65,18 @@ degrade_unencodable()
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 
 
+def console_log(line: str) -> None:
+    """A library log line on the console: printed as written (no markup), never wrapped."""
+    from rich.markup import escape
+
+    console.print(escape(line), soft_wrap=True)
+
+
+def stderr_line(line: str) -> None:
+    """A library warning line on stderr."""
+    typer.echo(line, err=True)
+
+
 def show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
     """Python warnings as ``warning: message`` on stderr (no file and line)."""
     typer.echo(f"warning: {message}", err=True)
@@ -84,7 +96,7 @@ def setup(
     ] = False,
 ) -> None:
     """DenseDepth (Alhashim & Wonka 2018): NYU data, training, evaluation, edge deployment."""
-    from densedepth.progress import set_enabled, set_quiet
+    from densedepth.util.progress import set_enabled, set_quiet
 
     warnings.showwarning = show_warning
     DEBUG["on"] = DEBUG["on"] or debug
@@ -167,8 +179,8 @@ def user_errors() -> Iterator[None]:
     DENSEDEPTH_DEBUG=1 shows the traceback instead."""
     try:
         yield
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (densedepth.signals.Terminated)
-        from densedepth.signals import Terminated, exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (densedepth.util.signals.Terminated)
+        from densedepth.util.signals import Terminated, exit_code
 
         typer.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
         raise typer.Exit(exit_code(exc)) from None
@@ -191,25 +203,15 @@ def user_errors() -> Iterator[None]:
 def output_folder(
     out: Path, overwrite: bool, verb: str, inputs: Sequence[Path] = ()
 ) -> Iterator[Path]:
-    """The verb's output folder (``densedepth.outputs.OutputFolder``): refused unless new,
+    """The verb's output folder (``densedepth.util.outputs.OutputFolder``): refused unless new,
     empty or ours; an error or Ctrl-C inside puts the previous folder back."""
-    from densedepth.outputs import OutputFolder
+    from densedepth.util.outputs import OutputFolder
 
     folder = OutputFolder(out, overwrite, verb, inputs)
     with folder as path:
         if folder.note:
             typer.echo(f"note: {folder.note}", err=True)
         yield path
-
-
-def set_torch_threads(threads: int) -> None:
-    """PyTorch's CPU threads (0: leave its default; nothing without torch); ONNX Runtime and
-    OpenVINO get theirs from ``load_runner``."""
-    from densedepth.optional import optional_torch
-
-    torch = optional_torch() if threads > 0 else None
-    if torch is not None:
-        torch.set_num_threads(threads)
 
 
 THREADS_REFUSED_ABOVE = 4  # x the CPU count: more is a typo, not a tuning choice
@@ -219,7 +221,7 @@ def check_threads(threads: int) -> None:
     """--threads above the CPUs this process may use: a warning on stderr; more than
     ``THREADS_REFUSED_ABOVE`` times it: refused in one line (exit 1). The first line of every
     verb with --threads, before anything is loaded or written."""
-    from densedepth.cpu import usable_cores
+    from densedepth.util.cpu import usable_cores
 
     cpus = usable_cores()
     if threads > THREADS_REFUSED_ABOVE * cpus:
@@ -233,13 +235,6 @@ def check_threads(threads: int) -> None:
             f"share cores and usually make it slower (0 = the engine's default)",
             err=True,
         )
-
-
-def require_files(paths: Sequence[Path], what: str = "model") -> None:
-    """One line for the first input that does not exist (before any output is touched)."""
-    for p in paths:
-        if not p.exists():
-            raise DenseDepthError(f"{what} {p} {missing_reason(p)}; pass existing files or folders")
 
 
 @app.command()
@@ -413,42 +408,19 @@ def train(
     synthetic_test: Annotated[int, typer.Option(min=1, help="Synthetic test scenes.")] = 100,
 ) -> None:
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
+    values = plain_options(locals(), drop=("resume",))
     with user_errors():
         from densedepth.model import check_decoder_width
         from train.config import TrainConfig
         from train.loop import TrainingInterrupted, fit
 
-        check_decoder_width(str(backbone.value), decoder_width)
-        cfg = TrainConfig(
-            backbone=str(backbone.value),
-            decoder_width=decoder_width,
-            data=data,
-            kitti_split=split.value,
-            val_data=val_data,
-            val_split=val_split,
-            val_split_name=val_split_name,
-            weights=weights,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            amsgrad=amsgrad,
-            input_size=parse_size(input_size) if input_size else None,
-            out=str(out),
-            device=device.value,
-            precision=precision.value,
-            seed=seed,
-            workers=workers,
-            checkpoint_every=checkpoint_every,
-            val_samples=val_samples,
-            test_samples=test_samples,
-            synthetic_train=synthetic_train,
-            synthetic_test=synthetic_test,
-        )
+        values["kitti_split"] = values.pop("split")
+        values["input_size"] = parse_size(input_size) if input_size else None
+        check_decoder_width(values["backbone"], decoder_width)
         try:
-            summary = fit(cfg, resume=resume, console=console)
+            summary = fit(TrainConfig(**values), resume=resume, console=console)
         except TrainingInterrupted as exc:
-            from densedepth.signals import exit_code
+            from densedepth.util.signals import exit_code
 
             typer.echo(str(exc), err=True)
             raise typer.Exit(exit_code(exc.signum)) from None
@@ -457,6 +429,12 @@ def train(
             f"best {summary['best_path']} (chosen on validation), last {summary['last']}",
             soft_wrap=True,
         )
+
+
+def plain_options(values: dict, drop: Sequence[str] = ()) -> dict:
+    """A verb's options as plain values: an Enum's value, a Path as text; ``drop`` left out."""
+    plain = {k: v.value if isinstance(v, Enum) else v for k, v in values.items() if k not in drop}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in plain.items()}
 
 
 def metrics_table(title: str, rows: list[dict]) -> Table:
@@ -505,12 +483,11 @@ def evaluate(
         import json
 
         from densedepth.evaluation import CLAMP_FIRST, conversion_note, evaluate_dataset
-        from densedepth.outputs import check_output_file, write_text_atomic
+        from densedepth.util.outputs import check_output_file, write_text_atomic
         from engines import load_runner
 
         if out is not None:
             check_output_file(out, ours=is_metrics_file)
-        set_torch_threads(threads)
         runner = load_runner(model, device=device.value, threads=threads)
         dataset = open_dataset(data, "test")
         metrics = evaluate_dataset(
@@ -545,7 +522,6 @@ def predict(
 
         require_files([model, *inputs], "input")
         images = list_images(inputs)
-        set_torch_threads(threads)
         runner = load_runner(model, device=device.value, threads=threads)
         with output_folder(out, overwrite, "predict", [model, *images]) as folder:
             written = predict_files(runner, images, folder, flip=flip)
@@ -574,7 +550,6 @@ def compare(
         from bench.compare import compare_models
 
         require_files(models)
-        set_torch_threads(threads)
         with output_folder(out, overwrite, "compare", models) as folder:
             report = compare_models(
                 models,
@@ -639,12 +614,6 @@ class CalibMethod(str, Enum):
     percentile = "percentile"
 
 
-def saved_line(record: dict) -> str:
-    """``saved PATH (size, seconds)`` for an artifact record."""
-    mb = record.get("bytes", 0) / 1e6
-    return f"saved {record['path']} ({mb:.1f} MB, {record.get('seconds', 0):.1f} s)"
-
-
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
@@ -664,6 +633,7 @@ def export(
 ) -> None:
     """Checkpoint -> deployable ONNX (RGB [0,1] in, metres out), checked against PyTorch."""
     with user_errors(), replacing(overwrite):
+        from export.artifact import saved_line
         from export.onnx_export import export_onnx
 
         target = out or checkpoint.parent / "export" / "model_fp32.onnx"
@@ -689,24 +659,9 @@ def parse_trt_version(text: str | None) -> tuple[int, int] | None:
     """``"8.6"`` -> (8, 6); a clear error otherwise."""
     if text is None:
         return None
-    from export.tensorrt import parse_version
+    from export.tensorrt_versions import parse_version
 
     return parse_version(text)
-
-
-def engine_precision(target: Target, int8: bool, fp16: bool, bf16: bool) -> tuple[str, str]:
-    """(format precision, TensorRT INT8 float-layer precision) from the precision flags.
-
-    TensorRT takes ``--int8 --fp16`` (INT8 with FP16 float layers); every other combination
-    of two flags is refused."""
-    chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("bf16", bf16)) if on]
-    if target is Target.tensorrt and chosen == ["int8", "fp16"]:
-        return "int8", "fp16"
-    if len(chosen) > 1:
-        both = " (TensorRT takes --int8 --fp16)" if target is not Target.tensorrt else ""
-        raise DenseDepthError(f"choose one of --int8, --fp16, --bf16{both}")
-    default = "fp16" if target is Target.tensorrt else "fp32"
-    return (chosen[0] if chosen else default), "fp32"
 
 
 @app.command("build-engine")
@@ -771,29 +726,11 @@ def build_engine(
 ) -> None:
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
     with user_errors(), replacing(overwrite):
-        from export.build import BuildOptions, build, calibration_for
-        from export.formats import get_format, require
-        from export.onnx_export import export_onnx
-        from export.onnx_files import read_metadata
+        from bench.choose import AutoSettings, build_auto
+        from export.build import BuildOptions, build_from, build_summary
+        from export.formats import format_for_flags
 
-        if target is Target.auto:
-            if int8 or fp16 or bf16 or onnx_only:
-                raise DenseDepthError(
-                    "--target auto chooses the format and precision; drop --int8, --fp16, "
-                    "--bf16 and --onnx-only (or name a --target)"
-                )
-            if from_bench is not None:
-                require_files([from_bench], "bench file")
-            fmt, int8_float = get_format("onnx", "fp32"), BuildOptions().int8_float
-        else:
-            precision, int8_float = engine_precision(target, int8, fp16, bf16)
-            fmt = get_format(target.value, precision)
-        if onnx_only and target is not Target.tensorrt:
-            raise DenseDepthError(
-                "--onnx-only is for --target tensorrt (the ONNX its build parses)"
-            )
-        if not onnx_only and target is not Target.auto:
-            require(fmt)
+        fmt, int8_float = format_for_flags(target.value, int8, fp16, bf16, onnx_only)
         opts = BuildOptions(
             method=method.value,
             keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
@@ -805,76 +742,19 @@ def build_engine(
             producer=quantizer.value,
             trt_version=parse_trt_version(trt_version),
             onnx_only=onnx_only,
+            calib_source=calib,
+            calib_images=calib_images,
         )
         out = out_dir or source.parent
-        if source.suffix in (".pt", ".pth"):
-            record = export_onnx(source, out / "model_fp32.onnx")
-            console.print(saved_line(record))
-            source = Path(record["path"])
-        meta = read_metadata(source)
-        if meta.get("precision") != "fp32":
-            raise DenseDepthError(f"{source} is not the fp32 ONNX from `cli.py export`")
-        opts.stem = source.stem.removesuffix("_fp32")
-        if target is Target.auto:
-            auto = {"data": data, "limit": limit, "max_drop": max_drop, "calib": calib,
-                    "calib_images": calib_images, "method": method.value}  # fmt: skip
-            fmt, built = auto_format(source, meta, out, from_bench, auto)
-            if built is not None:  # measured: the bench built it already
-                console.print(f"the pick for this machine, {fmt.key}:")
-                typer.echo(built)
-                return
-            require(fmt)
-        if fmt.precision == "int8":
-            warn = partial(typer.echo, err=True)
-            opts.calib = calibration_for(source, calib, calib_images, console.print, warn)
-        record = build(fmt, source, out, opts)
-        console.print(saved_line(record))
-        if record.get("calibration_cache"):
-            state = "reused" if record.get("calibration_reused") else "saved"
-            console.print(f"calibration ranges {state}: {record['calibration_cache']}")
-        if "fp32_max_abs_m" in record:
-            where = record.get("fp32_diff_input", "the parity input")
-            console.print(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
-        if record.get("onnx_only"):
-            flags = {"fp16": "--fp16", "int8": f"--int8{' --fp16' * (int8_float == 'fp16')}"}
-            console.print(f"checked for {record['planned_for']}: 0 violations")
-            console.print(
-                f"on the GPU machine: cli.py build-engine {source} --target tensorrt "
-                f"{flags[precision]} --calib ..."
-            )
+        if fmt is None:
+            auto = AutoSettings(data, limit, max_drop, from_bench)
+            fmt, record = build_auto(source, out, auto, opts, console_log, stderr_line)
+        else:
+            record = build_from(source, fmt, out, opts, console_log, stderr_line)
+        for line in build_summary(fmt, record, source, opts):
+            console_log(line)
+        if record.get("onnx_only") or record.get("measured"):
             typer.echo(record["path"])
-
-
-def auto_format(
-    source: Path, meta: dict, out: Path, from_bench: Path | None, auto: dict
-) -> tuple[Format, str | None]:
-    """``--target auto``: the format a bench recommends for ``source`` on this machine, and
-    its artifact when measured now (every candidate built into ``out/auto-bench``), or None
-    when the pick is read from ``from_bench`` (to be built)."""
-    from rich.markup import escape
-
-    from bench.choose import measure_and_pick, pick_from_bench
-    from bench.harness import BenchOptions
-    from bench.report import recommendation_line
-    from export.formats import format_by_key
-
-    built = None
-    if from_bench is not None:
-        pick = pick_from_bench(from_bench, meta)
-        console.print(escape(f"from {from_bench}: {recommendation_line(pick)}"), soft_wrap=True)
-    else:
-        opts = BenchOptions(iters=10, min_time=1.0, warmup=2, data=auto["data"],
-                            limit=auto["limit"], calib=auto["calib"],
-                            calib_images=auto["calib_images"], max_drop=auto["max_drop"],
-                            method=auto["method"])  # fmt: skip
-        log = lambda line: console.print(escape(line), soft_wrap=True)  # noqa: E731
-        with output_folder(out / "auto-bench", True, "build-engine --target auto", [source]) as d:
-            pick = measure_and_pick(source, meta, d, opts, log)
-        built = pick["path"] if pick["format"] != "onnx-fp32" else str(source)
-    fmt = format_by_key(pick["format"])
-    if fmt is None or fmt.builder is None:
-        raise DenseDepthError(f"the pick {pick['format']!r} is not a format build-engine builds")
-    return fmt, built
 
 
 class CheckFor(str, Enum):
@@ -960,24 +840,6 @@ def parse_batches(values: list[int] | None) -> tuple[int, ...]:
     return batches
 
 
-def parse_formats(values: list[str] | None) -> tuple[str, ...]:
-    """Format keys to build (``all`` = the whole format table); unknown keys are an error."""
-    from export.formats import DEPLOY_FORMATS
-
-    if not values:
-        return ()
-    keys = [k.strip() for v in values for k in v.split(",") if k.strip()]
-    if "all" in keys:
-        return tuple(f.key for f in DEPLOY_FORMATS)
-    valid = {f.key for f in DEPLOY_FORMATS}
-    unknown = [k for k in keys if k not in valid]
-    if unknown:
-        raise DenseDepthError(
-            f"unknown format {unknown[0]!r} for --build; valid: all, {', '.join(sorted(valid))}"
-        )
-    return tuple(keys)
-
-
 @app.command()
 def bench(
     models: Annotated[
@@ -1054,91 +916,52 @@ def bench(
     --camera a live run on a camera, video file or stream."""
     check_threads(threads)
     with user_errors():
-        from rich.markup import escape
-
-        from bench.harness import BenchOptions, run_bench
-        from bench.report import recommendation_line
+        from bench.camera import camera_bench
+        from bench.harness import BenchOptions, failed_rows_warning, run_bench
+        from bench.peak import measure_peaks, peaks_line
+        from export.formats import formats_for_keys
 
         if camera:
             live = {"frames": frames, "duration": duration, "record": record, "display": display,
                     "newest_frame": newest_frame}  # fmt: skip
-            with replacing(overwrite):  # --record: only a video the toolkit wrote, --overwrite
-                if record is not None:
-                    claim_output(record)
-                bench_camera(models or [], source, (out, overwrite), device.value, threads, live)
-            return
-        opts = BenchOptions(
-            iters=iters,
-            min_time=min_time,
-            warmup=warmup,
-            batches=parse_batches(batch),
-            threads=threads,
-            device=device.value,
-            data=data if accuracy else None,
-            protocol=protocol.value,
-            limit=limit,
-            build=parse_formats(build),
-            input_sizes=tuple(dict.fromkeys(parse_size(s) for s in input_size or ())),
-            calib=calib,
-            calib_images=calib_images,
-            max_drop=max_drop,
-            peak=peak,
-        )
+            result, files = camera_bench(models or [], source, out, overwrite, device.value,
+                                         threads, live, console_log, stderr_line)  # fmt: skip
+            return print_camera(result, files)
+        opts = BenchOptions(iters=iters, min_time=min_time, warmup=warmup,
+                            batches=parse_batches(batch), threads=threads, device=device.value,
+                            data=data if accuracy else None, protocol=protocol.value,
+                            limit=limit, build=formats_for_keys(build),
+                            input_sizes=tuple(dict.fromkeys(map(parse_size, input_size or ()))),
+                            calib=calib, calib_images=calib_images, max_drop=max_drop,
+                            peak=peak)  # fmt: skip
         if not models and peak:
-            from bench.peak import measure_peaks, peaks_line
-
-            console.print(peaks_line(measure_peaks(threads=threads)))
-            return
+            return console.print(peaks_line(measure_peaks(threads=threads)))
         if not models:
             raise DenseDepthError("bench needs at least one MODEL (file or folder)")
         require_files(models)
         with output_folder(out, overwrite, "bench", models) as folder:
-            result = run_bench(models, folder, opts, log=lambda line: console.print(escape(line)))
-        console.print(bench_table(result["rows"]))
-        for pick in result["recommended"]:
-            console.print(escape(recommendation_line(pick)), soft_wrap=True)
-        console.print(f"saved {', '.join(result['files'])}")
-        failed = sum(r["status"] != "ok" for r in result["rows"])
-        if failed == len(result["rows"]):
-            raise DenseDepthError(f"no bench row succeeded ({failed} failed; reasons above)")
-        if failed:
-            typer.echo(f"warning: {failed} of {len(result['rows'])} bench rows failed", err=True)
+            result = run_bench(models, folder, opts, log=console_log)
+        print_bench(result)
+        if warning := failed_rows_warning(result["rows"]):  # (raises when no row succeeded)
+            typer.echo(f"warning: {warning}", err=True)
 
 
-def bench_camera(
-    models: list[Path],
-    source: str,
-    out: tuple[Path, bool],
-    device: str,
-    threads: int,
-    live: dict,
-) -> None:
-    """``bench --camera``: one model on live frames; stage times and memory at the end."""
+def print_bench(result: dict) -> None:
+    """The bench table, the recommendations and the files written."""
+    from bench.recommend import recommendation_line
+
+    console.print(bench_table(result["rows"]))
+    for pick in result["recommended"]:
+        console_log(recommendation_line(pick))
+    console.print(f"saved {', '.join(result['files'])}")
+
+
+def print_camera(result: dict, files: Sequence[Path]) -> None:
+    """``bench --camera``'s stage times and memory, and the files written."""
     from rich.markup import escape
 
-    from bench.camera import (
-        STAGE_COLUMNS,
-        camera_table_rows,
-        is_live_source,
-        memory_line,
-        run_camera,
-        summary_line,
-        write_camera_report,
-    )
-    from engines import load_runner
+    from bench.camera import STAGE_COLUMNS, camera_table_rows, memory_line, summary_line
 
-    if len(models) != 1:
-        raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
-    require_files(models)
-    runner = load_runner(models[0], device=device, threads=threads)
-    with output_folder(*out, "bench --camera", models) as folder:
-        console.print(
-            escape(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)")
-        )
-        if live["newest_frame"] is None:
-            live = {**live, "newest_frame": is_live_source(source)}
-        result = run_camera(runner, source, **live)
-        files = write_camera_report(result, folder)
     table = Table(title=escape(summary_line(result)), caption=escape(memory_line(result)))
     for col in STAGE_COLUMNS:
         table.add_column(col)
@@ -1185,7 +1008,7 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point (``python cli.py ...``): SIGTERM is handled as Ctrl-C (exit 143)."""
-    from densedepth.signals import handle_sigterm
+    from densedepth.util.signals import handle_sigterm
 
     handle_sigterm()
     app(args=argv)

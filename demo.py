@@ -27,14 +27,14 @@ from rich.markup import escape
 from bench.compare import compare_models
 from bench.harness import BenchOptions, run_bench
 from bench.report import markdown_bench
-from densedepth.dataset_writers import write_synthetic
-from densedepth.datasets import DATASET_LAYOUTS, open_dataset
-from densedepth.device import resolve_device
+from densedepth.data.readers import DATASET_LAYOUTS, open_dataset
+from densedepth.data.writers import write_synthetic
 from densedepth.evaluation import evaluate_dataset
 from densedepth.metrics import METRIC_KEYS
 from densedepth.model import imagenet_weights_path
-from densedepth.outputs import write_text_atomic
 from densedepth.precision import resolve_precision
+from densedepth.util.device import resolve_device
+from densedepth.util.outputs import write_text_atomic
 from densedepth.viz import save_grid
 from engines.torch_runner import TorchRunner
 from export.formats import DEPLOY_FORMATS
@@ -65,7 +65,7 @@ class DemoConfig:
 
 
 FP32_STEPS = 150  # about ten minutes for both backbones in fp32 on two CPU cores
-# Training speed-up of the demo's steps against fp32, measured side by side (see the README:
+# Training speed-up of the demo's steps against fp32, measured side by side (see docs/training.md:
 # bf16 autocast + channels_last on a 2-core Xeon with AMX; fp16 on a GPU not measured here).
 STEP_SPEEDUP = {"fp32": 1.0, "bf16": 1.4, "fp16": 1.0}
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,11 +35,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from densedepth.data.preprocess import rgb_to_input
+from densedepth.data.video import VideoFileWriter
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import DenseDepthError, error_line, missing_reason
-from densedepth.outputs import atomic_path
-from densedepth.preprocess import rgb_to_input
-from densedepth.video import VideoFileWriter
+from densedepth.util.errors import DenseDepthError, error_line, missing_reason
+from densedepth.util.files import require_files
+from densedepth.util.outputs import OutputFolder, atomic_path, claim_output, replacing
 from densedepth.viz import colorize
 
 STAGES = ("capture", "preprocess", "inference", "display")
@@ -655,3 +656,40 @@ def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str])
     with atomic_path(md_path) as tmp:
         tmp.write_text("\n".join(lines))
     return [json_path, md_path]
+
+
+def camera_bench(
+    models: list[Path],
+    source: str,
+    out: Path,
+    overwrite: bool,
+    device: str = "auto",
+    threads: int = 0,
+    live: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+    warn: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], list[Path]]:
+    """``bench --camera``: one model on live frames (``live``: ``run_camera``'s frames,
+    duration, record, display, newest_frame), the report written into the folder ``out``;
+    the result and the files written. ``--record`` replaces only a video the toolkit wrote,
+    and only with ``overwrite``."""
+    from engines import load_runner
+
+    if len(models) != 1:
+        raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
+    require_files(models)
+    live = dict(live or {})
+    with replacing(overwrite):
+        if live.get("record") is not None:
+            claim_output(Path(live["record"]))
+        runner = load_runner(models[0], device=device, threads=threads)
+        folder = OutputFolder(out, overwrite, "bench --camera", models)
+        with folder as path:
+            if folder.note:
+                warn(f"note: {folder.note}")
+            log(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)")
+            if live.get("newest_frame") is None:
+                live["newest_frame"] = is_live_source(source)
+            result = run_camera(runner, source, **live)
+            files = write_camera_report(result, path)
+    return result, files

@@ -7,16 +7,18 @@ wins) or read from an earlier ``bench.json`` measured on this same machine.
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchOptions, Log, gpu_name, run_bench
-from bench.report import recommendation_line
-from densedepth.cpu import cpu_capabilities, cpu_model
-from densedepth.errors import DenseDepthError
-from export.formats import DEPLOY_FORMATS
+from bench.harness import BenchOptions, Log, run_bench
+from bench.recommend import pick_for, pick_from_bench, recommendation_line
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.files import require_files
+from densedepth.util.onnx_io import read_metadata, read_sidecar
+from densedepth.util.outputs import OutputFolder
+from export.build import BuildJob, BuildOptions
+from export.formats import DEPLOY_FORMATS, Format, format_by_key, require
 
 
 def buildable_here() -> tuple[str, ...]:
@@ -24,49 +26,6 @@ def buildable_here() -> tuple[str, ...]:
     return tuple(
         f.key for f in DEPLOY_FORMATS if f.builder is not None and f.unavailable_reason() is None
     )
-
-
-def pick_for(picks: list[dict[str, Any]], meta: dict[str, Any], where: str) -> dict[str, Any]:
-    """The recommendation for the model ``meta`` describes (backbone, input size)."""
-    size = list(meta.get("input_size", []))
-    for pick in picks:
-        if pick.get("backbone") == meta.get("backbone") and list(pick["input_size"]) == size:
-            return pick
-    raise DenseDepthError(
-        f"{where} recommends nothing for {meta.get('backbone')} "
-        f"{'x'.join(map(str, size))}; bench that model here (or drop --from-bench)"
-    )
-
-
-def same_machine(env: dict[str, Any]) -> str | None:
-    """Why a bench environment is not this machine's (CPU, its extensions, GPU), or None."""
-    here = {"cpu": cpu_model(), "cpu_capabilities": cpu_capabilities()}
-    for key, value in here.items():
-        if env.get(key) != value:
-            return f"its {key.replace('_', ' ')} is {env.get(key)!r}, here {value!r}"
-    gpu = gpu_name()
-    if env.get("gpu") != gpu:
-        return f"its GPU is {env.get('gpu')!r}, here {gpu!r}"
-    return None
-
-
-def pick_from_bench(bench_json: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The recommendation an earlier bench made for this model on this machine."""
-    try:
-        result = json.loads(Path(bench_json).read_text())
-        picks, env = result["recommended"], result["environment"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise DenseDepthError(
-            f"--from-bench {bench_json} is not a bench.json with recommendations; run "
-            f"`cli.py bench` first"
-        ) from None
-    why = same_machine(env)
-    if why:
-        raise DenseDepthError(
-            f"--from-bench {bench_json} was measured on another machine ({why}); bench here "
-            f"or drop --from-bench"
-        )
-    return pick_for(picks, meta, str(bench_json))
 
 
 def measure_and_pick(
@@ -80,3 +39,65 @@ def measure_and_pick(
     pick = pick_for(result["recommended"], meta, "the bench")
     log(recommendation_line(pick))
     return pick
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What ``--target auto`` measures: the test set scoring each format, how many of its
+    images, the largest δ1 loss against FP32, and an earlier bench.json to read instead."""
+
+    data: str = "synthetic"
+    limit: int = 32
+    max_drop: float = 0.01
+    from_bench: Path | None = None
+
+
+def auto_bench_options(auto: AutoSettings, build: BuildOptions) -> BenchOptions:
+    """The short bench ``--target auto`` runs: 10 timed runs and 1 s per format at least."""
+    return BenchOptions(iters=10, min_time=1.0, warmup=2, data=auto.data, limit=auto.limit,
+                        calib=build.calib_source, calib_images=build.calib_images,
+                        max_drop=auto.max_drop, method=build.method)  # fmt: skip
+
+
+def auto_format(
+    fp32_onnx: Path, out: Path, auto: AutoSettings, build: BuildOptions, log: Log, warn: Log
+) -> tuple[Format, dict[str, Any] | None]:
+    """The format a bench recommends for ``fp32_onnx`` on this machine, and the record of its
+    artifact when measured now (every candidate built into ``out/auto-bench``), or None when
+    the pick is read from ``auto.from_bench`` (to be built)."""
+    meta = read_metadata(fp32_onnx)
+    built = None
+    if auto.from_bench is not None:
+        pick = pick_from_bench(auto.from_bench, meta)
+        log(f"from {auto.from_bench}: {recommendation_line(pick)}")
+    else:
+        folder = OutputFolder(out / "auto-bench", True, "build-engine --target auto", [fp32_onnx])
+        with folder as measured_in:
+            if folder.note:
+                warn(f"note: {folder.note}")
+            pick = measure_and_pick(
+                fp32_onnx, meta, measured_in, auto_bench_options(auto, build), log
+            )
+        path = pick["path"] if pick["format"] != "onnx-fp32" else str(fp32_onnx)
+        built = {**read_sidecar(path), "path": path, "measured": True}
+    fmt = format_by_key(pick["format"])
+    if fmt is None or fmt.builder is None:
+        raise DenseDepthError(f"the pick {pick['format']!r} is not a format build-engine builds")
+    return fmt, built
+
+
+def build_auto(
+    source: Path, out_dir: Path, auto: AutoSettings, build: BuildOptions, log: Log, warn: Log
+) -> tuple[Format, dict[str, Any]]:
+    """``build-engine --target auto``: the recommended format for this machine, built from
+    ``source`` (a checkpoint or the fp32 ONNX) into ``out_dir``; with the pick measured now,
+    the artifact the bench built (its record says ``measured``)."""
+    if auto.from_bench is not None:
+        require_files([auto.from_bench], "bench file")
+    job = BuildJob(source, out_dir, build, log, warn)
+    fmt, built = auto_format(job.fp32(), out_dir, auto, build, log, warn)
+    if built is not None:
+        log(f"the pick for this machine, {fmt.key}:")
+        return fmt, built
+    require(fmt)
+    return fmt, job.build(fmt)

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.datasets import open_dataset
-from densedepth.errors import DenseDepthError
+from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.metrics import METRIC_KEYS
-from densedepth.outputs import write_text_atomic
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.outputs import write_text_atomic
 from densedepth.viz import save_grid, widen_points
-from engines import load_runner
+from engines import Runner, load_runner
 from engines.predict import predict_image
 
 # Published figures on the NYU Depth v2 Eigen test split (not measured by this toolkit).
@@ -46,11 +46,11 @@ PUBLISHED = {  # by the test data's depth kind; a missing figure is left blank
 PUBLISHED_ON = {"nyu": "NYU Depth v2 Eigen split", "kitti": "KITTI Eigen split"}
 
 
-def model_label(runner: Any, path: Path) -> str:
+def model_label(runner: Runner, path: Path) -> str:
     """A short column label: backbone and file, e.g. ``densenet169 (d169/best.pt)``; models
     with published weights say so: ``densenet169 (published Keras nyu.h5: nyu.pt)``."""
-    backbone = getattr(runner, "backbone", "") or runner.name
-    origin = getattr(runner, "weights_origin", "")
+    backbone = runner.info.backbone or runner.name
+    origin = runner.info.weights_origin
     if origin:
         return f"{backbone} ({origin}: {path.name})"
     return f"{backbone} ({path.parent.name}/{path.name})"

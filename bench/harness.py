@@ -16,11 +16,7 @@ drop against the FP32 model of the same backbone, input size and decoder width.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,33 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency import measure_latency
-from densedepth.cpu import cpu_capabilities, cpu_model, usable_cores
-from densedepth.datasets import open_dataset
-from densedepth.errors import DenseDepthError, error_line, missing_reason
+from bench.machine import environment
+from bench.recommend import add_ratios, recommend
+from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset, protocol_for
-from densedepth.files import file_sha256
-from densedepth.optional import optional_torch
-from densedepth.progress import progress
-from engines.base import load_runner
-from export.formats import DEPLOY_FORMATS, BackendUnavailable, format_by_key, format_for_suffix
+from densedepth.util.errors import BackendUnavailable, DenseDepthError, error_line, missing_reason
+from densedepth.util.files import file_sha256
+from densedepth.util.progress import progress
+from engines.base import Runner, as_runner, load_runner
+from export.formats import DEPLOY_FORMATS, format_for_suffix
 
 Log = Callable[[str], None]
 
 ARTIFACT_SUFFIXES = (".pt", ".pth", ".onnx", ".xml", ".engine")
 TRT_QDQ_SUFFIX = "_trt.onnx"  # TensorRT's Q/DQ inputs (*_int8_trt, *_int8_fp16_trt.onnx)
-VERSIONED_PACKAGES = (
-    "torch",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "onnx",
-    "tensorrt",
-    "pycuda",
-    "openvino",
-    "nncf",
-    "numpy",
-    "opencv-python",
-    "opencv-python-headless",
-)
 
 
 @dataclass
@@ -134,7 +117,8 @@ def candidates_from(models: Sequence[Any], opts: BenchOptions, out: Path, log: L
     for model in models:
         group = len(result)
         if not isinstance(model, (str, os.PathLike)):
-            result.append(Candidate(getattr(model, "name", "runner"), runner=model, group=group))
+            runner = as_runner(model)
+            result.append(Candidate(runner.name, runner=runner, group=group))
             continue
         for path in discover_artifacts(Path(model)):
             key = path.resolve()
@@ -189,29 +173,12 @@ def is_float_onnx(path: Path) -> bool:
     """Whether ``path`` is the float ONNX ``export`` writes (what formats are built from)."""
     if path.suffix != ".onnx" or not path.is_file():
         return False
-    from export.onnx_files import read_metadata
+    from densedepth.util.onnx_io import read_metadata
 
     try:
         return read_metadata(path).get("precision") == "fp32"
     except DenseDepthError:
         return False
-
-
-def once(make: Callable[[], Any]) -> Callable[[], Any]:
-    """``make`` called at most once: later calls return its value or raise its error again."""
-    memo: list[Any] = []
-
-    def call() -> Any:
-        if not memo:
-            try:
-                memo.append(make())
-            except Exception as exc:
-                memo.append(exc)
-        if isinstance(memo[0], Exception):
-            raise memo[0]
-        return memo[0]
-
-    return call
 
 
 def build_candidates(
@@ -222,24 +189,21 @@ def build_candidates(
     size: tuple[int, int] | None = None,
 ) -> list:
     """The rows of ``opts.build`` for one checkpoint at input ``size`` (None: its training
-    size), or for a float ONNX: export, then every format built from the float ONNX; a format
-    that cannot be built here becomes a row saying why (torch rows need the checkpoint)."""
-    from export.build import BuildOptions, build, calibration_for
-    from export.onnx_export import export_onnx
+    size), or for a float ONNX: export, then every format built from the float ONNX
+    (``export.build.BuildJob``); a format that cannot be built here becomes a row saying why
+    (torch rows need the checkpoint)."""
+    from export.build import BuildJob, BuildOptions
 
     folder = root / f"{checkpoint.parent.name}_{checkpoint.stem}"
     if size is not None:
         folder = folder.with_name(f"{folder.name}_{size[0]}x{size[1]}")
-
-    def export() -> Path:
-        record = export_onnx(checkpoint, folder / "model_fp32.onnx", size)
-        log(f"saved {record['path']} (parity {record['parity_max_abs_m']:.1e} m)")
-        return Path(record["path"])
-
-    fp32 = (lambda: checkpoint) if checkpoint.suffix == ".onnx" else once(export)
-    calib = once(
-        lambda: calibration_for(fp32(), opts.calib, opts.calib_images, log, **opts.calib_kwargs)
+    bopts = BuildOptions(
+        method=opts.method,
+        calib_source=opts.calib,
+        calib_images=opts.calib_images,
+        calib_kwargs=opts.calib_kwargs,
     )
+    job = BuildJob(checkpoint, folder, bopts, log, size=size)
     rows = []
     for fmt in (f for f in DEPLOY_FORMATS if f.key in opts.build):
         if fmt.builder is None and checkpoint.suffix == ".onnx":
@@ -254,12 +218,7 @@ def build_candidates(
             rows.append(Candidate(str(checkpoint), checkpoint, fmt=fmt.key, input_size=size))
             continue
         try:
-            path = fp32()
-            if fmt.key != "onnx-fp32":
-                int8 = fmt.precision == "int8"
-                bopts = BuildOptions(calib=calib() if int8 else None, method=opts.method)
-                path = Path(build(fmt, path, folder, bopts)["path"])
-                log(f"saved {path}")
+            path = Path(job.build(fmt)["path"])
             rows.append(Candidate(str(path), path, fmt=fmt.key, input_size=size))
         except Exception as exc:  # a failed build is a row, never the end of the run
             rows.append(Candidate(label, fmt=fmt.key, input_size=size, status="export failed",
@@ -267,54 +226,33 @@ def build_candidates(
     return rows
 
 
-def open_candidate(c: Candidate, opts: BenchOptions) -> Any:
-    """The runner of a candidate (torch checkpoints at the candidate's input size)."""
+def open_candidate(c: Candidate, opts: BenchOptions) -> Runner:
+    """The runner of a candidate: a given runner as is (a bare callable gets the protocol's
+    defaults), a file through ``load_runner`` with its row's format (torch-bf16,
+    torch.compile-fp32: the row's runner options) and input size (checkpoints run at it)."""
     if c.runner is not None:
-        return c.runner
+        return as_runner(c.runner)
     assert c.path is not None
-    if c.path.suffix in (".pt", ".pth") and c.path.is_file():
-        from engines.torch_runner import TorchRunner
-
-        fmt = format_by_key(c.fmt)  # torch-bf16, torch.compile-fp32: the row's runner options
-        options = dict(fmt.runner_options) if fmt is not None else {}
-        return TorchRunner(c.path, device=opts.device, input_size=c.input_size, **options)
-    return load_runner(c.path, device=opts.device, threads=opts.threads)
+    return load_runner(c.path, device=opts.device, threads=opts.threads,
+                       format=c.fmt or None, input_size=c.input_size)  # fmt: skip
 
 
-def describe(runner: Any) -> dict[str, Any]:
+def describe(runner: Runner) -> dict[str, Any]:
     """What identifies a runner in a row: engine, backbone, precision, device, threads, shape."""
-    engine = str(runner.name).split(":")[0]
-    return {
-        "engine": engine,
-        "backbone": getattr(runner, "backbone", "") or "",
-        "decoder_width": getattr(runner, "decoder_width", None),
+    info = runner.info
+    row = {
+        "engine": runner.name.split(":")[0],
+        "backbone": info.backbone,
+        "decoder_width": info.decoder_width,
         "precision": runner.precision,
         "device": runner.device,
-        "providers": list(getattr(runner, "providers", []) or []),
-        "threads": getattr(runner, "threads", None)
-        or (torch_threads() if engine == "torch" else 0),
+        "providers": list(runner.providers),
+        "threads": runner.threads,
         "input_size": [int(s) for s in runner.input_shape[2:]],
-        **({"compile_s": runner.compile_seconds} if getattr(runner, "compile_seconds", 0) else {}),
     }
-
-
-def model_gflops(backbone: str, decoder_width: float, size: tuple[int, int]) -> float | None:
-    """GFLOPs of one forward pass, counted by torch (None without torch or for a foreign
-    backbone: the GOP/s column stays empty)."""
-    if optional_torch() is None:
-        return None
-    from densedepth.model import BACKBONES, count_flops
-
-    if backbone not in BACKBONES:
-        return None
-    return count_flops(backbone, decoder_width, size) / 1e9
-
-
-def torch_threads() -> int:
-    """The intra-op threads PyTorch uses now."""
-    import torch
-
-    return torch.get_num_threads()
+    if runner.compile_seconds:
+        row["compile_s"] = runner.compile_seconds
+    return row
 
 
 def measured_sha256(path: Path) -> dict[str, str]:
@@ -334,7 +272,7 @@ def measure_row(
         if c.input_size is not None:
             row["input_size"] = list(c.input_size)
         return row
-    stage = "load"
+    stage, runner = "load", None
     try:
         runner = open_candidate(c, opts)
         row.update(describe(runner))
@@ -357,6 +295,9 @@ def measure_row(
         row.update(status="not available", reason=error_line(exc))
     except Exception as exc:  # one broken runner never stops the others
         row.update(status="failed", reason=f"{stage}: {error_line(exc)}")
+    finally:
+        if runner is not None and c.runner is None:  # ours: its memory goes before the next row
+            runner.close()
     return row
 
 
@@ -364,134 +305,6 @@ def row_line(row: dict[str, Any]) -> str:
     """A one-line summary of a measured row for the log."""
     acc = f", δ1 {row['delta1']:.4f}" if "delta1" in row else ""
     return f"{row['model']}: p50 {row['p50_ms']:.2f} ms ({row['fps']:.1f} img/s){acc}"
-
-
-def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Speed-up against the eager FP32 row, δ1 drop against the FP32 model, and achieved
-    GOP/s beside the model's GFLOPs; all among rows of the same backbone, width and size."""
-    flops: dict[tuple, float | None] = {}
-
-    def same_model(r: dict[str, Any]) -> tuple:
-        return (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
-
-    ok = [r for r in rows if r["status"] == "ok" and "p50_ms" in r]
-    for r in ok:
-        key = same_model(r)
-        eager = next(
-            (e for e in ok if same_model(e) == key and e["engine"] == "torch"
-             and e["precision"] == "fp32" and e["device"] == r["device"]),
-            None,
-        )  # fmt: skip
-        fp32 = [
-            e for e in ok if same_model(e) == key and e["precision"] == "fp32" and "delta1" in e
-        ]
-        if eager is not None:
-            r["speedup_vs_eager"] = eager["p50_ms"] / r["p50_ms"]
-        if fp32 and "delta1" in r:
-            ref = next((e for e in fp32 if e["engine"] == "torch"), fp32[0])
-            r["delta1_drop"] = ref["delta1"] - r["delta1"]
-        if r.get("backbone") and r.get("decoder_width"):
-            if key not in flops:
-                flops[key] = model_gflops(r["backbone"], r["decoder_width"], key[2])
-            if flops[key] is not None:
-                r["gflops"] = flops[key]
-                r["gops"] = flops[key] * r["batch"] / (r["p50_ms"] / 1e3)
-
-
-def environment(threads: int) -> dict[str, Any]:
-    """CPU model and cores, GPU and driver, Jetson release, and the versions that matter."""
-    import onnxruntime as ort
-
-    torch = optional_torch()
-    cuda = torch is not None and torch.cuda.is_available()
-    gpu = gpu_name()
-    env: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cpu_capabilities": cpu_capabilities(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "threads": threads or "default",
-        "torch_threads": torch.get_num_threads() if torch is not None else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "ort_providers": ort.get_available_providers(),
-        "gpu": gpu,
-        "cuda": torch.version.cuda if cuda else None,
-        "driver": nvidia_driver(),
-        "jetson": jetson_release(),
-    }
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    env["versions"] = versions
-    return env
-
-
-def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[str, Any]]:
-    """Per backbone, width and input size: the fastest row (p50) whose δ1 is within
-    ``max_drop`` of its FP32 model's, with its speed-up against the PyTorch eager FP32 row (or,
-    without one, against the slowest FP32 row measured)."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r.get("status") == "ok" and "p50_ms" in r and "delta1_drop" in r:
-            key = (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
-            groups.setdefault(key, []).append(r)
-    picks = []
-    for (backbone, _, size), members in groups.items():
-        fit = [r for r in members if r["delta1_drop"] <= max_drop]
-        if not fit:
-            continue
-        best = min(fit, key=lambda r: r["p50_ms"])
-        base = next((r for r in members if r.get("engine") == "torch"
-                     and r.get("precision") == "fp32"), None)  # fmt: skip
-        if base is None:
-            base = max((r for r in members if r.get("precision") == "fp32"),
-                       key=lambda r: r["p50_ms"], default=best)  # fmt: skip
-        picks.append({
-            "backbone": backbone, "input_size": list(size), "format": best.get("format"),
-            "label": f"{best.get('engine')} {best.get('precision')}", "path": best.get("path"),
-            "p50_ms": best["p50_ms"], "delta1_drop": best["delta1_drop"],
-            "speedup": base["p50_ms"] / best["p50_ms"],
-            "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
-        })  # fmt: skip
-    return picks
-
-
-def gpu_name() -> str | None:
-    """The first CUDA GPU's name as torch sees it (None without torch or a GPU)."""
-    torch = optional_torch()
-    if torch is None or not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_name(0)
-
-
-def nvidia_driver() -> str | None:
-    """The NVIDIA driver version from ``nvidia-smi`` (None without one)."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
-
-
-def jetson_release() -> str | None:
-    """The L4T release line on a Jetson (``/etc/nv_tegra_release``), None elsewhere."""
-    try:
-        return Path("/etc/nv_tegra_release").read_text().splitlines()[0].strip("# ").strip()
-    except (OSError, IndexError):
-        return None
 
 
 def run_bench(
@@ -514,9 +327,6 @@ def run_bench(
         raise DenseDepthError(
             f"model {missing[0]} {missing_reason(missing[0])}; pass model files or folders"
         )
-    torch = optional_torch()
-    if opts.threads and torch is not None:
-        torch.set_num_threads(opts.threads)
     t0 = time.perf_counter()
     peaks = measure_peaks(threads=opts.threads, log=log) if opts.peak else None
     dataset = None
@@ -546,3 +356,12 @@ def run_bench(
     }
     result["files"] = [str(p) for p in write_bench_report(result, out)]
     return result
+
+
+def failed_rows_warning(rows: Sequence[dict[str, Any]]) -> str | None:
+    """``"N of M bench rows failed"`` when some did, None when none did; an error when no
+    row succeeded (the reasons are in the table)."""
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed == len(rows):
+        raise DenseDepthError(f"no bench row succeeded ({failed} failed; reasons above)")
+    return f"{failed} of {len(rows)} bench rows failed" if failed else None

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.optional import optional_torch
-from export.onnx_files import parity_input
+from densedepth.util.onnx_io import parity_input
+from densedepth.util.optional import optional_torch
 
 
 def cuda_synchronizer(runner: Any) -> Callable[[], None]:
     """``torch.cuda.synchronize`` for a runner on a CUDA device (so every timestamp follows
     the device's work), a no-op otherwise."""
-    if str(getattr(runner, "device", "cpu")).startswith("cuda"):
+    if str(runner.device).startswith("cuda"):
         torch = optional_torch()  # without it, ORT / TensorRT return after their work is done
         if torch is not None and torch.cuda.is_available():
             return torch.cuda.synchronize
@@ -38,7 +38,7 @@ def measure_latency(
     the engine really ran (``engine_batch``) with the calls it took (``calls_per_batch``): a
     runner whose engine takes at most ``max_batch`` images splits a larger batch."""
     _, _, h, w = runner.input_shape
-    most = getattr(runner, "max_batch", None)
+    most = runner.max_batch
     engine_batch = batch if most is None else min(batch, int(most))
     x = parity_input((h, w), batch=batch)
     sync = cuda_synchronizer(runner)

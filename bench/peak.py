@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.optional import optional_torch
+from densedepth.util.optional import optional_torch
 
 PEAK_SIZE = 1024  # large enough to leave the caches behind on 2 cores, quick on 1
 PEAK_PRECISIONS = ("fp32", "bf16", "int8")  # the peaks measured, named as rows' precisions

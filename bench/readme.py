@@ -1,6 +1,7 @@
-"""``make figures``: the README's measured CPU tables, regenerated from one bench.json.
+"""``make figures``: the benchmarks page's measured CPU tables, regenerated from one bench.json.
 
-``python -m bench.readme BENCH_JSON README`` replaces the text between the README's
+``python -m bench.readme BENCH_JSON PAGE`` (``make figures`` passes ``docs/benchmarks.md``; any
+Markdown file with the markers will do) replaces the text between the page's
 ``<!-- figures:start -->`` and ``<!-- figures:end -->`` markers with: the machine (CPU, its
 extensions, threads, GEMM peaks of ``bench --peak``, versions), one table per input size with
 every engine's p50, speed-up against PyTorch eager FP32, GOP/s and its share of the peak of its
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.peak import peaks_line
-from bench.report import number_cell, recommendation_line, size_text
-from densedepth.errors import DenseDepthError
-from densedepth.outputs import write_text_atomic
+from bench.recommend import recommendation_line
+from bench.report import number_cell, size_text
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.outputs import write_text_atomic
 
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 ENGINE_NAMES = {
@@ -102,25 +104,28 @@ def figures_markdown(result: dict[str, Any]) -> str:
 def splice(text: str, block: str) -> str:
     """``text`` with the part between START and END replaced by ``block``."""
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise DenseDepthError(f"the README needs one {START} ... {END} pair around the figures")
+        raise DenseDepthError(
+            f"the benchmarks page needs one {START} ... {END} pair around the figures"
+        )
     head, rest = text.split(START, 1)
     return f"{head}{START}\n{block}{END}{rest.split(END, 1)[1]}"
 
 
 def main(argv: list[str]) -> int:
-    """``python -m bench.readme BENCH_JSON README``."""
+    """``python -m bench.readme BENCH_JSON PAGE``: the figures spliced into PAGE (for
+    ``make figures``, the benchmarks page ``docs/benchmarks.md``)."""
     if len(argv) != 2:
-        print("usage: python -m bench.readme BENCH_JSON README", file=sys.stderr)
+        print("usage: python -m bench.readme BENCH_JSON PAGE (docs/benchmarks.md)", file=sys.stderr)
         return 2
-    bench_json, readme = map(Path, argv)
+    bench_json, page = map(Path, argv)
     try:
         result = json.loads(bench_json.read_text())
-        text = splice(readme.read_text(), figures_markdown(result))
+        text = splice(page.read_text(), figures_markdown(result))
     except (OSError, ValueError, KeyError, DenseDepthError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_text_atomic(readme, text)
-    print(f"updated {readme} from {bench_json}")
+    write_text_atomic(page, text)
+    print(f"updated {page} from {bench_json}")
     return 0
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from bench.peak import peaks_line
+from bench.recommend import recommendation_line
 from densedepth.metrics import METRIC_KEYS
-from densedepth.outputs import write_text_atomic
+from densedepth.util.outputs import write_text_atomic
 from densedepth.viz import save_figure
 
 ENGINE_SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT", "torch": "torch",
@@ -62,16 +63,6 @@ def batch_text(row: dict[str, Any]) -> str:
         return ""
     calls = row.get("calls_per_batch", 1)
     return f"{row['batch']} ({calls} x {row['engine_batch']})" if calls > 1 else str(row["batch"])
-
-
-def recommendation_line(pick: dict[str, Any]) -> str:
-    """e.g. ``densenet121 480x640: openvino int8, 80.1 ms, 11.0x torch fp32, Δδ1 +0.0004``."""
-    size = "x".join(map(str, pick["input_size"]))
-    return (
-        f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
-        f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
-        f"{pick['against']}, Δδ1 {number_cell(pick['delta1_drop'], '+.4f')}"
-    )
 
 
 def size_text(row: dict[str, Any]) -> str:

@@ -1,9 +1,10 @@
 """Calibration sets for INT8: chosen across scenes, preprocessed exactly as inference is.
 
 One ``CalibrationSet`` (images at the network's input size, float32 NCHW in [0, 1], and a hash
-of those bytes) feeds every quantizer: ONNX Runtime's ranges (``calib.ranges`` runs its
-augmented model on the images; ``OrtCalibrationReader`` hands them to ONNX Runtime's own
-calibrators) and, for TensorRT < 10.1, ``export.tensorrt``'s entropy calibrator. Caches are
+of those bytes) feeds every quantizer: ONNX Runtime's ranges (``calib.ranges`` runs ONNX
+Runtime's augmented model on the images itself; ``quantize_static`` reads the cached ranges and
+is given no data reader), ModelOpt (``export.quantize``: the images as one array) and, for
+TensorRT < 10.1, ``export.tensorrt``'s entropy calibrator (``CalibrationSet.batches``). Caches are
 keyed by (ONNX hash, calibration set hash, input shape, method), so a cache made for something
 else is never reused.
 """
@@ -14,19 +15,18 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader
 
-from densedepth.datasets import decode_rgb, open_dataset
-from densedepth.errors import DataError
-from densedepth.files import IMAGE_SUFFIXES, image_files
-from densedepth.preprocess import rgb_to_input
-from densedepth.progress import progress
+from densedepth.data.preprocess import rgb_to_input
+from densedepth.data.readers import decode_rgb, open_dataset
+from densedepth.util.errors import DataError
+from densedepth.util.files import IMAGE_SUFFIXES, image_files
+from densedepth.util.progress import progress
 
 DEFAULT_IMAGES = 500  # TensorRT / Ultralytics practice
 WARN_BELOW = 300
@@ -195,39 +195,3 @@ def cache_key(onnx_sha256: str, calib: CalibrationSet, method: str, **extra: Any
         **extra,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class OrtCalibrationReader(CalibrationDataReader):
-    """ONNX Runtime ``CalibrationDataReader`` over a calibration set (rewindable)."""
-
-    def __init__(
-        self,
-        calib: CalibrationSet,
-        input_name: str,
-        batch_size: int = 1,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> None:
-        self.calib, self.input_name, self.batch_size = calib, input_name, batch_size
-        self.on_batch = on_batch  # told the images of every batch handed out (progress)
-        self._it: Iterator[np.ndarray] | None = None
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        """The next batch as ORT's feed dict, or None at the end."""
-        if self._it is None:
-            self._it = self.calib.batches(self.batch_size)
-        batch = next(self._it, None)
-        if batch is not None and self.on_batch is not None:
-            self.on_batch(len(batch))
-        return None if batch is None else {self.input_name: batch}
-
-    def rewind(self) -> None:
-        """Start over (ORT calls this between passes)."""
-        self._it = None
-
-    def __len__(self) -> int:
-        return len(self.calib) // self.batch_size
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        """ORT's strided calibration: iterate batches ``start..end`` only."""
-        sub = self.calib.images[start_index * self.batch_size : end_index * self.batch_size]
-        self._it = CalibrationSet(sub, self.calib.source).batches(self.batch_size)

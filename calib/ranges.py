@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from calib.calibration import CalibrationSet
-from densedepth.errors import DenseDepthError
-from densedepth.outputs import artifact_path, reusable_cache, scratch_beside
-from densedepth.progress import progress
-from export.onnx_files import fixed_batch
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.onnx_io import fixed_batch
+from densedepth.util.outputs import artifact_path, reusable_cache, scratch_beside
+from densedepth.util.progress import progress
 
 HISTOGRAM_BINS = 2048  # TensorRT's entropy calibrator
 QUANTIZED_LEVELS = 128  # int8 magnitudes 0..127
@@ -204,7 +204,7 @@ def collect_statistics(
 
     Batches: the model's fixed batch, or (any batch) one image, then as many as keep a batch's
     outputs under ``BATCH_BYTES`` (at most ``MAX_BATCH``). On 2 CPU cores batches ran no faster
-    per image than single images (README, "Calibration speed"); on a GPU they do.
+    per image than single images (docs/deployment.md, "Calibration speed"); on a GPU they do.
     """
     import onnxruntime as ort
 

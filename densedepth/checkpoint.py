@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from densedepth.errors import DenseDepthError, error_line, missing_reason
 from densedepth.model import DenseDepth
-from densedepth.outputs import temp_file_beside
+from densedepth.util.errors import DenseDepthError, error_line, missing_reason
+from densedepth.util.outputs import temp_file_beside
 from densedepth.variant import ModelVariant
 
 FORMAT = "densedepth"

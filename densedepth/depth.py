@@ -17,6 +17,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+# NYU's valid depth, defined here only: this module imports no torch, so numpy-only code
+# (densedepth.metrics, densedepth.data) imports it too.
 MIN_DEPTH = 0.1  # metres
 MAX_DEPTH = 10.0  # metres
 MIN_TARGET = MAX_DEPTH / MAX_DEPTH  # 1.0, the target of the farthest valid depth

@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from densedepth.datasets import Sample
+from densedepth.data.preprocess import resize_rgb
+from densedepth.data.readers import Sample
 from densedepth.depth import authors_target_to_depth
 from densedepth.metrics import EIGEN_CROP, eigen_evaluate
-from densedepth.preprocess import resize_rgb
-from densedepth.progress import progress
+from densedepth.util.progress import progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 NYU_SIZE = (480, 640)

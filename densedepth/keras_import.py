@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.errors import DenseDepthError, missing_reason
-from densedepth.files import file_sha256
+from densedepth.util.errors import DenseDepthError, missing_reason
+from densedepth.util.files import file_sha256
 from densedepth.variant import preset
 
 STAGE_BLOCKS = {  # blocks per dense stage (conv2..conv5) -> backbone

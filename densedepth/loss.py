@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from densedepth.depth import MAX_TARGET
-from densedepth.errors import DataError
+from densedepth.util.errors import DataError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -55,12 +55,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from densedepth.errors import DataError
-from densedepth.progress import progress
-
-# Same values as densedepth.depth (which imports torch; this module must not).
-MIN_DEPTH = 0.1  # metres
-MAX_DEPTH = 10.0  # metres
+from densedepth.depth import MAX_DEPTH, MIN_DEPTH  # numpy only, like this module
+from densedepth.util.errors import DataError
+from densedepth.util.progress import progress
 
 EIGEN_CROP = (20, 459, 24, 615)  # rows top..bottom, cols left..right, inclusive, at 480x640
 METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "rms", "log10")

@@ -37,7 +37,7 @@ from torchvision.models import (
 )
 
 from densedepth.depth import target_to_depth
-from densedepth.errors import ModelError, WeightsNotFoundError
+from densedepth.util.errors import ModelError, WeightsNotFoundError
 from densedepth.variant import DEFAULT, ModelVariant, check_input_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

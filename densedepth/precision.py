@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from densedepth.cpu import native_bf16
-from densedepth.errors import DenseDepthError
+from densedepth.util.cpu import native_bf16
+from densedepth.util.errors import DenseDepthError
 
 if TYPE_CHECKING:  # torch is imported when used: the CLI reads PRECISIONS without it
     import torch

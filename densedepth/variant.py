@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from densedepth.depth import DepthRange
-from densedepth.errors import ModelError
+from densedepth.util.errors import ModelError
 
 SIZE_MULTIPLE = 32
 BACKBONE_NAMES = ("densenet169", "densenet121", "densenet201")  # densedepth.model.BACKBONES

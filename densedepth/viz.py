@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.outputs import atomic_path
+from densedepth.util.outputs import atomic_path
 
 
 def colorize(

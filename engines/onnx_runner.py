@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from densedepth.depth import DepthRange
-from densedepth.errors import DenseDepthError, error_line
-from engines.base import check_batch, depth_range_of
-from export.onnx_files import INPUT_NAME, OUTPUT_NAME, fixed_batch, ort_session, read_metadata
+from densedepth.util.errors import DenseDepthError, error_line
+from densedepth.util.onnx_io import INPUT_NAME, OUTPUT_NAME, fixed_batch, ort_session, read_metadata
+from engines.base import RunnerBase, check_batch, model_info
 from export.onnx_graph import constant_tensors, producers
 
 PROVIDERS = {
@@ -83,7 +83,7 @@ def check_layout(path: Path, shape: list, size: list) -> None:
     )
 
 
-class OnnxRunner:
+class OnnxRunner(RunnerBase):
     """An exported DenseDepth ONNX file (fp32, fp16 or int8 Q/DQ) run by ONNX Runtime."""
 
     def __init__(
@@ -100,9 +100,11 @@ class OnnxRunner:
                 f"{self.path} is not a DenseDepth export (no densedepth.* metadata); "
                 f"export it with cli.py export"
             )
-        self.providers = choose_providers(device)
+        if threads < 0:
+            raise DenseDepthError(f"threads must be 0 (the default) or more, not {threads}")
+        self._providers = choose_providers(device)
         try:
-            self.session = ort_session(self.path, threads, self.providers, profile)
+            self.session: Any = ort_session(self.path, threads, self._providers, profile)
         except Exception as exc:
             first = error_line(exc, 200, with_type=False)
             raise DenseDepthError(f"ONNX Runtime cannot load {self.path}: {first}") from None
@@ -115,20 +117,24 @@ class OnnxRunner:
         size = meta["input_size"]
         check_layout(self.path, self.session.get_inputs()[0].shape, size)
         self.meta: dict[str, Any] = meta
-        self.backbone = meta.get("backbone", "")
-        self.decoder_width = float(meta.get("decoder_width", 1.0))
-        self.depth_range = depth_range_of(meta)
-        self.weights_origin = str(meta.get("weights_origin", ""))
-        self.precision = meta.get("precision", "fp32")
-        self.threads = threads
-        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
+        self.info = model_info(meta)
+        self.precision = self.info.precision
+        self.threads = int(self.session.get_session_options().intra_op_num_threads)
+        self.device = "cpu" if self._providers[0] == "CPUExecutionProvider" else "cuda"
         self.name = f"onnxruntime:{self.path.name}"
         self.input_shape = (1, 3, int(size[0]), int(size[1]))
         self.max_batch = fixed_batch(self.session)  # images per engine call (None: any batch)
-        lo, hi = self.depth_range
-        self.depth_norm = DepthRange(lo, hi, float(meta.get("depth_numerator", hi)))
         self._target_session: Any = None
         self._target_name: str | bool | None = False  # False: not looked for yet
+
+    @property
+    def depth_norm(self) -> DepthRange:
+        """The numerator and valid range of the network's reciprocal target."""
+        return self.info.depth_norm
+
+    def _release_resources(self) -> None:
+        self.session = None  # ONNX Runtime frees a session with its last reference
+        self._target_session = None
 
     @property
     def predict_target(self) -> Any:
@@ -140,6 +146,7 @@ class OnnxRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
+        self._check_open()
         x = check_batch(self.name, batch, self.input_shape)
         if self.max_batch is not None and x.shape[0] != self.max_batch:
             parts = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
@@ -152,13 +159,14 @@ class OnnxRunner:
         import onnx
         import onnxruntime as ort
 
+        self._check_open()
         x = check_batch(self.name, batch, self.input_shape)
         if self._target_session is None:
             model = onnx.load(str(self.path))
             model.graph.output.append(onnx.ValueInfoProto(name=str(self._target_name)))
             self._target_session = ort.InferenceSession(
                 model.SerializeToString(), self.session.get_session_options(),
-                providers=self.providers,
+                providers=self._providers,
             )  # fmt: skip
         step = self.max_batch or x.shape[0]
         parts = [
@@ -173,4 +181,5 @@ class OnnxRunner:
 
     def end_profiling(self) -> str:
         """Stop ORT's profiler; returns the JSON trace path."""
+        self._check_open()
         return self.session.end_profiling()

@@ -10,15 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from densedepth.dataset_writers import depth_to_mm16, encode_png
-from densedepth.datasets import decode_rgb
-from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import DataError, missing_reason
-from densedepth.files import image_files
+from densedepth.data.preprocess import rgb_to_input
+from densedepth.data.readers import decode_rgb
+from densedepth.data.writers import depth_to_mm16, encode_png
 from densedepth.metrics import upsample2x
-from densedepth.outputs import atomic_path
-from densedepth.preprocess import rgb_to_input
-from densedepth.progress import progress
+from densedepth.util.errors import DataError, missing_reason
+from densedepth.util.files import image_files
+from densedepth.util.outputs import atomic_path
+from densedepth.util.progress import progress
 from densedepth.viz import colorize
 from engines.base import Runner
 
@@ -77,7 +76,7 @@ def predict_image(runner: Runner, rgb: np.ndarray, flip: bool = True) -> np.ndar
     full = upsample2x(pred)
     if full.shape != rgb.shape[:2]:
         full = cv2.resize(full, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    lo, hi = getattr(runner, "depth_range", (MIN_DEPTH, MAX_DEPTH))
+    lo, hi = runner.info.depth_range
     return np.clip(full, lo, hi).astype(np.float32)
 
 

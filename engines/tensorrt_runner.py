@@ -17,12 +17,13 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from densedepth.errors import DenseDepthError
-from engines.base import check_batch, depth_range_of
-from export.onnx_files import read_sidecar
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.onnx_io import read_sidecar
+from engines.base import RunnerBase, check_batch, model_info
 from export.tensorrt import check_engine_sidecar, import_tensorrt
 
 
@@ -30,10 +31,12 @@ class EngineWarning(UserWarning):
     """An engine loads, but something about it could not be checked."""
 
 
-class TensorRTRunner:
+class TensorRTRunner(RunnerBase):
     """A serialized TensorRT engine (fp16 or int8), with or without its JSON sidecar."""
 
     device = "cuda"
+    engine: Any = None
+    context: Any = None
 
     def __init__(
         self, path: str | os.PathLike[str], device: str = "auto", threads: int = 0
@@ -81,11 +84,9 @@ class TensorRTRunner:
         else:
             self.min_batch = self.max_batch = dims[0]
         self.input_shape = (1, 3, dims[2], dims[3])
-        self.precision = sidecar.get("precision", "unknown")
-        self.backbone = sidecar.get("backbone", "")
-        self.decoder_width = float(sidecar.get("decoder_width", 1.0))
-        self.depth_range = depth_range_of(sidecar)
-        self.weights_origin = str(sidecar.get("weights_origin", ""))
+        # the engine's own input size wins over the sidecar's; no sidecar: precision unknown
+        self.info = model_info({"precision": "unknown", **sidecar, "input_size": dims[2:]})
+        self.precision = self.info.precision
 
     def _io_names(self) -> tuple[str, str]:
         """(input, output) tensor names; exactly one of each."""
@@ -132,6 +133,7 @@ class TensorRTRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """RGB batch (N,3,H,W) float32 in [0,1] -> metres (N,1,H/2,W/2) float32."""
+        self._check_open()
         x = check_batch(self.name, batch, self.input_shape)
         step = self.max_batch
         with self.cuda.context():
@@ -153,8 +155,9 @@ class TensorRTRunner:
         self.cuda.synchronize(self.stream)
         return np.array(host_out, dtype=np.float32, copy=True)
 
-    def close(self) -> None:
-        """Free the device and host buffers and the stream."""
+    def _release_resources(self) -> None:
+        """Free the device and host buffers, the stream, the execution context and the
+        engine (inside the CUDA context they were made in)."""
         if getattr(self, "cuda", None) is None:
             return
         with self.cuda.context():
@@ -162,6 +165,8 @@ class TensorRTRunner:
             if getattr(self, "stream", 0):
                 self.cuda.stream_free(self.stream)
                 self.stream = 0
+            self.context = None  # TensorRT destroys them with their last reference
+            self.engine = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown, a context already gone

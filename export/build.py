@@ -13,15 +13,17 @@ import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from calib.calibration import CalibrationSet, load_calibration_set
 from densedepth.checkpoint import load_checkpoint
-from export.formats import ExportError, Format, require
+from densedepth.util.errors import ExportError
+from densedepth.util.onnx_io import read_metadata, read_sidecar
+from export.artifact import saved_line
+from export.formats import Format, require
 from export.onnx_export import convert_fp16
-from export.onnx_files import read_metadata, read_sidecar
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
 
@@ -41,6 +43,9 @@ class BuildOptions:
     producer: str = "auto"  # TensorRT Q/DQ writer: auto | modelopt | onnxruntime
     trt_version: tuple[int, int] | None = None  # plan for this TensorRT (default: installed)
     onnx_only: bool = False  # TensorRT: write the ONNX the build parses, do not build
+    calib_source: str | None = None  # INT8 calibration data (None: the model's training data)
+    calib_images: int = 500
+    calib_kwargs: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,21 +91,20 @@ def _need_calib(opts: BuildOptions, what: str) -> CalibrationSet:
     return opts.calib
 
 
-def build_onnx_fp32(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_onnx_fp32(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """The float ONNX itself (made by ``export``): its record."""
     record = read_sidecar(fp32)
     return {**record, "path": str(fp32)}
 
 
-def build_onnx_fp16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_onnx_fp16(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """FP16 ONNX with float32 input/output."""
-    return convert_fp16(fp32, out_dir / f"{opts.stem}_fp16.onnx")
+    return convert_fp16(fp32, out)
 
 
-def build_onnx_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_onnx_int8(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """Q/DQ ONNX for ONNX Runtime on CPU: u8 activations, s8 per-channel weights."""
     calib = _need_calib(opts, "INT8")
-    out = out_dir / f"{opts.stem}_int8.onnx"
     return quantize_int8(fp32, calib, out, "cpu", opts.method, opts.keep_float)
 
 
@@ -127,7 +131,8 @@ def build_tensorrt_qdq(
 def tensorrt_version_here(opts: BuildOptions) -> tuple[int, int] | None:
     """The TensorRT to plan for: ``opts.trt_version``, else the installed one; None with
     ``onnx_only`` and no TensorRT (plan for the newest: strongly typed)."""
-    from export.tensorrt import import_tensorrt, parse_version
+    from export.tensorrt import import_tensorrt
+    from export.tensorrt_versions import parse_version
 
     if opts.trt_version is not None:
         return opts.trt_version
@@ -136,26 +141,22 @@ def tensorrt_version_here(opts: BuildOptions) -> tuple[int, int] | None:
     return parse_version(import_tensorrt().__version__)
 
 
-def build_tensorrt_fp16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_tensorrt_fp16(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """A TensorRT FP16 engine (see ``build_tensorrt``)."""
-    return build_tensorrt("fp16", fp32, out_dir, opts)
+    return build_tensorrt("fp16", fp32, out, opts)
 
 
-def build_tensorrt_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_tensorrt_int8(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """A TensorRT INT8 engine (see ``build_tensorrt``)."""
-    return build_tensorrt("int8", fp32, out_dir, opts)
+    return build_tensorrt("int8", fp32, out, opts)
 
 
-def build_tensorrt(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
-    """A TensorRT engine at ``precision``: makes and checks the ONNX its version parses, then
-    builds the engine (or, with ``onnx_only``, stops there: no TensorRT or GPU needed)."""
-    from export.tensorrt import (
-        NEWEST_PLANNED,
-        build_engine,
-        build_plan,
-        check_for_version,
-        version_label,
-    )
+def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
+    """A TensorRT engine at ``precision`` written to ``out``: makes and checks the ONNX its
+    version parses (beside ``out``), then builds the engine (or, with ``onnx_only``, stops
+    there: no TensorRT or GPU needed)."""
+    from export.tensorrt import build_engine, build_plan, check_for_version
+    from export.tensorrt_versions import NEWEST_PLANNED, version_label
 
     version = tensorrt_version_here(opts)
     planned = version or NEWEST_PLANNED
@@ -165,10 +166,10 @@ def build_tensorrt(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions
     if plan.onnx_kind == "fp32":
         source = {"path": str(fp32)}
     elif plan.onnx_kind == "fp16":
-        source = build_onnx_fp16(fp32, out_dir, opts)
+        source = convert_fp16(fp32, out.parent / f"{opts.stem}_fp16.onnx")
     else:
         float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
-        source = build_tensorrt_qdq(fp32, out_dir, opts, float_precision, plan.max_opset)
+        source = build_tensorrt_qdq(fp32, out.parent, opts, float_precision, plan.max_opset)
     if opts.onnx_only:  # (build_engine checks it too, before parsing)
         check_for_version(Path(source["path"]), version)
         return {**source, "tensorrt_plan": asdict(plan),
@@ -176,7 +177,7 @@ def build_tensorrt(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions
     calib = _need_calib(opts, "INT8") if plan.calibrator else None
     return build_engine(
         source["path"],
-        out_dir / f"{opts.stem}_{precision}.engine",
+        out,
         precision,
         workspace_gb=opts.workspace_gb,
         timing_cache=opts.timing_cache,
@@ -186,22 +187,22 @@ def build_tensorrt(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions
     )
 
 
-def build_openvino_fp32(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_openvino_fp32(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """OpenVINO IR in FP32."""
-    return build_openvino("fp32", fp32, out_dir, opts)
+    return build_openvino("fp32", fp32, out, opts)
 
 
-def build_openvino_bf16(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_openvino_bf16(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """OpenVINO IR that runs in BF16 where the CPU has it."""
-    return build_openvino("bf16", fp32, out_dir, opts)
+    return build_openvino("bf16", fp32, out, opts)
 
 
-def build_openvino_int8(fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_openvino_int8(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """OpenVINO IR quantized to INT8 by NNCF on the calibration set."""
-    return build_openvino("int8", fp32, out_dir, opts)
+    return build_openvino("int8", fp32, out, opts)
 
 
-def build_openvino(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions) -> dict[str, Any]:
+def build_openvino(precision: str, fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """OpenVINO IR at ``precision`` (fp32, bf16, or int8 through NNCF)."""
     import onnx
 
@@ -211,7 +212,6 @@ def build_openvino(precision: str, fp32: Path, out_dir: Path, opts: BuildOptions
     ignored: list[str] = []
     if precision == "int8" and opts.keep_float:
         ignored = resolve_keep_float(onnx.load(str(fp32)), opts.keep_float)
-    out = out_dir / f"{opts.stem}_{precision}.xml"
     return export_openvino(fp32, out, precision, calib, ignored)
 
 
@@ -221,11 +221,112 @@ def build(
     out_dir: str | os.PathLike[str],
     opts: BuildOptions,
 ) -> dict[str, Any]:
-    """Build ``fmt`` from the float ONNX into ``out_dir``; fails with one line when the
-    format's backend is missing here."""
+    """Build ``fmt`` from the float ONNX into ``out_dir`` as the file its row names
+    (``Format.artifact_name(opts.stem)``); fails with one line when the format's backend is
+    missing here."""
     builder = fmt.build_function()
     if opts.onnx_only and fmt.target != "tensorrt":
         raise ExportError("--onnx-only is for --target tensorrt (the ONNX its build parses)")
     if not opts.onnx_only:
         require(fmt)
-    return builder(Path(fp32_onnx), Path(out_dir), opts)
+    return builder(Path(fp32_onnx), Path(out_dir) / fmt.artifact_name(opts.stem), opts)
+
+
+Log = Callable[[str], None]
+
+
+class BuildJob:
+    """Formats built from one source into one folder: a checkpoint (.pt, exported to
+    ``out_dir/model_fp32.onnx`` at ``size`` first) or the fp32 ONNX from ``export``. The
+    export and the calibration set are made once, when a build first needs them; every
+    artifact is announced by its ``saved PATH (MB, s)`` line on ``log``."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        opts: BuildOptions,
+        log: Log = print,
+        warn: Log | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        self.source, self.out_dir, self.opts = Path(source), Path(out_dir), opts
+        self.log, self.warn, self.size = log, warn, size
+        self._made: dict[str, Any] = {} if opts.calib is None else {"calib": opts.calib}
+
+    def _once(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` the first time; later calls return its value or raise its error again."""
+        if key not in self._made:
+            try:
+                self._made[key] = make()
+            except Exception as exc:
+                self._made[key] = exc
+        if isinstance(self._made[key], Exception):
+            raise self._made[key]
+        return self._made[key]
+
+    def fp32(self) -> Path:
+        """The fp32 ONNX every format is built from (exported now from a checkpoint)."""
+        return self._once("fp32", self._make_fp32)
+
+    def _make_fp32(self) -> Path:
+        source = self.source
+        if source.suffix in (".pt", ".pth"):
+            from export.onnx_export import export_onnx
+
+            record = export_onnx(source, self.out_dir / "model_fp32.onnx", self.size)
+            self.log(saved_line(record))
+            source = Path(record["path"])
+        if read_metadata(source).get("precision") != "fp32":
+            raise ExportError(f"{source} is not the fp32 ONNX from `cli.py export`")
+        return source
+
+    def calibration(self) -> CalibrationSet:
+        """The INT8 calibration set (``opts.calib_source``, else the model's training data)."""
+        o = self.opts
+        return self._once("calib", lambda: calibration_for(
+            self.fp32(), o.calib_source, o.calib_images, self.log, self.warn, **o.calib_kwargs
+        ))  # fmt: skip
+
+    def build(self, fmt: Format) -> dict[str, Any]:
+        """Build ``fmt``; its record (the fp32 ONNX's own for ``onnx-fp32``)."""
+        fp32 = self.fp32()
+        stem = fp32.stem.removesuffix("_fp32")
+        calib = self.calibration() if fmt.precision == "int8" else None
+        record = build(fmt, fp32, self.out_dir, replace(self.opts, stem=stem, calib=calib))
+        if fmt.builder != "export.build:build_onnx_fp32" or fp32 == self.source:
+            self.log(saved_line(record))  # (an fp32 ONNX exported here was announced then)
+        return record
+
+
+def build_from(
+    source: str | os.PathLike[str],
+    fmt: Format,
+    out_dir: str | os.PathLike[str],
+    opts: BuildOptions,
+    log: Log = print,
+    warn: Log | None = None,
+) -> dict[str, Any]:
+    """Build ``fmt`` from a checkpoint or the fp32 ONNX into ``out_dir`` (``BuildJob``)."""
+    return BuildJob(source, out_dir, opts, log, warn).build(fmt)
+
+
+def build_summary(
+    fmt: Format, record: dict[str, Any], source: Path, opts: BuildOptions
+) -> list[str]:
+    """What a build says after its saved line: the calibration cache, the difference from
+    fp32, and for an ``onnx_only`` TensorRT build the command to run on the GPU machine."""
+    lines = []
+    if record.get("calibration_cache"):
+        state = "reused" if record.get("calibration_reused") else "saved"
+        lines.append(f"calibration ranges {state}: {record['calibration_cache']}")
+    if "fp32_max_abs_m" in record:
+        where = record.get("fp32_diff_input", "the parity input")
+        lines.append(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
+    if record.get("onnx_only"):
+        fp16_floats = opts.int8_float == "fp16"
+        flags = {"fp16": "--fp16", "int8": f"--int8{' --fp16' * fp16_floats}"}[fmt.precision]
+        lines.append(f"checked for {record['planned_for']}: 0 violations")
+        lines.append(f"on the GPU machine: cli.py build-engine {source} --target tensorrt "
+                     f"{flags} --calib ...")  # fmt: skip
+    return lines

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from export.formats import BackendUnavailable
+from densedepth.util.errors import BackendUnavailable
 
 BACKENDS = ("pycuda", "cuda-python")
 ENV_VAR = "DD_CUDA_BACKEND"
@@ -308,3 +308,12 @@ def cuda_device_count() -> int:
         return cuda_backend().device_count()
     except Exception:  # no binding, no driver library, no device: all mean "no GPU here"
         return 0
+
+
+def gpu_unavailable_reason() -> str | None:
+    """Why no CUDA GPU can be used here (no CUDA binding, or no device), or None."""
+    if backend_installed() is None:
+        return "needs a CUDA binding: pip install cuda-python (or pycuda)"
+    if cuda_device_count() == 0:
+        return "needs an NVIDIA GPU with CUDA (none visible)"
+    return None

@@ -13,19 +13,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from densedepth.errors import DenseDepthError
-
-
-class ExportError(DenseDepthError):
-    """An export or engine build failed; the message says what to do."""
-
-
-class BackendUnavailable(ExportError):
-    """The target's package or hardware is missing here (the message names the extra)."""
+from densedepth.util.errors import BackendUnavailable, ExportError
+from export.cuda import gpu_unavailable_reason
 
 
 @dataclass(frozen=True)
@@ -76,17 +69,6 @@ class Format:
         if self.needs_gpu:
             return gpu_unavailable_reason()
         return None
-
-
-def gpu_unavailable_reason() -> str | None:
-    """Why no CUDA GPU can be used here (no CUDA binding, or no device), or None."""
-    from export.cuda import backend_installed, cuda_device_count
-
-    if backend_installed() is None:
-        return "needs a CUDA binding: pip install cuda-python (or pycuda)"
-    if cuda_device_count() == 0:
-        return "needs an NVIDIA GPU with CUDA (none visible)"
-    return None
 
 
 def _resolve(reference: str) -> Any:
@@ -155,3 +137,55 @@ def require(fmt: Format) -> None:
     reason = fmt.unavailable_reason()
     if reason:
         raise BackendUnavailable(f"{fmt.key}: {reason}")
+
+
+def format_for_flags(
+    target: str, int8: bool = False, fp16: bool = False, bf16: bool = False, onnx_only: bool = False
+) -> tuple[Format | None, str]:
+    """``build-engine``'s row from its flags, and the float precision of TensorRT's INT8
+    layers: ``(None, "fp16")`` for ``--target auto`` (the bench picks the row). TensorRT takes
+    ``--int8 --fp16`` (INT8 with FP16 float layers); any other pair of flags is refused, and a
+    row that cannot be built here fails with the reason (not with ``onnx_only``)."""
+    chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("bf16", bf16)) if on]
+    if target == "auto":
+        if chosen or onnx_only:
+            raise ExportError(
+                "--target auto chooses the format and precision; drop --int8, --fp16, "
+                "--bf16 and --onnx-only (or name a --target)"
+            )
+        return None, "fp16"
+    if target == "tensorrt" and chosen == ["int8", "fp16"]:
+        precision, int8_float = "int8", "fp16"
+    elif len(chosen) > 1:
+        both = " (TensorRT takes --int8 --fp16)" if target != "tensorrt" else ""
+        raise ExportError(f"choose one of --int8, --fp16, --bf16{both}")
+    else:
+        precision, int8_float = chosen[0] if chosen else default_precision(target), "fp32"
+    fmt = get_format(target, precision)
+    if onnx_only and target != "tensorrt":
+        raise ExportError("--onnx-only is for --target tensorrt (the ONNX its build parses)")
+    if not onnx_only:
+        require(fmt)
+    return fmt, int8_float
+
+
+def default_precision(target: str) -> str:
+    """The precision a target builds without a precision flag (TensorRT: fp16, else fp32)."""
+    return "fp16" if target == "tensorrt" else "fp32"
+
+
+def formats_for_keys(values: Sequence[str] | None) -> tuple[str, ...]:
+    """Format keys from ``bench --build`` values (comma lists; ``all`` = the whole table);
+    an unknown key is one error line listing the valid ones."""
+    if not values:
+        return ()
+    keys = [k.strip() for v in values for k in v.split(",") if k.strip()]
+    if "all" in keys:
+        return tuple(f.key for f in DEPLOY_FORMATS)
+    valid = {f.key for f in DEPLOY_FORMATS}
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        raise ExportError(
+            f"unknown format {unknown[0]!r} for --build; valid: all, {', '.join(sorted(valid))}"
+        )
+    return tuple(keys)

@@ -20,12 +20,10 @@ import numpy as np
 import torch
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
-from densedepth.errors import error_line
-from densedepth.files import file_sha256
 from densedepth.model import DenseDepth, check_input_size
-from densedepth.outputs import artifact_path, claim_output
-from export.formats import ExportError
-from export.onnx_files import (
+from densedepth.util.errors import ExportError, error_line
+from densedepth.util.files import file_sha256
+from densedepth.util.onnx_io import (
     INPUT_NAME,
     OUTPUT_NAME,
     ort_predictor,
@@ -34,8 +32,9 @@ from export.onnx_files import (
     parity_input,
     read_metadata,
     set_metadata,
-    write_sidecar,
 )
+from densedepth.util.outputs import artifact_path, claim_output
+from export.artifact import finish_artifact
 from export.onnx_graph import topological_sort
 
 MAX_OPSET = 20
@@ -129,11 +128,7 @@ def export_onnx(
             "output 'depth' float32 metres at half resolution"
         )
         onnx.save(proto, str(tmp))
-    record["seconds"] = time.perf_counter() - t0
-    record["path"] = str(out)
-    record["bytes"] = out.stat().st_size
-    write_sidecar(out, record)
-    return record
+    return finish_artifact(out, record, t0)
 
 
 def _torch_export(
@@ -208,11 +203,5 @@ def convert_fp16(
         worst = diff["fp32_max_abs_m"]
         if not np.isfinite(worst) or worst > tolerance:
             raise ExportError(f"FP16 graph differs from FP32 by {worst:.3g} m (max {tolerance})")
-    record.update(
-        **diff,
-        seconds=time.perf_counter() - t0,
-        path=str(out),
-        bytes=out.stat().st_size,
-    )
-    write_sidecar(out, record)
-    return record
+    record.update(diff)
+    return finish_artifact(out, record, t0)

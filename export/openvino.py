@@ -16,16 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.files import file_sha256
-from densedepth.outputs import claim_output, record_written, scratch_beside
-from export.formats import ExportError, get_format, require
-from export.onnx_files import (
+from densedepth.util.errors import ExportError
+from densedepth.util.files import file_sha256
+from densedepth.util.onnx_io import (
     ort_predictor,
     output_difference,
     parity_input,
     read_metadata,
-    write_sidecar,
 )
+from densedepth.util.outputs import claim_output, record_written, scratch_beside
+from export.artifact import finish_artifact
+from export.formats import get_format, require
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -115,7 +116,6 @@ def export_openvino(
         openvino_version=ov.get_version(),
         source_onnx_sha256=file_sha256(src),
     )
-    bin_path = out.with_suffix(".bin")
     save_ir(model, out)
     compiled = compile_ir(out, precision)
     output = compiled.output(0)
@@ -126,13 +126,7 @@ def export_openvino(
             ort_predictor(src), lambda x: np.asarray(compiled(x)[output]), images, label
         )
     )
-    record.update(
-        seconds=time.perf_counter() - t0,
-        path=str(out),
-        bytes=out.stat().st_size + bin_path.stat().st_size,
-    )
-    write_sidecar(out, record)
-    return record
+    return finish_artifact(out, record, t0)
 
 
 def save_ir(model: Any, out: Path) -> None:

@@ -32,18 +32,17 @@ import numpy as np
 
 from calib.calibration import CalibrationSet, cache_key
 from calib.ranges import RANGES_VERSION, ranges_cache
-from densedepth.errors import error_line
-from densedepth.files import file_sha256
-from densedepth.outputs import artifact_path, claim_output, scratch_beside, system_temp_in
-from export.formats import ExportError
-from export.onnx_files import (
+from densedepth.util.errors import ExportError, error_line
+from densedepth.util.files import file_sha256
+from densedepth.util.onnx_io import (
     INPUT_NAME,
     ort_predictor,
     output_difference,
     read_metadata,
     set_metadata,
-    write_sidecar,
 )
+from densedepth.util.outputs import artifact_path, claim_output, scratch_beside, system_temp_in
+from export.artifact import finish_artifact
 from export.onnx_graph import (
     constant_tensors,
     drop_unused_domains,
@@ -268,11 +267,7 @@ def quantize_int8(
                 ort_predictor(src), ort_predictor(tmp), images, f"{len(images)} calibration images"
             )
     record.update(diff)
-    record["seconds"] = time.perf_counter() - t0
-    record["path"] = str(out)
-    record["bytes"] = out.stat().st_size
-    write_sidecar(out, record)
-    return record
+    return finish_artifact(out, record, t0)
 
 
 def _ort_qdq(

@@ -1,6 +1,7 @@
-"""TensorRT engines: every TensorRT version difference lives in this module.
+"""TensorRT engines, built as the TensorRT version at hand needs.
 
-What each version builds from (``build_plan``):
+What each version builds from (``build_plan``, from the rows of
+``export.tensorrt_versions.VERSIONS``, where every TensorRT version difference lives):
 
 - TensorRT 10.12+ and 11: strongly typed networks (10.12 deprecated the precision flags, 11
   removed them). FP16 builds from the FP16 ONNX (``export.onnx_export.convert_fp16``); INT8 from
@@ -31,24 +32,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from densedepth.files import file_sha256
-from densedepth.outputs import (
+from densedepth.util.errors import ExportError
+from densedepth.util.files import file_sha256
+from densedepth.util.onnx_io import INPUT_NAME, read_metadata
+from densedepth.util.outputs import (
     artifact_path,
     atomic_path,
     claim_output,
     record_written,
     reusable_cache,
 )
-from export.formats import ExportError, get_format, require
-from export.onnx_files import INPUT_NAME, read_metadata, write_sidecar
+from export.artifact import finish_artifact
+from export.formats import get_format, require
+from export.tensorrt_versions import (
+    VERSIONS,
+    implicit_int8_history,
+    parse_version,
+    row_for,
+    version_label,
+)
 
 DEFAULT_WORKSPACE_GB = 2.0
-STRONGLY_TYPED_SINCE = (10, 12)
-ALWAYS_STRONGLY_TYPED_SINCE = (11, 0)  # the STRONGLY_TYPED flag is ignored (deprecated) here
-IMPLICIT_INT8_UNTIL = (10, 1)  # the calibrator API is deprecated from here (removed in 11)
-PARSER_OPSET_8X = 17  # TensorRT 8.x's ONNX parser reads opsets up to 17
 INT8_FLOATS = ("fp16", "fp32")
-NEWEST_PLANNED = STRONGLY_TYPED_SINCE  # what --onnx-only plans for when no TensorRT is here
 
 
 @dataclass(frozen=True)
@@ -64,15 +69,6 @@ class BuildPlan:
     typed_flag: bool = False  # set NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.12 .. 10.x)
 
 
-def parse_version(text: str) -> tuple[int, int]:
-    """'10.3.0.26' -> (10, 3)."""
-    parts = [*text.split("."), "0"][:2]
-    try:
-        return int(parts[0]), int(parts[1])
-    except ValueError:
-        raise ExportError(f"cannot read the TensorRT version {text!r}") from None
-
-
 def build_plan(
     version: tuple[int, int],
     precision: str,
@@ -80,23 +76,24 @@ def build_plan(
     int8_float: str = "fp16",
 ) -> BuildPlan:
     """The build recipe for ``precision`` on TensorRT ``version`` (see the module docstring);
-    ``int8_float`` is the precision of the layers an INT8 engine leaves in float."""
+    ``int8_float`` is the precision of the layers an INT8 engine leaves in float. A version
+    older than every row of ``VERSIONS`` is planned as the oldest (the checker refuses it
+    before any build)."""
     if precision not in ("fp16", "int8"):
         raise ExportError(f"TensorRT engines are fp16 or int8, not {precision}")
     if int8_float not in INT8_FLOATS:
         raise ExportError(f"INT8 float layers are fp16 or fp32, not {int8_float}")
-    legacy = version < IMPLICIT_INT8_UNTIL
-    if use_calibrator and not legacy:
+    row = row_for(version) or VERSIONS[0]
+    if use_calibrator and row.implicit_int8 != "supported":
         raise ExportError(
-            f"TensorRT {version[0]}.{version[1]} has no implicit INT8 calibrator "
-            f"(deprecated in 10.1, removed in 11); build INT8 from the Q/DQ ONNX"
+            f"{version_label(version)} has no implicit INT8 calibrator "
+            f"({implicit_int8_history()}); build INT8 from the Q/DQ ONNX"
         )
-    explicit = version[0] < 10
-    max_opset = PARSER_OPSET_8X if version[0] < 10 else None
-    if version >= STRONGLY_TYPED_SINCE:
+    explicit = row.explicit_batch_flag
+    max_opset = row.plan_max_opset
+    if row.strongly_typed:
         kind = "fp16" if precision == "fp16" else f"int8-qdq-{int8_float}"
-        typed_flag = version < ALWAYS_STRONGLY_TYPED_SINCE
-        return BuildPlan(kind, (), True, False, False, max_opset, typed_flag)
+        return BuildPlan(kind, (), True, False, False, max_opset, row.typed_flag)
     if precision == "fp16":
         return BuildPlan("fp32", ("FP16",), False, False, explicit, max_opset)
     flags = ("INT8", "FP16") if int8_float == "fp16" else ("INT8",)
@@ -165,13 +162,6 @@ def import_tensorrt() -> Any:
     import tensorrt as trt
 
     return trt
-
-
-def version_label(version: tuple[int, int] | None) -> str:
-    """``TensorRT 10.3``, or what an unknown version is planned as."""
-    if version is None:
-        return "TensorRT 10.12+ / 11 (strongly typed)"
-    return f"TensorRT {version[0]}.{version[1]}"
 
 
 def check_for_version(onnx_path: Path, version: tuple[int, int] | None) -> None:
@@ -267,7 +257,6 @@ def build_engine(
         gpu = cuda.device_name()
     record = engine_sidecar(version_text, gpu, precision, onnx_path, shapes)
     record.update(
-        build_seconds=time.perf_counter() - t0,
         workspace_gb=workspace_gb,
         flags=list(plan.flags),
         strongly_typed=plan.strongly_typed,
@@ -275,11 +264,8 @@ def build_engine(
         calibrator="IInt8EntropyCalibrator2" if calibrator else None,
         timing_cache=cache_state,
         cuda_binding=cuda.name,
-        path=str(out),
-        bytes=out.stat().st_size,
     )
-    write_sidecar(out, record)
-    return record
+    return finish_artifact(out, record, t0)
 
 
 def _network_flags(trt: Any, plan: BuildPlan) -> int:

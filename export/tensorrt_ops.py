@@ -1,10 +1,11 @@
-"""What TensorRT's ONNX parser accepts, per parser generation (data for ``export.trt_check``).
+"""The ops TensorRT's ONNX parser accepts, per parser generation (the ``ops`` of the parser
+generations in ``export.tensorrt_versions``, which ``export.trt_check`` checks against).
 
 Transcribed from onnx/onnx-tensorrt ``docs/operators.md`` ("Supported" = Y rows) at the
 release/8.6-GA and release/10.1-GA tags, and at the TensorRT 10.15 GA version of that file
 (10.1's set plus the operators it adds: Attention, the window functions, RMSNormalization,
 RotaryEmbedding, STFT, TensorScatter). A TensorRT version between two documented ones is held to
-the older one's list and opset range.
+the older one's list and opset range (``export.tensorrt_versions.VERSIONS``).
 """
 
 from __future__ import annotations

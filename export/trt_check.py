@@ -3,8 +3,9 @@
 Run by ``cli.py check-onnx FILE --for tensorrt`` and before every TensorRT build; needs only
 ``onnx`` (no TensorRT). The rules, for the TensorRT version asked (default: the newest known):
 
-- every op is one TensorRT's ONNX parser supports (``export.tensorrt_ops``), at an opset inside
-  its range; other domains need plugins;
+- every op is one TensorRT's ONNX parser supports (the ``parser`` column of
+  ``export.tensorrt_versions.VERSIONS``), at an opset inside its range; other domains need
+  plugins;
 - DequantizeLinear inputs are int8 (or fp8 / fp4 / int4 where the parser takes them): never the
   int32 of a quantized bias; QuantizeLinear outputs int8;
 - zero points are 0, scales positive and finite; weight scales per channel on axis 0 (the
@@ -23,35 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.errors import missing_reason
-from export.formats import ExportError
+from densedepth.util.errors import ExportError, missing_reason
 from export.onnx_graph import DEFAULT_DOMAINS, constant_tensors, consumers, opset_of, producers
-from export.tensorrt_ops import OPS_8_6, OPS_10_1, OPS_10_15
+from export.tensorrt_versions import VERSIONS, ParserGeneration, row_for, version_label
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Ops TensorRT runs in INT8 (or through which it moves Q/DQ) when their input is dequantized.
 INT8_CONSUMERS = WEIGHTED_OPS | frozenset(
     {"MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "BatchNormalization", "Add", "Concat"}
-)
-
-
-@dataclass(frozen=True)
-class ParserGeneration:
-    """What one documented TensorRT ONNX parser accepts."""
-
-    since: tuple[int, int]
-    min_opset: int
-    max_opset: int
-    ops: frozenset[str]
-    dq_inputs: frozenset[str]  # ONNX data type names a DequantizeLinear may take
-
-
-GENERATIONS = (
-    ParserGeneration((8, 5), 1, 17, OPS_8_6, frozenset({"INT8"})),
-    ParserGeneration((10, 0), 9, 20, OPS_10_1, frozenset({"INT8", "FLOAT8E4M3FN", "INT4"})),
-    ParserGeneration(
-        (10, 15), 9, 24, OPS_10_15, frozenset({"INT8", "FLOAT8E4M3FN", "FLOAT4E2M1", "INT4"})
-    ),
 )
 
 
@@ -71,13 +51,15 @@ class Finding:
 def generation_for(version: tuple[int, int] | None) -> ParserGeneration:
     """The parser rules of TensorRT ``version`` (None: the newest documented)."""
     if version is None:
-        return GENERATIONS[-1]
-    if version < GENERATIONS[0].since:
+        return VERSIONS[-1].parser
+    row = row_for(version)
+    if row is None:
+        oldest = VERSIONS[0].since
         raise ExportError(
-            f"TensorRT {version[0]}.{version[1]} is older than any this checker knows "
-            f"({GENERATIONS[0].since[0]}.{GENERATIONS[0].since[1]}+)"
+            f"{version_label(version)} is older than any this checker knows "
+            f"({oldest[0]}.{oldest[1]}+)"
         )
-    return [g for g in GENERATIONS if g.since <= version][-1]
+    return row.parser
 
 
 def _dtype_name(code: int) -> str:
@@ -189,13 +171,12 @@ def _check_opset(model: Any, gen: ParserGeneration) -> list[Finding]:
         return [Finding("model", "opset", "imports no default-domain opset")]
     if gen.min_opset <= opset <= gen.max_opset:
         return []
-    since = f"{gen.since[0]}.{gen.since[1]}"
     return [
         Finding(
             "model",
             "opset",
-            f"opset {opset} is outside {gen.min_opset}..{gen.max_opset}, what TensorRT "
-            f"{since}'s parser reads",
+            f"opset {opset} is outside {gen.min_opset}..{gen.max_opset}, what "
+            f"{version_label(gen.since)}'s parser reads",
         )
     ]
 
@@ -232,8 +213,7 @@ def _check_op(node: Any, name: str, gen: ParserGeneration) -> list[Finding]:
             Finding(
                 name,
                 "op",
-                f"{node.op_type} is not supported by TensorRT {gen.since[0]}.{gen.since[1]}'s "
-                f"ONNX parser",
+                f"{node.op_type} is not supported by {version_label(gen.since)}'s ONNX parser",
             )
         ]
     return []
@@ -338,7 +318,7 @@ def _check_quantize(node: Any, name: str, g: _Graph) -> list[Finding]:
 
 def flavour_note(path: str | os.PathLike[str]) -> str | None:
     """Why a file we wrote is not for TensorRT (the ONNX Runtime CPU INT8 flavour), or None."""
-    from export.onnx_files import read_metadata
+    from densedepth.util.onnx_io import read_metadata
 
     meta = read_metadata(path)
     if meta.get("precision") == "int8" and meta.get("int8_flavour") == "cpu":

@@ -21,7 +21,9 @@ from densedepth.depth import depth_to_target
 from densedepth.loss import DepthLoss
 from densedepth.model import DenseDepth
 from train.config import TrainConfig
-from train.loop import DistInfo, _distribute, fit, init_distributed
+from train.distributed import DistInfo, init_distributed
+from train.distributed import distribute as _distribute
+from train.loop import fit
 
 
 def ddp_config(out: Path, precision: str = "fp32") -> TrainConfig:

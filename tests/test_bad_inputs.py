@@ -1,7 +1,7 @@
 """Bad input across every verb, as a user would give it: each case is refused with one line
 (``error: ...``) and a non-zero exit, and every file in the folder is byte for byte what it
-was. The README's table "Bad inputs that are tested" lists exactly these cases with the line
-each gives (checked by the last test)."""
+was. The table "Bad inputs that are tested" in docs/errors.md lists exactly these cases with
+the line each gives (checked by the last test)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
-from densedepth.cpu import usable_cores
+from densedepth.util.cpu import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -35,7 +35,7 @@ runner = CliRunner()
 class Case:
     id: str
     area: str
-    what: str  # the bad input, in words (the README's second column)
+    what: str  # the bad input, in words (the docs table's second column)
     args: Callable[[Path, dict[str, Path]], list[str]]  # (folder, models) -> argv
     expect: str  # a fragment of the one line
 
@@ -93,7 +93,7 @@ def _marked(folder: Path, *names: str, listed: bool = True) -> Path:
 
 def _being_written(folder: Path) -> Path:
     """A folder whose marker says a live process (this test's parent) is writing it."""
-    from densedepth.outputs import process_start
+    from densedepth.util.outputs import process_start
 
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getppid()
@@ -105,7 +105,7 @@ def _being_written(folder: Path) -> Path:
 
 def _ours(path: Path, payload: bytes = b"x") -> Path:
     """A single output file the toolkit wrote (in its folder's ledger)."""
-    from densedepth.outputs import record_written
+    from densedepth.util.outputs import record_written
 
     record_written(_file(path, payload))
     return path
@@ -160,7 +160,7 @@ def _relabelled(
     import onnx
     from onnx import TensorProto, helper
 
-    from export.onnx_files import set_metadata
+    from densedepth.util.onnx_io import set_metadata
 
     model = onnx.load(str(source))
     if nhwc:
@@ -649,7 +649,7 @@ def test_bench_records_the_sha256_of_every_file_it_measured(
     tmp_path: Path, models: dict[str, Path]
 ) -> None:
     from bench.harness import measured_sha256
-    from densedepth.files import file_sha256
+    from densedepth.util.files import file_sha256
 
     out = tmp_path / "b"
     args = ["--no-accuracy", "--iters", "1", "--min-time", "0", "--warmup", "0"]
@@ -703,8 +703,8 @@ def test_densedepth_protocol_reads_the_raw_output_of_checkpoints_and_onnx(
 
 
 def readme_rows() -> dict[str, tuple[str, str, str]]:
-    """The README table's rows: id -> (area, what, line)."""
-    text = (ROOT / "README.md").read_text()
+    """docs/errors.md table's rows: id -> (area, what, line)."""
+    text = (ROOT / "docs" / "errors.md").read_text()
     section = text.split("### Bad inputs that are tested", 1)[1].split("\n#", 1)[0]
     rows = {}
     for m in re.finditer(r"^\| `([a-z0-9-]+)` \| (.+?) \| (.+?) \| `(.+)` \|$", section, re.M):

@@ -19,8 +19,8 @@ from bench.harness import BenchOptions, Candidate, discover_artifacts, run_bench
 from bench.latency import measure_latency
 from bench.report import pareto_front, row_label
 from cli import app
-from densedepth.errors import DenseDepthError
 from densedepth.model import count_flops
+from densedepth.util.errors import DenseDepthError
 from export.formats import format_by_key
 
 cli_runner = CliRunner()
@@ -31,6 +31,7 @@ class SleepRunner:
 
     name, precision, device = "sleep", "fp32", "cpu"
     input_shape = (1, 3, 32, 64)
+    max_batch: int | None = None  # any batch (the runner protocol's attribute)
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.calls, self.batches = seconds, 0, []
@@ -298,7 +299,7 @@ def test_compare_on_kitti_uses_its_protocol_published_row_and_80_m_scale(
     trained_tiny: dict, tmp_path: Path
 ) -> None:
     from bench.compare import compare_models
-    from densedepth.dataset_writers import write_synthetic
+    from densedepth.data.writers import write_synthetic
     from densedepth.viz import widen_points
 
     root = write_synthetic(tmp_path / "k", "kitti", 0, 3, height=48, width=160)
@@ -314,7 +315,7 @@ def test_compare_on_kitti_uses_its_protocol_published_row_and_80_m_scale(
 
 
 def test_cpu_capabilities_from_x86_and_arm_flags() -> None:
-    from bench.harness import cpu_capabilities
+    from densedepth.util.cpu import cpu_capabilities
 
     xeon = "processor : 0\nflags : fpu avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8\n"
     assert cpu_capabilities(xeon) == ["AVX2", "AVX-512", "VNNI", "BF16", "AMX"]
@@ -328,8 +329,7 @@ def test_cpu_capabilities_from_x86_and_arm_flags() -> None:
 def test_recommendation_is_the_fastest_row_within_the_drop() -> None:
     """Per backbone: int8 is fastest but loses 0.03 δ1, so bf16 is recommended at 0.01; with a
     0.05 limit int8 is; speed-ups are against the eager FP32 row of the same model."""
-    from bench.harness import recommend
-    from bench.report import recommendation_line
+    from bench.recommend import recommend, recommendation_line
 
     def row(engine: str, precision: str, p50: float, drop: float, backbone: str) -> dict:
         return {"status": "ok", "engine": engine, "precision": precision, "p50_ms": p50,
@@ -389,7 +389,7 @@ def test_torch_compile_without_a_cxx_compiler_is_not_available(
 def test_build_engine_auto_builds_the_pick_of_a_bench_from_this_machine(
     trained_tiny: dict, tmp_path: Path
 ) -> None:
-    from bench.harness import environment
+    from bench.machine import environment
 
     bench_json = tmp_path / "bench.json"
     pick = {"backbone": "densenet121", "input_size": [64, 64], "format": "onnx-int8",
@@ -434,7 +434,7 @@ def test_build_engine_auto_measures_every_format_here_and_builds_the_fastest_wit
 def test_input_size_sweep_builds_each_size_from_one_checkpoint(
     trained_tiny: dict, tmp_path: Path
 ) -> None:
-    from export.onnx_files import read_metadata
+    from densedepth.util.onnx_io import read_metadata
 
     sizes = ((32, 32), (64, 96))
     opts = BenchOptions(**FAST, threads=1, device="cpu", data_kwargs=TEST_SET,

@@ -4,6 +4,7 @@ ONNX Runtime's percentile code and its own min/max and percentile calibrators.""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -90,11 +91,13 @@ def tiny(trained_tiny: dict) -> dict:
 
 
 def _ort_ranges(model: Path, calib: CalibrationSet, method: str, tmp: Path) -> tuple:
-    """ONNX Runtime's own calibrator (its session, its collector) over the same images."""
+    """ONNX Runtime's own calibrator (its session, its collector) over the same images, one at
+    a time in the set's order (``CalibrationSet.batches``, what production iterates); ONNX
+    Runtime reads them through its reader protocol, ``get_next`` until None."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-    from calib.calibration import OrtCalibrationReader
-
+    feeds = ({"rgb": batch} for batch in calib.batches(1))
+    reader = SimpleNamespace(get_next=lambda: next(feeds, None))
     calibrator = create_calibrator(
         model,
         _quantizable_op_types(),
@@ -104,7 +107,7 @@ def _ort_ranges(model: Path, calib: CalibrationSet, method: str, tmp: Path) -> t
         if method != "MinMax"
         else {},
     )
-    calibrator.collect_data(OrtCalibrationReader(calib, "rgb"))
+    calibrator.collect_data(reader)
     return calibrator.compute_data(), calibrator
 
 

@@ -28,9 +28,9 @@ from bench.camera import (
     summary_line,
     write_camera_report,
 )
-from densedepth.errors import DenseDepthError, OutputError
-from densedepth.outputs import LEDGER
-from densedepth.video import VideoFileWriter, write_synthetic_video
+from densedepth.data.video import VideoFileWriter, write_synthetic_video
+from densedepth.util.errors import DenseDepthError, OutputError
+from densedepth.util.outputs import LEDGER
 
 H, W = 64, 96
 

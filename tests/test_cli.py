@@ -187,7 +187,7 @@ def test_evaluate_prints_the_six_metrics_and_writes_json(
 def test_evaluate_densedepth_protocol_matches_the_library(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.datasets import open_dataset
+    from densedepth.data.readers import open_dataset
     from densedepth.evaluation import evaluate_dataset
     from engines import load_runner
 
@@ -207,7 +207,7 @@ def test_evaluate_densedepth_protocol_matches_the_library(
 def test_predict_writes_uint16_millimetres_and_jet(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.datasets import open_dataset
+    from densedepth.data.readers import open_dataset
 
     images = tmp_path / "images"
     images.mkdir()
@@ -229,7 +229,7 @@ def test_predict_writes_uint16_millimetres_and_jet(
 def test_predict_never_overwrites_a_users_file_and_keeps_clashing_names_apart(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    from densedepth.datasets import open_dataset
+    from densedepth.data.readers import open_dataset
 
     images = tmp_path / "images"
     (images / "b").mkdir(parents=True)
@@ -327,7 +327,7 @@ def test_predict_refuses_a_non_image_file(trained: dict[str, Path], tmp_path: Pa
 
 
 def test_missing_inputs_say_the_real_cause(tmp_path: Path) -> None:
-    from densedepth.errors import missing_reason
+    from densedepth.util.errors import missing_reason
 
     loop = tmp_path / "loop.pt"
     loop.symlink_to(loop)

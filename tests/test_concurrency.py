@@ -1,7 +1,7 @@
 """One run per output, and SIGTERM handled as Ctrl-C: real processes through the CLI.
 
 Two runs on one output are started together; exactly one may write it, the other is refused
-in one line before anything is moved (``densedepth.outputs.OutputLock``). SIGTERM (what
+in one line before anything is moved (``densedepth.util.outputs.OutputLock``). SIGTERM (what
 ``timeout``, schedulers and ``docker stop`` send) puts an --overwrite's previous folder back
 and ends with exit 143. Every wait is bounded in time.
 """

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from densedepth import augment as A
-from densedepth import dataset_writers as DW
-from densedepth import datasets as D
-from densedepth import preprocess as P
-from densedepth.errors import DataError
+from densedepth.data import augment as A
+from densedepth.data import preprocess as P
+from densedepth.data import readers as D
+from densedepth.data import writers as DW
+from densedepth.util.errors import DataError
 from train import dataset as T
 
 H, W = 32, 48
@@ -443,7 +443,7 @@ def test_kitti_layout_round_trips_with_split_files_and_folders(tmp_path: Path) -
     """synth --format kitti writes KITTI's raw + annotated layout; the reader gives back each
     frame's sparse ground truth to 1/256 m, skips the split file's 'None' line, and without
     split files falls back to the benchmark's train / val drives."""
-    from densedepth.synthetic_street import lidar_ground_truth, render_street
+    from densedepth.data.synthetic_street import lidar_ground_truth, render_street
 
     root = DW.write_synthetic(tmp_path / "k", "kitti", 5, 3, seed=2, height=48, width=160)
     train, test = D.open_dataset(root, "train"), D.open_dataset(root, "test")

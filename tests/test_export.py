@@ -21,20 +21,21 @@ from calib.calibration import (
     spread_indices,
 )
 from densedepth.checkpoint import save_checkpoint
-from densedepth.dataset_writers import encode_png
-from densedepth.datasets import open_dataset
-from densedepth.errors import DataError, DenseDepthError
+from densedepth.data.preprocess import rgb_to_input
+from densedepth.data.readers import open_dataset
+from densedepth.data.writers import encode_png
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import DenseDepth
-from densedepth.outputs import LEDGER
-from densedepth.preprocess import rgb_to_input
+from densedepth.util.errors import BackendUnavailable, DataError, DenseDepthError, ExportError
+from densedepth.util.onnx_io import parity_input, read_metadata
+from densedepth.util.outputs import LEDGER
 from engines import load_runner
 from export.build import BuildOptions, build
-from export.formats import DEPLOY_FORMATS, BackendUnavailable, ExportError, get_format
+from export.formats import DEPLOY_FORMATS, get_format
 from export.onnx_export import export_onnx, file_sha256
-from export.onnx_files import parity_input, read_metadata
 from export.quantize import quantize_int8, sensitive_nodes
-from export.tensorrt import build_plan, check_engine_sidecar, onnx_kind, parse_version
+from export.tensorrt import build_plan, check_engine_sidecar, onnx_kind
+from export.tensorrt_versions import parse_version
 from train.config import TrainConfig
 
 
@@ -176,7 +177,7 @@ def test_int8_keeps_delta1_of_fp32_on_held_out_scenes(
     # scratch lived beside the output and is gone, with the killed run's leftover
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["q.onnx", "q.onnx.json", Path(record["calibration_cache"]).name, LEDGER]
-    )  # the ledger: q.onnx is the toolkit's to replace (densedepth.outputs)
+    )  # the ledger: q.onnx is the toolkit's to replace (densedepth.util.outputs)
     assert not any(system_tmp.iterdir())
     assert record["int8_conv_nodes"] >= record["conv_nodes"] - 1  # last conv may stay float
     assert record["float_nodes"]  # the depth conversion stays in float by default

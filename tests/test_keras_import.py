@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
-from densedepth.dataset_writers import encode_png
-from densedepth.datasets import decode_rgb, open_dataset
-from densedepth.errors import DenseDepthError
+from densedepth.data.preprocess import rgb_to_input
+from densedepth.data.readers import decode_rgb, open_dataset
+from densedepth.data.writers import encode_png
 from densedepth.keras_import import import_keras
-from densedepth.preprocess import rgb_to_input
+from densedepth.util.errors import DenseDepthError
 from engines import load_runner
 from export.onnx_export import export_onnx
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.signal import correlate2d
 
-from densedepth.errors import DataError
 from densedepth.loss import DepthLoss, image_gradients, ssim
+from densedepth.util.errors import DataError
 
 
 def pair(shape: tuple[int, ...] = (2, 1, 16, 20), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densedepth.errors import DataError
 from densedepth.metrics import (
     EIGEN_CROP,
     METRIC_KEYS,
@@ -22,6 +21,7 @@ from densedepth.metrics import (
     upsample2x,
     upsample2x_skimage,
 )
+from densedepth.util.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -488,7 +488,7 @@ def test_nan_predictions_are_reported() -> None:
 
 
 def test_metrics_at_ground_truth_resolution_for_any_input_size() -> None:
-    from densedepth.datasets import open_dataset
+    from densedepth.data.readers import open_dataset
     from densedepth.evaluation import evaluate_dataset, evaluation_arrays
 
     test = open_dataset("synthetic", "test", n=3, height=480, width=640, seed=7)

@@ -9,7 +9,6 @@ import torch
 import torchvision
 
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
-from densedepth.errors import ModelError, WeightsNotFoundError
 from densedepth.model import (
     BACKBONES,
     DenseDepth,
@@ -19,6 +18,7 @@ from densedepth.model import (
     feature_info,
     imagenet_weights_path,
 )
+from densedepth.util.errors import ModelError, WeightsNotFoundError
 
 EXPECTED_PARAMS = {"densenet169": 42_657_689, "densenet121": 18_991_425, "densenet201": 57_806_089}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from densedepth.errors import OutputError
-from densedepth.outputs import (
+from densedepth.util.errors import OutputError
+from densedepth.util.outputs import (
     MARKER,
     OutputFolder,
     atomic_path,
@@ -130,7 +130,7 @@ def test_sigkill_mid_overwrite_then_the_next_run_restores_the_old_folder(tmp_pat
     before = snapshot(out)
     code = (
         "import os, signal, sys; from pathlib import Path; "
-        "from densedepth.outputs import OutputFolder\n"
+        "from densedepth.util.outputs import OutputFolder\n"
         "with OutputFolder(Path(sys.argv[1]), True, 'bench') as p:\n"
         "    (p / 'bench.md').write_text('half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -231,7 +231,7 @@ def test_the_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path: Pa
     out = tmp_path / "report"
     code = (
         "import os, signal, sys, time; from pathlib import Path; "
-        "from densedepth.outputs import OutputLock\n"
+        "from densedepth.util.outputs import OutputLock\n"
         "with OutputLock(Path(sys.argv[1]), 'bench'):\n"
         "    print('held', flush=True); time.sleep(60)\n"
     )
@@ -251,7 +251,7 @@ def test_the_lock_refuses_a_second_holder_and_dies_with_its_process(tmp_path: Pa
 
 
 def test_single_files_are_replaced_only_when_ours_and_with_overwrite(tmp_path: Path) -> None:
-    from densedepth.outputs import artifact_path, claim_output, replacing, written_by_us
+    from densedepth.util.outputs import artifact_path, claim_output, replacing, written_by_us
 
     mine = tmp_path / "model.onnx"
     with artifact_path(mine) as tmp:
@@ -312,7 +312,7 @@ def test_onnx_runtimes_quantizer_scratch_stays_beside_the_output(
 
 
 def test_a_cache_is_read_again_only_when_the_toolkit_wrote_it(tmp_path: Path) -> None:
-    from densedepth.outputs import artifact_path, reusable_cache
+    from densedepth.util.outputs import artifact_path, reusable_cache
 
     cache = tmp_path / "calib_minmax_abc.json"
     assert reusable_cache(cache) is False  # none yet: compute and write it

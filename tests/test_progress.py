@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import densedepth.progress as prog
+import densedepth.util.progress as prog
 
 
 class Clock:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from densedepth.dataset_writers import write_synthetic
-from densedepth.video import write_synthetic_video
+from densedepth.data.video import write_synthetic_video
+from densedepth.data.writers import write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from densedepth.synthetic import (
+from densedepth.data.synthetic import (
     KINECT_INTRINSICS,
     Box,
     Camera,

@@ -23,14 +23,15 @@ from fake_tensorrt import FakeTensorRT, parse_signature
 from tensorrt_api import load_manifest, manifest_versions
 
 from calib.calibration import CalibrationSet
-from densedepth.errors import DenseDepthError
-from densedepth.outputs import record_written
+from densedepth.util.errors import DenseDepthError, ExportError
+from densedepth.util.onnx_io import read_sidecar
+from densedepth.util.outputs import record_written
 from engines import load_runner
 from export.build import BuildOptions, build
-from export.formats import ExportError, get_format
+from export.formats import get_format
 from export.onnx_export import export_onnx
-from export.onnx_files import read_sidecar
-from export.tensorrt import build_engine, build_plan, parse_version
+from export.tensorrt import build_engine, build_plan
+from export.tensorrt_versions import parse_version
 
 VERSIONS = manifest_versions()
 LEGACY = [v for v in VERSIONS if parse_version(v) < (10, 1)]
@@ -452,3 +453,34 @@ def test_calls_in_order_with_contexts_around_the_work(
     ]  # fmt: skip
     pushes = [c for c in gpu.calls if c.startswith("Context.")]
     assert pushes == ["Context.push", "Context.pop"] * 3  # build, load, one inference
+
+
+def test_a_tensorrt_build_reports_its_real_seconds(
+    sources: dict, gpu_with, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact step times the engine build: a build TensorRT takes 0.3 s over is
+    recorded (record, sidecar) and announced as at least 0.3 s, never as 0.0 s."""
+    import time
+
+    from export.artifact import saved_line
+    from export.build import build_from
+
+    build_network = FakeTensorRT.Builder__build_serialized_network
+
+    def slow_build(self: FakeTensorRT, *args: object, **kwargs: object) -> object:
+        time.sleep(0.3)
+        return build_network(self, *args, **kwargs)
+
+    monkeypatch.setattr(FakeTensorRT, "Builder__build_serialized_network", slow_build)
+    gpu_with(VERSIONS[-1])
+    fp32 = stage(sources, tmp_path)
+    lines: list[str] = []
+    record = build_from(fp32, get_format("tensorrt", "fp16"), tmp_path, BuildOptions(),
+                        log=lines.append)  # fmt: skip
+    assert record["path"] == str(tmp_path / "model_fp16.engine")  # named by the format row
+    assert 0.3 <= record["seconds"] < 60 and "build_seconds" not in record
+    assert read_sidecar(record["path"])["seconds"] == record["seconds"]
+    assert record["bytes"] == Path(record["path"]).stat().st_size > 0
+    assert lines == [saved_line(record)]
+    mb, seconds = lines[0].rsplit("(", 1)[1].rstrip(")").split(", ")
+    assert float(seconds.removesuffix(" s")) >= 0.3 and mb.endswith(" MB")

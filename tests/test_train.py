@@ -16,13 +16,15 @@ import pytest
 import torch
 
 from densedepth.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from densedepth.datasets import open_dataset
+from densedepth.data.readers import open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.loss import DepthLoss
 from densedepth.model import DenseDepth
 from train.config import TrainConfig
 from train.dataset import TorchDepthDataset
-from train.loop import EpochSampler, TrainingError, fit, validate
+from train.distributed import EpochSampler
+from train.errors import TrainingError
+from train.loop import fit, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -247,9 +249,9 @@ def test_ctrl_c_or_sigterm_saves_and_exits_cleanly(
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import train.loop as loop
+    from train import data
 
-    real_open = loop.open_dataset
+    real_open = data.open_dataset
 
     class PoisonAt:
         """The training set with images full of NaN (corrupt samples). NaN depth would only
@@ -270,7 +272,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(
         return PoisonAt(ds, set(range(len(ds)))) if split == "train" and poisoned.on else ds
 
     poisoned.on = False
-    monkeypatch.setattr(loop, "open_dataset", poisoned)
+    monkeypatch.setattr(data, "open_dataset", poisoned)
     fit(tiny_config(tmp_path, max_steps=2, checkpoint_every=1))
     good = state_of(tmp_path / "last.pt")
     poisoned.on = True
@@ -409,7 +411,7 @@ def test_ddp_step_in_float64_equals_one_process_on_the_global_batch(tmp_path: Pa
     on the CPU's kernels, against a 2% bound.)"""
     from ddp_worker import one_step_float64
 
-    from train.loop import DistInfo
+    from train.distributed import DistInfo
 
     single = one_step_float64(DistInfo())
     ranks = _torchrun_worker(tmp_path, "step64")
@@ -465,8 +467,8 @@ class Scenes:
 
 
 def test_validation_holds_out_whole_scenes_from_the_seed() -> None:
-    from densedepth.errors import DataError
-    from densedepth.splits import Subset, split_by_scene
+    from densedepth.data.splits import Subset, split_by_scene
+    from densedepth.util.errors import DataError
 
     data = Scenes(scenes=50, frames=4)
     split = split_by_scene(data, 0.1, seed=0)
@@ -562,9 +564,11 @@ def test_sync_batchnorm_keeps_the_parameters_and_is_batchnorm_alone() -> None:
 
 
 def test_the_global_batch_must_divide_over_the_ranks(tmp_path: Path, monkeypatch) -> None:
-    import train.loop as loop
+    from train import distributed
 
-    monkeypatch.setattr(loop, "init_distributed", lambda device: loop.DistInfo(0, 2, 0))
+    monkeypatch.setattr(
+        distributed, "init_distributed", lambda device: distributed.DistInfo(0, 2, 0)
+    )
     with pytest.raises(TrainingError, match="global batch, split over 2 ranks"):
         fit(tiny_config(tmp_path / "run", batch_size=3))
     assert not (tmp_path / "run").exists()
@@ -575,7 +579,7 @@ def test_training_on_kitti_adopts_its_depth_range_size_and_protocol(tmp_path: Pa
     """On KITTI data (the synthetic street layout) fit learns 80 / depth over 1..80 m, records
     that variant and the 384x1248 default input in config.json and the checkpoints, holds out
     whole drives, and validates and tests with KITTI's protocol."""
-    from densedepth.dataset_writers import write_synthetic
+    from densedepth.data.writers import write_synthetic
 
     root = write_synthetic(tmp_path / "kitti", "kitti", 8, 2, seed=1, height=48, width=160)
     cfg = tiny_config(tmp_path / "run", data=str(root), input_size=None, max_steps=2,
@@ -595,8 +599,8 @@ EPYC_AVX2 = "flags\t\t: fpu sse avx2 fma\n"
 
 
 def test_auto_precision_follows_the_cpu_flags_and_the_device() -> None:
-    from densedepth.errors import DenseDepthError
     from densedepth.precision import resolve_precision
+    from densedepth.util.errors import DenseDepthError
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     amx = resolve_precision("auto", cpu, XEON_AMX)

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from calib.calibration import CalibrationSet
 from calib.ranges import entropy_threshold
 from cli import app
-from densedepth.datasets import open_dataset
+from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset
 from densedepth.model import IMAGENET_MEAN, IMAGENET_STD
+from densedepth.util.errors import ExportError
 from engines import load_runner
-from export.formats import ExportError
 from export.onnx_graph import constant_tensors, opset_of
 from export.quantize import quantize_int8
 from export.trt_check import check_model, check_onnx_file, flavour_note
@@ -249,7 +249,7 @@ def test_build_engine_onnx_only_needs_no_tensorrt(model: dict, tmp_path: Path) -
     (tmp_path / "model_fp32.onnx.json").write_bytes(Path(str(model["onnx"]) + ".json").read_bytes())
     images = tmp_path / "images"
     images.mkdir()
-    from densedepth.dataset_writers import encode_png
+    from densedepth.data.writers import encode_png
 
     for i in range(4):
         rgb, _ = open_dataset("synthetic", "train", n=4, height=64, width=64, seed=7)[i]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from densedepth.outputs import write_text_atomic
+from densedepth.util.outputs import write_text_atomic
 
 
 @dataclass

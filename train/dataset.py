@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from densedepth.augment import augment
-from densedepth.datasets import Sample
-from densedepth.preprocess import to_network_pair
+from densedepth.data.augment import augment
+from densedepth.data.preprocess import to_network_pair
+from densedepth.data.readers import Sample
 
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:

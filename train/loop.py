@@ -4,11 +4,12 @@
 ``(seed, epoch)`` and augmentation from ``(seed, epoch, index)``, and ``last.pt`` records how
 many batches of the current epoch are done, so a run killed after a checkpoint loses only the
 steps since then, and a resumed CPU run ends with the same weights as an uninterrupted one.
+Rank 0 alone writes ``last.pt`` / ``best.pt`` (``Checkpoints``), config.json, history.jsonl,
+TensorBoard scalars (``TrainingLog``) and summary.json.
 
-Multi-GPU / multi-node: launch with ``torchrun``; ``batch_size`` is the global batch, split
-evenly over the ranks; each rank takes a disjoint shard of every epoch's permutation,
-BatchNorm uses the statistics of the global batch (``train.sync_bn``), gradients are averaged
-by DistributedDataParallel, and only rank 0 writes.
+What the job opens comes from ``train.data``; its processes (torchrun ranks, each rank's
+device, precision and batch, the epoch's shard, DDP with BatchNorm over the global batch) from
+``train.distributed``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,30 +29,25 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from densedepth.datasets import open_dataset
 from densedepth.depth import depth_to_target
-from densedepth.device import resolve_device
-from densedepth.errors import DenseDepthError
-from densedepth.evaluation import PROTOCOL_OF, evaluation_arrays
+from densedepth.evaluation import evaluation_arrays
 from densedepth.loss import DepthLoss
 from densedepth.metrics import METRIC_KEYS, eigen_evaluate
 from densedepth.model import DenseDepth
-from densedepth.outputs import OutputLock, parent_problem, write_text_atomic
-from densedepth.precision import Precision, resolve_precision
-from densedepth.progress import suppressed
-from densedepth.signals import stop_on_signals
-from densedepth.splits import Subset, check_val_split, split_by_scene
-from densedepth.variant import ModelVariant, preset
+from densedepth.precision import Precision
+from densedepth.util.errors import DenseDepthError
+from densedepth.util.outputs import OutputLock, parent_problem, write_text_atomic
+from densedepth.util.progress import suppressed
+from densedepth.util.signals import stop_on_signals
+from densedepth.variant import ModelVariant
 from train.config import TrainConfig
+from train.data import JobData, open_job_data
 from train.dataset import TorchDepthDataset
-from train.sync_bn import sync_batchnorm
-
-
-class TrainingError(DenseDepthError):
-    """Training stopped for a reason the user must act on (one line)."""
+from train.distributed import DistInfo, EpochSampler, RankSetup, distribute, setup_device, unwrap
+from train.errors import TrainingError
 
 
 class TrainingInterrupted(DenseDepthError):
@@ -60,66 +56,6 @@ class TrainingInterrupted(DenseDepthError):
     def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
         self.signum = signum
-
-
-# --------------------------------------------------------------------------------------------
-# Distributed set-up and the epoch sampler
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DistInfo:
-    """This process's place in a (possibly single-process) job."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 is the only writer."""
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group torchrun describes (``WORLD_SIZE`` > 1), else run alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-class EpochSampler(Sampler[int]):
-    """A permutation per epoch from ``(seed, epoch)``, sharded over ranks, resumable mid-epoch.
-
-    The permutation is padded (wrapping around) to a multiple of the world size so every rank
-    takes the same number of samples, as DistributedSampler does.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Choose the epoch's permutation and skip its first ``skip`` samples of this rank."""
-        self.epoch, self.skip = epoch, skip
-
-    def shard(self) -> list[int]:
-        """This rank's samples of the epoch, before skipping."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
-        total = math.ceil(self.n / self.world) * self.world
-        perm += perm[: total - self.n]
-        return perm[self.rank :: self.world]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.shard()[self.skip :])
-
-    def __len__(self) -> int:
-        return max(0, math.ceil(self.n / self.world) - self.skip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +101,7 @@ def train_one_epoch(
     The forward pass runs under ``precision``'s autocast; the loss (SSIM included) in fp32.
     """
     model.train()
-    depth_range = _unwrap(model).variant.depth
+    depth_range = unwrap(model).variant.depth
     for images, depth in loader:
         images = images.to(device, non_blocking=True)
         images = images.contiguous(memory_format=precision.memory_format)
@@ -237,73 +173,6 @@ def validate(
 # --------------------------------------------------------------------------------------------
 
 
-def _dataset_kwargs(cfg: TrainConfig, split: str) -> dict[str, Any]:
-    """The synthetic generator's arguments for ``split`` (open_dataset ignores them for files)."""
-    h, w = cfg.synthetic_size or cfg.input_size or INPUT_SIZES["nyu"]
-    n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
-    return {"n": n, "seed": cfg.seed * 2 + (split == "test"), "height": h, "width": w,
-            "kitti_split": cfg.kitti_split}  # fmt: skip
-
-
-def training_and_validation(cfg: TrainConfig, warn: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """The training set, the validation set and what config.json records of the split.
-
-    By default ``cfg.val_split`` of the training scenes (whole scenes; files where a dataset
-    has none) are held out, chosen from ``cfg.seed``; ``cfg.val_data`` validates on another
-    source instead, on its ``cfg.val_split_name`` split (``test`` is allowed, with a warning).
-    """
-    base = open_dataset(cfg.data, "train", **_dataset_kwargs(cfg, "train"))
-    if cfg.val_data:
-        split = _check_split_name(cfg.val_split_name)
-        val = open_dataset(cfg.val_data, split, **_dataset_kwargs(cfg, split))
-        if len(val) == 0:
-            raise TrainingError(f"the validation set {cfg.val_data} ({split}) is empty")
-        if split == "test" and warn is not None:
-            warn(
-                f"warning: validating on the test split of {cfg.val_data}: best.pt is chosen on "
-                f"those images, so numbers measured on them are not held-out test numbers"
-            )
-        record = {"source": cfg.val_data, "split": split, "val_images": len(val)}
-        return base, val, record
-    held = split_by_scene(base, cfg.val_split, cfg.seed)
-    train = Subset(base, held.train, "train")
-    val = Subset(base, held.val, f"validation {cfg.val_split:g}")
-    return train, val, {"source": f"{cfg.data} (train)", "val_split": cfg.val_split,
-                        **held.record()}  # fmt: skip
-
-
-def _check_split_name(split: str) -> str:
-    if split not in ("train", "test"):
-        raise TrainingError(f"--val-split-name {split!r}: choose train or test")
-    return split
-
-
-def test_set_for(cfg: TrainConfig, train_name: str, validation: dict[str, Any]) -> tuple[Any, str]:
-    """The test split that scores best.pt at the end, or None and why there is none
-    (``train_name``: the training dataset's name; a format without splits gives the same)."""
-    test = open_dataset(cfg.data, "test", **_dataset_kwargs(cfg, "test"))
-    if test.name == train_name:
-        return None, f"{cfg.data} has no separate test split"
-    if validation.get("source") == cfg.data and validation.get("split") == "test":
-        return test, "the test split also chose best.pt (--val-split-name test)"
-    return test, ""
-
-
-INPUT_SIZES = {"nyu": (480, 640), "kitti": (384, 1248)}  # KITTI's 375x1242, to multiples of 32
-
-
-def adopt_data_conventions(cfg: TrainConfig, depth_kind: str) -> str:
-    """The data's conventions where the config leaves them open: on KITTI the model learns
-    80 / depth over 1..80 m (the variant recorded in every checkpoint) at 384x1248; returns
-    the protocol that validates and tests it (NYU's Eigen, or KITTI's Garg crop)."""
-    if depth_kind == "kitti" and not cfg.variant:
-        cfg.variant = preset("default", "kitti").to_dict()
-    if cfg.input_size is None:
-        cfg.input_size = INPUT_SIZES[depth_kind]
-    cfg.extra["protocol"] = PROTOCOL_OF[depth_kind]
-    return PROTOCOL_OF[depth_kind]
-
-
 def build_model(cfg: TrainConfig) -> DenseDepth:
     """The network the config describes, with its encoder weights (never downloaded)."""
     weights = None if cfg.weights in ("none", "") else cfg.weights
@@ -321,7 +190,7 @@ def checkpoint_dict(
 ) -> dict[str, Any]:
     """The checkpoint layout of ``densedepth.checkpoint``."""
     return {
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": state.epoch,
@@ -330,10 +199,6 @@ def checkpoint_dict(
         "config": cfg.to_dict(),
         "metrics": metrics,
     }
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 class Checkpoints:
@@ -438,173 +303,205 @@ def fit(cfg: TrainConfig, resume: bool = False, console: Console | None = None) 
 
 
 def _fit(cfg: TrainConfig, resume: bool, console: Console | None) -> dict[str, Any]:
+    """``fit`` once ``--out`` is checked and locked: set up this rank, open the data, build
+    (or resume) the model, train the epochs, test best.pt and write summary.json."""
     console = console or Console()
-    device, info, precision, per_rank = _setup_device(cfg)
+    ranks = setup_device(cfg)
     out = Path(cfg.out)
-    ckpts = Checkpoints(out, info.is_main)
-    warn = (lambda line: console.print(line, soft_wrap=True)) if info.is_main else None
-    train_data, val_set, cfg.validation = training_and_validation(cfg, warn)
-    train_name = getattr(getattr(train_data, "base", train_data), "name", "")
-    test_set, test_note = test_set_for(cfg, train_name, cfg.validation)
-    protocol = adopt_data_conventions(cfg, getattr(train_data, "depth_kind", "nyu"))
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.scales_loss)
+    ckpts = Checkpoints(out, ranks.info.is_main)
+    warn = (lambda line: console.print(line, soft_wrap=True)) if ranks.info.is_main else None
+    data = open_job_data(cfg, warn)
+    model, optimizer, scaler = _new_model(cfg, ranks)
     state, best = LoopState(), {}
     if resume:
         state, best = _resume(ckpts.last, cfg, model, optimizer, scaler)
         console.print(f"resumed {ckpts.last} at step {state.step} (epoch {state.epoch}, "
                       f"{state.batch_in_epoch} batches into it)", soft_wrap=True)  # fmt: skip
-    if info.is_main:
-        _prepare_out(out, resume)
-        cfg.save(out / "config.json")
-        console.print(f"precision {precision.name}: {precision.why}", soft_wrap=True)
+    if ranks.info.is_main:
+        _start_out(out, cfg, resume, ranks.precision, console)
     if ckpts.last.exists():
         ckpts.last_good = (ckpts.last, state.step)
-    model = _distribute(model.to(device, memory_format=precision.memory_format), device, info)
+    model = model.to(ranks.device, memory_format=ranks.precision.memory_format)
+    model = distribute(model, ranks.device, ranks.info)
+    job = _Job(cfg, console, ranks, ckpts, data, model, optimizer, scaler, state, best)
+    epochs = _Epochs(job)
+    epochs.run()
+    summary = _summary(job, epochs.log, _test_best(job))
+    if ranks.info.is_main:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    return {**summary, "model": unwrap(model)}
 
-    train_set = TorchDepthDataset(train_data, cfg.input_size, train=True, seed=cfg.seed)
-    val_rgb, val_depth, val_crop = evaluation_arrays(val_set, cfg.input_size, cfg.val_samples)
-    sampler = EpochSampler(len(train_set), cfg.seed, info.rank, info.world)
-    loss_fn = DepthLoss(max_val=_unwrap(model).variant.depth.target_range[1])
-    steps_per_epoch = math.ceil(len(sampler) / per_rank)
-    total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
-    log = TrainingLog(cfg, console, info, total, state.step)
 
-    def checkpoint(metrics: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: checkpoint_dict(model, optimizer, scaler, state, cfg, metrics)
+def _new_model(
+    cfg: TrainConfig, ranks: RankSetup
+) -> tuple[DenseDepth, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """The network (initialised from ``cfg.seed``), its Adam optimiser and the loss scaler
+    this rank's precision needs (a no-op unless it scales the loss)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad
+    )
+    scaler = torch.amp.GradScaler(ranks.device.type, enabled=ranks.precision.scales_loss)
+    return model, optimizer, scaler
 
-    def on_step(event: StepEvent) -> bool:
-        log.loss_terms = loss_fn.last_terms
-        log.on_step(event)
-        if cfg.checkpoint_every and event.step % cfg.checkpoint_every == 0:
-            ckpts.save_last(checkpoint({"loss": event.loss}))
-        return bool(cfg.max_steps and event.step >= cfg.max_steps)
 
-    stopped = False
-    with log.progress, stop_on_signals() as signalled:
-        while state.epoch < cfg.epochs and not stopped:
-            train_set.set_epoch(state.epoch)
-            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
-            loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler,
-                                num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                                persistent_workers=False)  # fmt: skip
-            log.restart_clock()
-            try:
-                finished = train_one_epoch(
-                    model, loader, optimizer, loss_fn, state, device, scaler, precision, on_step,
-                    lambda: signalled["stop"],
-                )  # fmt: skip
-            except NonFiniteLoss as exc:
-                raise TrainingError(
-                    f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
-                    f"stopped without saving it, {ckpts.kept()}; lower --lr or check the data"
-                ) from None
-            if signalled["stop"]:
-                ckpts.save_last(checkpoint({}))
-                what = "terminated" if signalled["stop"] == signal.SIGTERM else "interrupted"
-                raise TrainingInterrupted(
-                    f"{what} at step {state.step}; saved {ckpts.last}, continue with --resume",
-                    signalled["stop"],
-                )
-            if not finished and state.batch_in_epoch < steps_per_epoch:  # stopped mid-epoch
-                stopped = True
-            else:
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            with suppressed():  # the training bar is on screen
-                metrics = _validate_main(
-                    model, val_rgb, val_depth, val_crop, device, info, protocol
-                )
-            metrics.update(epoch=state.epoch, step=state.step)
-            if info.is_main:
-                log.epoch(metrics)
-                ckpts.save_last(checkpoint(metrics))
-                if not best or metrics["delta1"] >= best.get("delta1", -1):
-                    best = metrics
-                    ckpts.save_best(checkpoint(metrics))
-            stopped = stopped or bool(cfg.max_steps and state.step >= cfg.max_steps)
-    log.close()
-    test_metrics = _test_best(cfg, ckpts.best, test_set, test_note, device, console, info, protocol)
-    summary = {
-        "steps": state.step,
-        "epochs": state.epoch,
+def _start_out(
+    out: Path, cfg: TrainConfig, resume: bool, precision: Precision, console: Console
+) -> None:
+    """(Rank 0.) Make ``out`` ready for the run, write its config.json and say the precision."""
+    _prepare_out(out, resume)
+    cfg.save(out / "config.json")
+    console.print(f"precision {precision.name}: {precision.why}", soft_wrap=True)
+
+
+@dataclass
+class _Job:
+    """What ``_fit``'s steps share: the settings, this rank, the checkpoints, the data, and the
+    model (DDP-wrapped under torchrun) with its optimiser, loss scaler and place in the run."""
+
+    cfg: TrainConfig
+    console: Console
+    ranks: RankSetup
+    ckpts: Checkpoints
+    data: JobData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    state: LoopState
+    best: dict[str, Any]  # the best validation metrics so far
+
+    def checkpoint(self, metrics: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """What ``Checkpoints`` saves, made when saved: the state at that time, ``metrics``."""
+        return lambda: checkpoint_dict(
+            self.model, self.optimizer, self.scaler, self.state, self.cfg, metrics
+        )
+
+
+class _Epochs:
+    """The epochs of a job: each trains this rank's shard of the epoch (from where the run
+    stands), then rank 0 validates, logs and saves ``last.pt`` (and ``best.pt`` when ``delta1``
+    is not worse). Stops after ``cfg.epochs``, at ``cfg.max_steps``, on a non-finite loss
+    (``TrainingError``) or on Ctrl-C / SIGTERM (saved, then ``TrainingInterrupted``)."""
+
+    def __init__(self, job: _Job) -> None:
+        cfg, info = job.cfg, job.ranks.info
+        self.job = job
+        self.train_set = TorchDepthDataset(job.data.train, cfg.input_size, train=True,
+                                           seed=cfg.seed)  # fmt: skip
+        self.val = evaluation_arrays(job.data.val, cfg.input_size, cfg.val_samples)
+        self.sampler = EpochSampler(len(self.train_set), cfg.seed, info.rank, info.world)
+        self.loss_fn = DepthLoss(max_val=unwrap(job.model).variant.depth.target_range[1])
+        self.steps_per_epoch = math.ceil(len(self.sampler) / job.ranks.per_rank)
+        all_steps = self.steps_per_epoch * cfg.epochs
+        total = min(all_steps, cfg.max_steps or all_steps)
+        self.log = TrainingLog(cfg, job.console, info, total, job.state.step)
+
+    def run(self) -> None:
+        """Train, validate and checkpoint epoch after epoch until the run is done or stops."""
+        cfg, state, stopped = self.job.cfg, self.job.state, False
+        with self.log.progress, stop_on_signals() as signalled:
+            while state.epoch < cfg.epochs and not stopped:
+                finished = self._train_epoch(lambda: signalled["stop"])
+                if signalled["stop"]:
+                    self._save_and_stop(signalled["stop"])
+                stopped = not finished and state.batch_in_epoch < self.steps_per_epoch
+                if not stopped:  # the epoch is done (not stopped mid-epoch)
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                self._validate_and_save()
+                stopped = stopped or bool(cfg.max_steps and state.step >= cfg.max_steps)
+        self.log.close()
+
+    def _train_epoch(self, should_stop: Callable[[], Any]) -> bool:
+        """The rest of the current epoch; False when stopped early (``train_one_epoch``)."""
+        job, per_rank = self.job, self.job.ranks.per_rank
+        state, device = job.state, job.ranks.device
+        self.train_set.set_epoch(state.epoch)
+        self.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * per_rank)
+        loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler,
+                            num_workers=job.cfg.workers, pin_memory=device.type == "cuda",
+                            persistent_workers=False)  # fmt: skip
+        self.log.restart_clock()
+        try:
+            return train_one_epoch(
+                job.model, loader, job.optimizer, self.loss_fn, state, device, job.scaler,
+                job.ranks.precision, self._on_step, should_stop,
+            )  # fmt: skip
+        except NonFiniteLoss as exc:
+            raise TrainingError(
+                f"loss became {exc.value} at step {state.step + 1} (epoch {state.epoch}); "
+                f"stopped without saving it, {job.ckpts.kept()}; lower --lr or check the data"
+            ) from None
+
+    def _on_step(self, event: StepEvent) -> bool:
+        """The ``StepHook``: log the step, save ``last.pt`` every ``cfg.checkpoint_every``
+        steps, and stop at ``cfg.max_steps``."""
+        job = self.job
+        self.log.loss_terms = self.loss_fn.last_terms
+        self.log.on_step(event)
+        if job.cfg.checkpoint_every and event.step % job.cfg.checkpoint_every == 0:
+            job.ckpts.save_last(job.checkpoint({"loss": event.loss}))
+        return bool(job.cfg.max_steps and event.step >= job.cfg.max_steps)
+
+    def _save_and_stop(self, signum: int) -> None:
+        """Save ``last.pt`` where the run stands and raise ``TrainingInterrupted``."""
+        ckpts, step = self.job.ckpts, self.job.state.step
+        ckpts.save_last(self.job.checkpoint({}))
+        what = "terminated" if signum == signal.SIGTERM else "interrupted"
+        raise TrainingInterrupted(
+            f"{what} at step {step}; saved {ckpts.last}, continue with --resume", signum
+        )
+
+    def _validate_and_save(self) -> None:
+        """Validate (rank 0; the others wait), log the metrics, save ``last.pt`` with them and
+        ``best.pt`` when ``delta1`` is not worse than the best so far."""
+        job, ranks = self.job, self.job.ranks
+        with suppressed():  # the training bar is on screen
+            metrics = _validate_main(
+                job.model, *self.val, ranks.device, ranks.info, job.data.protocol
+            )
+        metrics.update(epoch=job.state.epoch, step=job.state.step)
+        if ranks.info.is_main:
+            self.log.epoch(metrics)
+            job.ckpts.save_last(job.checkpoint(metrics))
+            if not job.best or metrics["delta1"] >= job.best.get("delta1", -1):
+                job.best = metrics
+                job.ckpts.save_best(job.checkpoint(metrics))
+
+
+def _summary(job: _Job, log: TrainingLog, test: dict[str, Any]) -> dict[str, Any]:
+    """What summary.json records of the run (``fit`` returns it with the model)."""
+    return {
+        "steps": job.state.step,
+        "epochs": job.state.epoch,
         "img_per_s": log.img_per_s,
         "train_seconds": log.seconds,
-        "best": best,
-        "validation": {**cfg.validation, "best": best},
-        "test": test_metrics,
-        "last": str(ckpts.last),
-        "best_path": str(ckpts.best),
-        "world": info.world,
-        "per_rank_batch": per_rank,
-        "precision": precision.name,
+        "best": job.best,
+        "validation": {**job.cfg.validation, "best": job.best},
+        "test": test,
+        "last": str(job.ckpts.last),
+        "best_path": str(job.ckpts.best),
+        "world": job.ranks.info.world,
+        "per_rank_batch": job.ranks.per_rank,
+        "precision": job.ranks.precision.name,
     }
-    if info.is_main:
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
-    return {**summary, "model": _unwrap(model)}
 
 
-def _setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo, Precision, int]:
-    """(device, ranks, precision, this rank's batch); checks that the global batch divides
-    and records the precision ``cfg.precision`` resolved to."""
-    device = resolve_device(cfg.device)
-    info = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
-    if cfg.batch_size % info.world:
-        raise TrainingError(
-            f"--batch-size {cfg.batch_size} is the global batch, split over {info.world} ranks; "
-            f"it must divide by {info.world}"
-        )
-    per_rank = cfg.batch_size // info.world
-    cfg.extra["distributed"] = {"world": info.world, "per_rank_batch": per_rank}
-    if not cfg.val_data:
-        check_val_split(cfg.val_split)
-    try:
-        precision = resolve_precision(cfg.precision, device)
-    except DenseDepthError as exc:
-        raise TrainingError(str(exc)) from None
-    cfg.extra["precision"] = precision.record()
-    return device, info, precision, per_rank
-
-
-def _distribute(model: torch.nn.Module, device: torch.device, info: DistInfo) -> torch.nn.Module:
-    """Under torchrun: BatchNorm over the global batch, then DistributedDataParallel."""
-    if info.world == 1:
-        return model
-    model = sync_batchnorm(model, device)  # statistics of the global batch, not the rank's
-    ddp_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
-
-
-def _test_best(
-    cfg: TrainConfig,
-    best_path: Path,
-    test_set: Any,
-    test_note: str,
-    device: torch.device,
-    console: Console,
-    info: DistInfo,
-    protocol: str,
-) -> dict[str, Any]:
-    """One test score of best.pt (rank 0) under ``protocol``, or why there is none."""
-    if test_set is None:
-        return {"skipped": test_note}
-    if not (info.is_main and best_path.exists()):
+def _test_best(job: _Job) -> dict[str, Any]:
+    """One test score of best.pt (rank 0) under the job's protocol, or why there is none."""
+    cfg, data, device = job.cfg, job.data, job.ranks.device
+    if data.test is None:
+        return {"skipped": data.test_note}
+    if not (job.ranks.info.is_main and job.ckpts.best.exists()):
         return {}
-    best_model = model_from_checkpoint(load_checkpoint(best_path)).to(device)
-    rgb, depth, crop = evaluation_arrays(test_set, cfg.input_size, cfg.test_samples)
-    metrics = {**validate(best_model, rgb, depth, crop, device, protocol=protocol),
-               "data": test_set.name}  # fmt: skip
-    if test_note:
-        metrics["note"] = test_note
-    console.print(
-        f"{cfg.backbone} best.pt on the test split ({test_set.name}): d1 "
+    best_model = model_from_checkpoint(load_checkpoint(job.ckpts.best)).to(device)
+    rgb, depth, crop = evaluation_arrays(data.test, cfg.input_size, cfg.test_samples)
+    metrics = {**validate(best_model, rgb, depth, crop, device, protocol=data.protocol),
+               "data": data.test.name}  # fmt: skip
+    if data.test_note:
+        metrics["note"] = data.test_note
+    job.console.print(
+        f"{cfg.backbone} best.pt on the test split ({data.test.name}): d1 "
         f"{metrics['delta1']:.3f} rel {metrics['rel']:.3f} rms "
         f"{metrics['rms']:.3f} log10 {metrics['log10']:.3f}",
         soft_wrap=True,
@@ -623,7 +520,7 @@ def _validate_main(
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if info.is_main:
-        metrics = validate(_unwrap(model), rgb, depth, crop, device, protocol=protocol)
+        metrics = validate(unwrap(model), rgb, depth, crop, device, protocol=protocol)
     if info.world > 1:
         dist.barrier()
     return metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from densedepth.datasets import Sample
+from densedepth.data.readers import Sample
 
 CHANNEL_PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # not identity
 

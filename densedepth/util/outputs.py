@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from densedepth.errors import OutputError
+from densedepth.util.errors import OutputError
 
 MARKER = ".densedepth"
 LEDGER = ".densedepth-files.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from densedepth.errors import DenseDepthError
+from densedepth.util.errors import DenseDepthError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -13,7 +13,7 @@ Every dataset is a sequence of ``(rgb uint8 HxWx3, depth float32 HxW metres)`` w
   it (``trainNdxs`` / ``testNdxs``, 1-based; 795 / 654 images).
 - a folder of ``NAME_rgb.png`` + ``NAME_depth.png`` pairs (uint16 millimetres), optionally with
   ``train/`` and ``test/`` subfolders.
-- ``synthetic``: rendered indoor scenes (``densedepth.synthetic``), the embedded default.
+- ``synthetic``: rendered indoor scenes (``densedepth.data.synthetic``), the embedded default.
 - KITTI (a folder holding ``data_depth_annotated/``): raw colour frames
   ``2011_09_26/2011_09_26_drive_XXXX_sync/image_02/data/NNNNNNNNNN.png`` with the depth
   benchmark's annotated ground truth ``data_depth_annotated/{train,val}/DRIVE/proj_depth/
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from densedepth.errors import DataError, missing_reason
 from densedepth.metrics import EIGEN_CROP
+from densedepth.util.errors import DataError, missing_reason
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -605,7 +605,7 @@ class SyntheticDataset(DepthDataset):
     """Rendered indoor scenes with exact depth; train and test use disjoint seeds."""
 
     def __init__(self, n: int, seed: int = 0, height: int = 480, width: int = 640) -> None:
-        from densedepth.synthetic import SyntheticScenes
+        from densedepth.data.synthetic import SyntheticScenes
 
         if n < 1:
             raise DataError(f"synthetic dataset size must be >= 1, got {n}")

@@ -1,4 +1,4 @@
-"""Writers of the NYU dataset layouts ``densedepth.datasets`` reads, byte for byte the real
+"""Writers of the NYU dataset layouts ``densedepth.data.readers`` reads, byte for byte the real
 formats, so every reader is tested on real-format files; ``write_synthetic`` fills them with
 rendered scenes (``cli.py synth``)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from densedepth.datasets import (
+from densedepth.data.readers import (
     DATASET_LAYOUTS,
     EIGEN_FILES,
     KITTI_DEPTH_SCALE,
@@ -28,9 +28,9 @@ from densedepth.datasets import (
     Sample,
     SyntheticDataset,
 )
-from densedepth.errors import DataError
 from densedepth.metrics import EIGEN_CROP
-from densedepth.outputs import atomic_path, write_text_atomic
+from densedepth.util.errors import DataError
+from densedepth.util.outputs import atomic_path, write_text_atomic
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -173,11 +173,11 @@ def write_kitti(
     height: int = 375,
     width: int = 1242,
 ) -> Path:
-    """Synthetic street frames (``densedepth.synthetic_street``) in KITTI's layout under
+    """Synthetic street frames (``densedepth.data.synthetic_street``) in KITTI's layout under
     ``out``: raw colour PNGs, the annotated sparse ground truth in ``data_depth_annotated/
     {train,val}`` (test frames in val), and the BTS-style split files, the test list ending
     with one frame that has no ground truth (``None``), as the real Eigen test list has 45."""
-    from densedepth.synthetic_street import lidar_ground_truth, render_street
+    from densedepth.data.synthetic_street import lidar_ground_truth, render_street
 
     out = Path(out)
     lists: dict[str, list[str]] = {"train": [], "test": []}

@@ -1,7 +1,7 @@
 """Video files: an atomic video writer and a synthetic video of a camera panning around a room.
 
 ``write_synthetic_video`` is the toolkit's own test footage for the camera/video loop: a scene
-from ``densedepth.synthetic`` seen by a camera whose yaw sweeps smoothly back and forth (and
+from ``densedepth.data.synthetic`` seen by a camera whose yaw sweeps smoothly back and forth (and
 whose pitch bobs a little), so consecutive frames are coherent like a hand-held camera's. The
 motion is periodic with ``cycle`` frames; a longer video repeats the first ``cycle`` rendered
 frames (held in memory: ``cycle * height * width * 3`` bytes) instead of re-rendering them, which
@@ -23,9 +23,9 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from densedepth.errors import OutputError
-from densedepth.outputs import claim_output, record_written, temp_file_beside
-from densedepth.synthetic import render, sample_scene
+from densedepth.data.synthetic import render, sample_scene
+from densedepth.util.errors import OutputError
+from densedepth.util.outputs import claim_output, record_written, temp_file_beside
 
 
 class VideoFileWriter:

@@ -5,7 +5,7 @@ lane marks), kerbs and sidewalks, parked and moving cars as boxes, poles, and th
 depth) above the buildings and beyond the street's end. Frames move the camera forward along
 the street. The camera is KITTI's left colour camera (``image_02``: fx = fy = 721.5377,
 principal point 609.56, 172.85 at 1242 x 375, scaled to the requested size), 1.65 m above the
-road. Ray casting is ``densedepth.synthetic.cast_rays``; depth is z-depth along the optical
+road. Ray casting is ``densedepth.data.synthetic.cast_rays``; depth is z-depth along the optical
 axis, as KITTI's projected lidar depth is.
 
 ``lidar_ground_truth`` thins a dense depth map the way KITTI's annotated ground truth looks:
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from densedepth.synthetic import Box, Camera, Intrinsics, cast_rays
+from densedepth.data.synthetic import Box, Camera, Intrinsics, cast_rays
 
 KITTI_SIZE = (375, 1242)  # height, width of the raw colour frames (2011_09_26)
 KITTI_INTRINSICS = (721.5377, 721.5377, 609.5593, 172.854)  # image_02, at KITTI_SIZE

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densedepth.datasets import DepthDataset, Sample
-from densedepth.errors import DataError
+from densedepth.data.readers import DepthDataset, Sample
+from densedepth.util.errors import DataError
 
 MAX_VAL_SPLIT = 0.5
 

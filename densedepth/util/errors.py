@@ -27,6 +27,14 @@ class OutputError(DenseDepthError, OSError):
     """An output file or folder cannot be written (permissions, disk full)."""
 
 
+class ExportError(DenseDepthError):
+    """An export or engine build failed; the message says what to do."""
+
+
+class BackendUnavailable(ExportError):
+    """The target's package or hardware is missing here (the message names the extra)."""
+
+
 def error_line(exc: BaseException, limit: int = 300, with_type: bool = True) -> str:
     """One line for an exception: our errors' own message; others ``Type: first line`` (an
     ``err`` attribute, as OpenCV's errors carry, is preferred to their multi-line text)."""

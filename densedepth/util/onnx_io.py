@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.errors import missing_reason
-from densedepth.outputs import write_text_atomic
-from export.formats import ExportError
+from densedepth.util.errors import ExportError, missing_reason
+from densedepth.util.outputs import write_text_atomic
 
 INPUT_NAME = "rgb"
 OUTPUT_NAME = "depth"

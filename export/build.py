@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from calib.calibration import CalibrationSet, load_calibration_set
-from densedepth.checkpoint import load_checkpoint
 from densedepth.util.errors import ExportError
 from densedepth.util.onnx_io import read_metadata, read_sidecar
+from densedepth.util.optional import optional_torch
 from export.artifact import saved_line
 from export.formats import Format, require
-from export.onnx_export import convert_fp16
+from export.fp16 import convert_fp16
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
 
@@ -50,9 +50,15 @@ class BuildOptions:
 
 
 def default_calibration_source(fp32_onnx: Path) -> str:
-    """The training data recorded in the checkpoint the ONNX came from."""
+    """The training data the ONNX records (``export`` writes it into its metadata); for an
+    older export, the data its source checkpoint names, read where torch is installed."""
+    data = read_metadata(fp32_onnx).get("training_data")
+    if data:
+        return str(data)
     source = read_sidecar(fp32_onnx).get("source")
-    if source and Path(source).is_file():
+    if source and Path(source).is_file() and optional_torch() is not None:
+        from densedepth.checkpoint import load_checkpoint
+
         data = load_checkpoint(source)["config"].get("data")
         if data:
             return str(data)

@@ -26,16 +26,12 @@ from densedepth.util.files import file_sha256
 from densedepth.util.onnx_io import (
     INPUT_NAME,
     OUTPUT_NAME,
-    ort_predictor,
     ort_session,
-    output_difference,
     parity_input,
-    read_metadata,
     set_metadata,
 )
 from densedepth.util.outputs import artifact_path, claim_output
 from export.artifact import finish_artifact
-from export.onnx_graph import topological_sort
 
 MAX_OPSET = 20
 DEFAULT_OPSET = 17
@@ -117,6 +113,7 @@ def export_onnx(
             "source": str(checkpoint),
             "source_sha256": file_sha256(checkpoint),
             **weights_origin(ckpt),
+            **training_data(ckpt),
             "opset": opset,
             "exporter": exporter,
             "parity_max_abs_m": parity,
@@ -129,6 +126,13 @@ def export_onnx(
         )
         onnx.save(proto, str(tmp))
     return finish_artifact(out, record, t0)
+
+
+def training_data(ckpt: dict[str, Any]) -> dict[str, str]:
+    """``{"training_data": ...}``: the data the checkpoint was trained on, as its config names
+    it (an INT8 build's default calibration source), or {} when it names none."""
+    data = (ckpt.get("config") or {}).get("data")
+    return {"training_data": str(data)} if data else {}
 
 
 def _torch_export(
@@ -169,39 +173,3 @@ def _torch_export(
     except Exception as exc:
         first = error_line(exc, 200, with_type=False)
         raise ExportError(f"torch.onnx.export ({exporter}) failed: {first}") from None
-
-
-def convert_fp16(
-    onnx_fp32: str | os.PathLike[str], out: str | os.PathLike[str], tolerance: float = 0.05
-) -> dict[str, Any]:
-    """FP16 weights and activations with float32 input/output (for TensorRT 11's strongly
-    typed builds and GPU providers); checked against the FP32 file on the parity input.
-
-    The FP16 graph is run by ONNX Runtime's CPU provider for the check when it can; the max
-    abs difference in metres is stored, and over ``tolerance`` is an error.
-    """
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    src, out = Path(onnx_fp32), Path(out)
-    meta = read_metadata(src)
-    if meta.get("precision", "fp32") != "fp32" or "input_size" not in meta:
-        raise ExportError(f"{src} is not a float32 DenseDepth export; convert the fp32 ONNX")
-    claim_output(Path(out))
-    t0 = time.perf_counter()
-    size = tuple(meta["input_size"])
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    topological_sort(model.graph)  # the input/output casts are appended at the end: valid ONNX
-    record: dict[str, Any] = dict(meta)
-    record.update(format="onnx-fp16", precision="fp16", source_onnx_sha256=file_sha256(src))
-    with artifact_path(out) as tmp:
-        set_metadata(model, record)
-        onnx.save(model, str(tmp))
-        diff = output_difference(
-            ort_predictor(src), ort_predictor(tmp), parity_input(size), "the parity input"
-        )
-        worst = diff["fp32_max_abs_m"]
-        if not np.isfinite(worst) or worst > tolerance:
-            raise ExportError(f"FP16 graph differs from FP32 by {worst:.3g} m (max {tolerance})")
-    record.update(diff)
-    return finish_artifact(out, record, t0)

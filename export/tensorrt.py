@@ -4,7 +4,7 @@ What each version builds from (``build_plan``, from the rows of
 ``export.tensorrt_versions.VERSIONS``, where every TensorRT version difference lives):
 
 - TensorRT 10.12+ and 11: strongly typed networks (10.12 deprecated the precision flags, 11
-  removed them). FP16 builds from the FP16 ONNX (``export.onnx_export.convert_fp16``); INT8 from
+  removed them). FP16 builds from the FP16 ONNX (``export.fp16.convert_fp16``); INT8 from
   the TensorRT Q/DQ ONNX (``export.quantize``, flavour ``tensorrt``) whose float layers are
   FP16 (``--int8 --fp16``, the usual TensorRT INT8) or FP32 (``--int8``): under strong typing
   the layers take the types the ONNX gives them.

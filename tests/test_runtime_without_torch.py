@@ -4,7 +4,9 @@ verbs that need torch say which extra to install, in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from densedepth.data.video import write_synthetic_video
 from densedepth.data.writers import write_synthetic
+from densedepth.util.onnx_io import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +107,50 @@ def test_verbs_that_need_torch_say_which_extra(runtime_inputs: dict) -> None:
         assert code == 1, text
         assert "error: this needs PyTorch" in text and "[train]" in text, text
         assert "Traceback" not in text and len(text.strip().splitlines()) == 2, text
+
+
+@pytest.mark.slow
+def test_build_engine_from_onnx_runs_without_torch(runtime_inputs: dict) -> None:
+    """Every build from an ONNX file (ONNX FP16 / INT8, OpenVINO, TensorRT's Q/DQ ONNX with
+    --onnx-only) runs where torch cannot be imported, as on the device an engine is built on;
+    the INT8 calibration data defaults to the training data the ONNX records."""
+    r, out = runtime_inputs, runtime_inputs["root"] / "builds"
+    onnx_file = r["onnx"]
+    assert read_metadata(onnx_file)["training_data"] == "synthetic"  # written at export
+    builds = [
+        (["--target", "onnx", "--fp16"], "model_fp16.onnx"),
+        (["--target", "onnx", "--int8", "--calib-images", "4"], "model_int8.onnx"),
+        (["--target", "tensorrt", "--int8", "--fp16", "--onnx-only", "--quantizer",
+          "onnxruntime", "--calib-images", "4"], "model_int8_fp16_trt.onnx"),
+    ]  # fmt: skip
+    if importlib.util.find_spec("openvino") is not None:
+        builds.append((["--target", "openvino"], "model_fp32.xml"))
+    said = {}
+    for flags, name in builds:
+        argv = ["build-engine", onnx_file, *flags, "--out-dir", str(out)]
+        code, said[name], loaded = run_without_torch(r["root"] / "home", *argv)
+        assert code == 0 and not loaded, (argv, said[name])
+        assert (out / name).is_file() and f"saved {out / name} (" in said[name], said[name]
+        assert "Traceback" not in said[name], said[name]
+    assert "calibration: 4 images from synthetic" in said["model_int8.onnx"]
+    assert read_metadata(out / "model_int8_fp16_trt.onnx")["precision"] == "int8"
+
+
+def test_int8_build_of_an_old_onnx_without_torch_asks_for_calib(runtime_inputs: dict) -> None:
+    """An ONNX exported before the training data was recorded: without torch its checkpoint
+    cannot be read, so the default calibration source is refused in one line."""
+    import onnx
+
+    root = runtime_inputs["root"] / "old"
+    root.mkdir()
+    model = onnx.load(runtime_inputs["onnx"])
+    kept = [p for p in model.metadata_props if not p.key.endswith("training_data")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    old = root / "model_fp32.onnx"
+    onnx.save(model, str(old))
+    shutil.copy(runtime_inputs["onnx"] + ".json", str(old) + ".json")  # names its checkpoint
+    argv = ["build-engine", str(old), "--int8", "--calib-images", "4"]
+    code, text, _ = run_without_torch(runtime_inputs["root"] / "home", *argv)
+    assert code == 1 and "no --calib given" in text and "--calib" in text, text
+    assert len(text.strip().splitlines()) == 2 and not (root / "model_int8.onnx").exists(), text

@@ -105,6 +105,16 @@ def number_cell(value: Any, fmt: str) -> str:
     return text.replace("-", "+") if float(text) == 0 else text
 
 
+def jetson_text(jetson: dict[str, Any] | str) -> str:
+    """A Jetson's identity in words: model, L4T, power mode, jetson_clocks."""
+    if isinstance(jetson, str):  # a bench.json from before the identity was a record
+        return jetson
+    parts = [jetson.get("model"), f"L4T {jetson.get('l4t') or '?'}",
+             f"power mode {jetson.get('power_mode') or '?'}",
+             f"jetson_clocks {jetson.get('jetson_clocks') or '?'}"]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
 def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# Bench") -> str:
     """The report: environment, the latency + accuracy table, batch sweep, statuses, and the
     plot at the relative path ``plot``."""
@@ -117,8 +127,9 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         f"- CPU: {env['cpu']}, {env['cores']} cores ({env.get('usable_cores')} usable); "
         f"threads: {env['threads']}; capabilities: "
         f"{' '.join(env.get('cpu_capabilities') or []) or 'unknown'}",
-        f"- GPU: {gpu}; driver: {env.get('driver') or 'n/a'}; CUDA: {env.get('cuda') or 'n/a'}"
-        + (f"; Jetson: {env['jetson']}" if env.get("jetson") else ""),
+        f"- GPU: {gpu}; driver: {env.get('driver') or 'n/a'}; CUDA: {env.get('cuda') or 'n/a'}; "
+        f"compute capability: {env.get('compute_capability') or 'n/a'}"
+        + (f"; Jetson: {jetson_text(env['jetson'])}" if env.get("jetson") else ""),
         f"- ONNX Runtime providers: {', '.join(env.get('ort_providers', []))}",
         *([f"- {peaks_line(env['peaks'])}"] if env.get("peaks") else []),
         f"- versions: {versions}; Python {env['python']} on {env['platform']}",

@@ -108,8 +108,8 @@ def _ort_quant() -> Any:
         import onnxruntime
 
         raise ExportError(
-            f"onnxruntime {onnxruntime.__version__} cannot reuse calibration ranges; "
-            f"pip install -U onnxruntime"
+            f"onnxruntime {onnxruntime.__version__} cannot reuse calibration ranges (INT8 "
+            f"through ONNX Runtime needs onnxruntime >= 1.27); pip install -U 'onnxruntime>=1.27'"
         )
     return q
 

@@ -15,7 +15,7 @@ from bench.harness import BenchOptions, Log, run_bench
 from bench.recommend import pick_for, pick_from_bench, recommendation_line
 from densedepth.util.errors import DenseDepthError
 from densedepth.util.files import require_files
-from densedepth.util.onnx_io import read_metadata, read_sidecar
+from densedepth.util.onnx_io import read_sidecar
 from densedepth.util.outputs import OutputFolder
 from export.build import BuildJob, BuildOptions
 from export.formats import DEPLOY_FORMATS, Format, format_by_key, require
@@ -60,12 +60,18 @@ def auto_bench_options(auto: AutoSettings, build: BuildOptions) -> BenchOptions:
 
 
 def auto_format(
-    fp32_onnx: Path, out: Path, auto: AutoSettings, build: BuildOptions, log: Log, warn: Log
+    fp32_onnx: Path,
+    meta: dict[str, Any],
+    out: Path,
+    auto: AutoSettings,
+    build: BuildOptions,
+    log: Log,
+    warn: Log,
 ) -> tuple[Format, dict[str, Any] | None]:
-    """The format a bench recommends for ``fp32_onnx`` on this machine, and the record of its
-    artifact when measured now (every candidate built into ``out/auto-bench``), or None when
-    the pick is read from ``auto.from_bench`` (to be built)."""
-    meta = read_metadata(fp32_onnx)
+    """The format a bench recommends for ``fp32_onnx`` (its metadata ``meta``) on this
+    machine, and the record of its artifact when measured now (every candidate built into
+    ``out/auto-bench``), or None when the pick is read from ``auto.from_bench`` (to be
+    built)."""
     built = None
     if auto.from_bench is not None:
         pick = pick_from_bench(auto.from_bench, meta)
@@ -95,7 +101,7 @@ def build_auto(
     if auto.from_bench is not None:
         require_files([auto.from_bench], "bench file")
     job = BuildJob(source, out_dir, build, log, warn)
-    fmt, built = auto_format(job.fp32(), out_dir, auto, build, log, warn)
+    fmt, built = auto_format(job.fp32(), job.metadata(), out_dir, auto, build, log, warn)
     if built is not None:
         log(f"the pick for this machine, {fmt.key}:")
         return fmt, built

@@ -43,6 +43,7 @@ def environment(threads: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     torch = optional_torch()
+    jetson = jetson_identity()
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_capabilities": cpu_capabilities(),
@@ -53,8 +54,8 @@ def environment(threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "ort_providers": ort.get_available_providers(),
-        **gpu_identity(),
-        "jetson": jetson_identity(),
+        **gpu_identity(jetson),
+        "jetson": jetson,
     }
     versions = {}
     for package in VERSIONED_PACKAGES:
@@ -78,10 +79,11 @@ def _nvidia_smi(*args: str) -> str | None:
     return out.stdout
 
 
-def gpu_identity() -> dict[str, Any]:
+def gpu_identity(jetson: dict[str, Any] | None = None) -> dict[str, Any]:
     """The first NVIDIA GPU as its driver reports it: ``gpu`` (name), ``driver``, ``cuda``
     (the driver's CUDA version) and ``compute_capability``; None each where there is none
-    (on a Jetson without nvidia-smi, ``gpu`` is the board's model)."""
+    (on a Jetson without nvidia-smi, ``gpu`` is the board's model: ``jetson``, read here when
+    not given)."""
     found: dict[str, Any] = dict.fromkeys(("gpu", "driver", "cuda", "compute_capability"))
     query = _nvidia_smi(f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader")
     if query is None:  # drivers before compute_cap was a query field (R510)
@@ -94,7 +96,7 @@ def gpu_identity() -> dict[str, Any]:
     cuda = re.search(r"CUDA Version:\s*([0-9.]+)", banner)
     found["cuda"] = cuda.group(1) if cuda else None
     if found["gpu"] is None:
-        found["gpu"] = (jetson_identity() or {}).get("model")
+        found["gpu"] = (jetson or jetson_identity() or {}).get("model")
     return found
 
 
@@ -149,13 +151,13 @@ JETSON_IDENTITY = ("l4t", "model", "power_mode", "jetson_clocks")
 def same_machine(env: dict[str, Any]) -> str | None:
     """Why a bench environment is not this machine's (CPU, its extensions, GPU and compute
     capability; on a Jetson its L4T release, model, power mode and clocks), or None."""
-    here = {"cpu": cpu_model(), "cpu_capabilities": cpu_capabilities(), **gpu_identity()}
+    ours = jetson_identity() or {}
+    here = {"cpu": cpu_model(), "cpu_capabilities": cpu_capabilities(), **gpu_identity(ours)}
     for key in IDENTITY:
         if env.get(key) != here.get(key):
             what = key.replace("_", " ").replace("gpu", "GPU")
             return f"its {what} is {env.get(key)!r}, here {here.get(key)!r}"
     theirs = env.get("jetson") if isinstance(env.get("jetson"), dict) else {}
-    ours = jetson_identity() or {}
     for key in JETSON_IDENTITY:
         if theirs.get(key) != ours.get(key):
             return (

@@ -92,11 +92,6 @@ def model_info(meta: Mapping[str, Any]) -> ModelInfo:
     )
 
 
-def depth_range_of(meta: Mapping[str, Any]) -> tuple[float, float]:
-    """(min, max) metres from an ONNX file's metadata or a sidecar (NYU's when absent)."""
-    return model_info(meta).depth_range
-
-
 @runtime_checkable
 class Runner(Protocol):
     """Anything that maps an RGB batch (N,3,H,W float32 in [0,1]) to metres (N,1,H/2,W/2).
@@ -203,14 +198,13 @@ class RunnerBase:
         self.close()
 
 
-class _AdaptedRunner:
+class _AdaptedRunner(RunnerBase):
     """A callable with the basic attributes (``name``, ``precision``, ``device``,
     ``input_shape``) seen as a full Runner: the missing parts take their defaults; every
     other attribute is the wrapped object's."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._closed = False
 
     name = property(lambda self: str(getattr(self._inner, "name", "runner")))
     precision = property(lambda self: str(getattr(self._inner, "precision", "fp32")))
@@ -233,6 +227,7 @@ class _AdaptedRunner:
         return model_info({
             "backbone": getattr(inner, "backbone", ""),
             "decoder_width": getattr(inner, "decoder_width", None) or 1.0,
+            "weights_origin": getattr(inner, "weights_origin", ""),
             "min_depth": lo,
             "max_depth": hi,
             "precision": self.precision,
@@ -240,23 +235,13 @@ class _AdaptedRunner:
         })  # fmt: skip
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self._closed:
-            raise DenseDepthError(f"{self.name} is closed; open the model again to run it")
+        self._check_open()
         return self._inner(batch)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release_resources(self) -> None:
         close = getattr(self._inner, "close", None)
         if callable(close):
             close()
-
-    def __enter__(self) -> _AdaptedRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __getattr__(self, name: str) -> Any:  # predict_target, depth_norm, a fake's counters
         if name.startswith("__") or name == "_inner":

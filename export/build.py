@@ -22,7 +22,7 @@ from densedepth.util.errors import ExportError
 from densedepth.util.onnx_io import read_metadata, read_sidecar
 from densedepth.util.optional import optional_torch
 from export.artifact import saved_line
-from export.formats import Format, require
+from export.formats import Format, get_format, require
 from export.fp16 import convert_fp16
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
@@ -172,7 +172,9 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
     if plan.onnx_kind == "fp32":
         source = {"path": str(fp32)}
     elif plan.onnx_kind == "fp16":
-        source = convert_fp16(fp32, out.parent / f"{opts.stem}_fp16.onnx")
+        source = convert_fp16(
+            fp32, out.parent / get_format("onnx", "fp16").artifact_name(opts.stem)
+        )
     else:
         float_precision = plan.onnx_kind.removeprefix("int8-qdq-")
         source = build_tensorrt_qdq(fp32, out.parent, opts, float_precision, plan.max_opset)
@@ -273,9 +275,13 @@ class BuildJob:
 
     def fp32(self) -> Path:
         """The fp32 ONNX every format is built from (exported now from a checkpoint)."""
-        return self._once("fp32", self._make_fp32)
+        return self._once("fp32", self._make_fp32)[0]
 
-    def _make_fp32(self) -> Path:
+    def metadata(self) -> dict[str, Any]:
+        """The fp32 ONNX's metadata (read once, with the check that it is the fp32 export)."""
+        return self._once("fp32", self._make_fp32)[1]
+
+    def _make_fp32(self) -> tuple[Path, dict[str, Any]]:
         source = self.source
         if source.suffix in (".pt", ".pth"):
             from export.onnx_export import export_onnx
@@ -283,9 +289,10 @@ class BuildJob:
             record = export_onnx(source, self.out_dir / "model_fp32.onnx", self.size)
             self.log(saved_line(record))
             source = Path(record["path"])
-        if read_metadata(source).get("precision") != "fp32":
+        meta = read_metadata(source)
+        if meta.get("precision") != "fp32":
             raise ExportError(f"{source} is not the fp32 ONNX from `cli.py export`")
-        return source
+        return source, meta
 
     def calibration(self) -> CalibrationSet:
         """The INT8 calibration set (``opts.calib_source``, else the model's training data)."""

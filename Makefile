@@ -14,7 +14,7 @@ KERAS_REQS := 'tensorflow-cpu>=2.16' 'tf_keras>=2.16'
 
 FIGURES ?= runs/figures
 
-.PHONY: install demo figures test lint clean keras-reference
+.PHONY: install install-jetson demo figures test lint clean keras-reference
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# On a Jetson (JetPack 6: Python 3.10; JetPack 7: 3.12), with JetPack's system Python: a venv
+# that sees JetPack's TensorRT and OpenCV, the runtime under JetPack's pins; --check: detect only.
+install-jetson:
+	$(PYTHON) -m densedepth.util.install_jetson --venv $(VENV) $(JETSON_ARGS)
 
 keras-reference:
 	@if [ ! -f $(KERAS_STAMP) ]; then \

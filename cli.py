@@ -795,18 +795,10 @@ def bench_table(rows: list[dict]) -> Table:
     from bench.report import batch_text, number_cell, row_label, size_text
 
     table = Table(title="bench: p50 of one batch, speed-up vs PyTorch eager FP32")
-    for col in (
-        "model",
-        "input",
-        "batch",
-        "status",
-        "p50 ms",
-        "FPS",
-        "speed-up",
-        "GOP/s",
-        "δ1",
-        "Δδ1",
-    ):
+    energy = any("power_w" in r for r in rows)
+    columns = ["model", "input", "batch", "status", "p50 ms", "FPS", "speed-up", "GOP/s", "δ1",
+               "Δδ1", *(["W", "mJ/img"] if energy else [])]  # fmt: skip
+    for col in columns:
         table.add_column(col, overflow="fold")
     notes = []
     for i, r in enumerate(rows, 1):
@@ -823,6 +815,7 @@ def bench_table(rows: list[dict]) -> Table:
                 ("gops", ".1f"),
                 ("delta1", ".4f"),
                 ("delta1_drop", "+.4f"),
+                *((("power_w", ".2f"), ("mj_per_image", ".1f")) if energy else ()),
             )
         ]
         table.add_row(escape(row_label(r)), size_text(r), batch_text(r), escape(status), *cells)
@@ -883,6 +876,10 @@ def bench(
     max_drop: Annotated[
         float, typer.Option(min=0.0, help="Recommend the fastest row losing at most this δ1.")
     ] = 0.01,
+    max_power: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="And drawing at most this mean power (W; needs a sensor)."),
+    ] = None,
     peak: Annotated[
         bool,
         typer.Option(
@@ -933,7 +930,7 @@ def bench(
                             limit=limit, build=formats_for_keys(build),
                             input_sizes=tuple(dict.fromkeys(map(parse_size, input_size or ()))),
                             calib=calib, calib_images=calib_images, max_drop=max_drop,
-                            peak=peak)  # fmt: skip
+                            max_power=max_power, peak=peak)  # fmt: skip
         if not models and peak:
             return console.print(peaks_line(measure_peaks(threads=threads)))
         if not models:
@@ -948,11 +945,14 @@ def bench(
 
 def print_bench(result: dict) -> None:
     """The bench table, the recommendations and the files written."""
-    from bench.recommend import recommendation_line
+    from bench.recommend import nothing_fits_line, recommendation_line
 
     console.print(bench_table(result["rows"]))
     for pick in result["recommended"]:
         console_log(recommendation_line(pick))
+    budget = result["options"].get("max_power")
+    if budget is not None and not result["recommended"]:
+        console_log(nothing_fits_line(result["rows"], budget))
     console.print(f"saved {', '.join(result['files'])}")
 
 
@@ -960,9 +960,16 @@ def print_camera(result: dict, files: Sequence[Path]) -> None:
     """``bench --camera``'s stage times and memory, and the files written."""
     from rich.markup import escape
 
-    from bench.camera import STAGE_COLUMNS, camera_table_rows, memory_line, summary_line
+    from bench.camera import (
+        STAGE_COLUMNS,
+        camera_table_rows,
+        endurance_line,
+        memory_line,
+        summary_line,
+    )
 
-    table = Table(title=escape(summary_line(result)), caption=escape(memory_line(result)))
+    caption = f"{endurance_line(result)}\n{memory_line(result)}"
+    table = Table(title=escape(summary_line(result)), caption=escape(caption))
     for col in STAGE_COLUMNS:
         table.add_column(col)
     for row in camera_table_rows(result):

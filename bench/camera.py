@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from bench.power import energy_fields, power_sampler
 from densedepth.data.preprocess import rgb_to_input
 from densedepth.data.video import VideoFileWriter
 from densedepth.depth import MAX_DEPTH, MIN_DEPTH
@@ -355,9 +356,10 @@ class StageClock:
     """Per-frame stage times (float32 milliseconds, 16 bytes a frame: the bookkeeping must not
     look like a leak), the smoothed frame rate and the memory samples."""
 
-    def __init__(self, warmup: int, rss_every: int) -> None:
-        self.warmup, self.rss_every = warmup, rss_every
+    def __init__(self, warmup: int, rss_every: int, fps_window: float = 60.0) -> None:
+        self.warmup, self.rss_every, self.fps_window = warmup, rss_every, fps_window
         self.times = {stage: array("f") for stage in STAGES}
+        self.ends = array("d")  # each frame's end (perf_counter s): first-minute vs sustained
         self.frames = 0
         self.first_start = self.kept_start = self.prev_start = 0.0
         self.t_start = self.t_end = time.perf_counter()
@@ -387,6 +389,7 @@ class StageClock:
         if self.frames == self.warmup:
             self.kept_start = marks[0]
         self.prev_start, self.t_end = marks[0], marks[-1]
+        self.ends.append(marks[-1])
         self.frames += 1
         if self.rss_every and self.frames % self.rss_every == 0:
             self.sample_memory()
@@ -401,6 +404,9 @@ class StageClock:
             "warmup": warmup if n > warmup else 0,
             "seconds": round(self.t_end - self.t_start, 6),
             "fps": _steady_fps(n, warmup, since, self.t_end),
+            **window_fps(
+                np.frombuffer(self.ends, dtype=np.float64), self.first_start, self.fps_window
+            ),
             "stages": {stage: _stats(self.times[stage], warmup) for stage in STAGES},
             "rss": _rss_summary(self.samples, n, warmup),
         }
@@ -419,6 +425,7 @@ def run_camera(
     window: str = "DenseDepth",
     capture: Capture | None = None,
     newest_frame: bool = False,
+    fps_window: float = 60.0,
 ) -> dict[str, Any]:
     """Run ``runner`` on every frame of ``source`` until ``frames`` frames, ``duration`` seconds
     (0 = no limit), the end of the stream, 'q'/Esc in the window or Ctrl-C.
@@ -428,7 +435,8 @@ def run_camera(
     the newest frame each time (``NewestFrame``). ``record`` writes the composed frames to a
     video file (atomically; the source's FPS when it reports one, else 15). Returns a
     JSON-serialisable dict: runner, frames, seconds, fps, ended, display, record, per-stage
-    statistics, memory, capture mode and frames dropped.
+    statistics, memory, capture mode and frames dropped; FPS in the first and the last
+    ``fps_window`` seconds; the energy per frame where a power sensor exists (bench.power).
     """
     if frames < 0 or duration < 0 or warmup < 0 or rss_every < 0:
         raise ValueError("frames, duration, warmup and rss_every must be >= 0")
@@ -437,8 +445,13 @@ def run_camera(
     cap = capture if capture is not None else open_source(source)
     reader = NewestFrame(cap) if newest_frame else None
     writer: VideoFileWriter | None = None
-    clock = StageClock(warmup, rss_every)
+    clock = StageClock(warmup, rss_every, fps_window)
     ended, shown = "", None  # shown: the colour range of the depth panel
+    power = power_sampler(str(runner.device))
+    sampler = None if isinstance(power, str) else power
+    energy: dict[str, Any] = {"power": power} if isinstance(power, str) else {}
+    if sampler is not None:
+        sampler.start()
     try:
         if record is not None:
             writer = VideoFileWriter(record, fps=_source_fps(cap) or 15.0)
@@ -478,9 +491,12 @@ def run_camera(
             writer.discard()
         raise
     finally:
+        if sampler is not None:  # stopped whatever happened; its figures kept on success
+            energy = energy_fields(sampler, clock.frames)
         (reader or cap).release()
         screen.close()
     return {
+        **energy,
         "source": str(source),
         "runner": {
             "name": runner.name,
@@ -537,6 +553,22 @@ def _stats(times_ms: array, warmup: int) -> dict[str, float | None]:
         "p99_ms": float(p99),
         "total_s": float(ms.sum() / 1e3),
     }
+
+
+def window_fps(ends: np.ndarray, start: float, window: float) -> dict[str, Any]:
+    """``first_window_fps``: frames finished in the first ``window`` seconds from the first
+    frame's start, per second (over the run's length when shorter); ``sustained_fps``: the
+    same over the last ``window`` seconds, only once the run lasted two windows (None
+    before: the two would overlap), so heating and throttling show as the difference."""
+    out: dict[str, Any] = {"fps_window_s": window, "first_window_fps": None,
+                           "sustained_fps": None}  # fmt: skip
+    if not ends.size or ends[-1] <= start:
+        return out
+    span = min(window, float(ends[-1] - start))
+    out["first_window_fps"] = float(np.count_nonzero(ends <= start + span) / span)
+    if ends[-1] - start >= 2 * window:
+        out["sustained_fps"] = float(np.count_nonzero(ends > ends[-1] - window) / window)
+    return out
 
 
 def _steady_fps(n: int, warmup: int, since: float, t_end: float) -> float | None:
@@ -627,6 +659,25 @@ def summary_line(result: dict[str, Any]) -> str:
     )
 
 
+def endurance_line(result: dict[str, Any]) -> str:
+    """First-window vs sustained FPS, and the energy per frame (or why there is none)."""
+    window = f"{result.get('fps_window_s', 60):g} s"
+    sustained = result.get("sustained_fps")
+    lasting = (
+        f"sustained (last {window}) {sustained:.1f} FPS"
+        if sustained is not None
+        else f"sustained: run at least {2 * result.get('fps_window_s', 60):g} s to measure"
+    )
+    first = f"first {window} {_fmt(result.get('first_window_fps'), 1)} FPS, {lasting}"
+    if result.get("power_w") is None:
+        return f"{first}; energy: {result.get('power') or 'not measured'}"
+    throttled = ", ".join(result.get("throttling") or []) or "no throttling seen"
+    return (
+        f"{first}; {result['power_w']:.2f} W ({result['power']}), "
+        f"{_fmt(result.get('mj_per_image'), 1)} mJ/frame, {throttled}"
+    )
+
+
 def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``camera.json`` (the result) and ``camera.md`` (stage table, FPS, memory)."""
     out = Path(out_dir)
@@ -643,6 +694,7 @@ def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str])
         f"- display: {display}"
         + (f"; recorded to `{result['record']}`" if result["record"] else ""),
         f"- {summary_line(result)}",
+        f"- {endurance_line(result)}",
         f"- {memory_line(result)}",
         "",
         "| " + " | ".join(STAGE_COLUMNS) + " |",

@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.latency import measure_latency
 from bench.machine import environment
+from bench.power import power_sampler, power_sensor
 from bench.recommend import add_ratios, recommend
 from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset, protocol_for
@@ -61,6 +62,8 @@ class BenchOptions:
     calib_images: int = 500  # the usual INT8 calibration set (the demo uses 300, for time)
     calib_kwargs: dict[str, Any] = field(default_factory=dict)
     max_drop: float = 0.01  # the recommendation's largest delta1 loss against FP32
+    max_power: float | None = None  # and its largest mean power in watts (None: no budget)
+    energy: bool = True  # sample power during the timed runs where a sensor exists
     peak: bool = False  # measure this machine's GEMM peaks first (bench.peak) and compare rows
     method: str = "minmax"
 
@@ -283,7 +286,9 @@ def measure_row(
         row["throughput"] = []
         for batch in opts.batches:
             stage = f"latency at batch {batch}"
-            lat = measure_latency(runner, opts.iters, opts.min_time, opts.warmup, batch)
+            power = power_sampler(runner.device) if opts.energy else None
+            lat = measure_latency(runner, opts.iters, opts.min_time, opts.warmup, batch,
+                                  power=power)  # fmt: skip
             row["throughput"].append(lat)
         row.update(row["throughput"][0])
         if dataset is not None:
@@ -346,11 +351,11 @@ def run_bench(
     if peaks is not None:
         add_peak_shares(rows, peaks)
     result = {
-        "environment": {**environment(opts.threads), "peaks": peaks},
+        "environment": {**environment(opts.threads), "power": power_sensor(), "peaks": peaks},
         "options": asdict(opts),
         "data": getattr(dataset, "name", opts.data) if dataset is not None else None,
         "rows": rows,
-        "recommended": recommend(rows, opts.max_drop),
+        "recommended": recommend(rows, opts.max_drop, opts.max_power),
         "seconds": time.perf_counter() - t0,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.power import PowerSampler, energy_fields
 from densedepth.util.onnx_io import parity_input
 from densedepth.util.optional import optional_torch
 
@@ -33,10 +34,13 @@ def measure_latency(
     warmup: int = 3,
     batch: int = 1,
     max_iters: int = 100_000,
-) -> dict[str, float]:
+    power: PowerSampler | str | None = None,
+) -> dict[str, Any]:
     """Milliseconds per batch: p50/p90/p99, mean and std, and images per second; and the batch
     the engine really ran (``engine_batch``) with the calls it took (``calls_per_batch``): a
-    runner whose engine takes at most ``max_batch`` images splits a larger batch."""
+    runner whose engine takes at most ``max_batch`` images splits a larger batch. With a
+    ``power`` sampler, the energy of the timed runs (bench.power.energy_fields); with a reason
+    string, that reason as ``power``."""
     _, _, h, w = runner.input_shape
     most = runner.max_batch
     engine_batch = batch if most is None else min(batch, int(most))
@@ -45,6 +49,9 @@ def measure_latency(
     for _ in range(warmup):
         runner(x)
     times: list[float] = []
+    sampler = None if power is None or isinstance(power, str) else power
+    if sampler is not None:
+        sampler.start()
     start = time.perf_counter()
     while len(times) < max_iters and (len(times) < iters or time.perf_counter() - start < min_time):
         sync()
@@ -52,8 +59,12 @@ def measure_latency(
         runner(x)
         sync()
         times.append(time.perf_counter() - t0)
+    energy = energy_fields(sampler, batch * len(times)) if sampler is not None else {}
+    if isinstance(power, str):
+        energy = {"power": power}
     ms = np.asarray(times) * 1e3
     return {
+        **energy,
         "batch": batch,
         "engine_batch": engine_batch,
         "calls_per_batch": -(-batch // engine_batch),

@@ -17,6 +17,7 @@ from typing import Any
 
 from densedepth.util.cpu import cpu_capabilities, cpu_model, usable_cores
 from densedepth.util.optional import optional_torch
+from densedepth.util.support import cuda_version, parse_l4t_release
 
 VERSIONED_PACKAGES = (
     "torch",
@@ -96,7 +97,10 @@ def gpu_identity(jetson: dict[str, Any] | None = None) -> dict[str, Any]:
     cuda = re.search(r"CUDA Version:\s*([0-9.]+)", banner)
     found["cuda"] = cuda.group(1) if cuda else None
     if found["gpu"] is None:
-        found["gpu"] = (jetson or jetson_identity() or {}).get("model")
+        board = jetson or jetson_identity()
+        found["gpu"] = (board or {}).get("model")
+        if board and found["cuda"] is None:  # no nvidia-smi on JetPack 6: its CUDA toolkit
+            found["cuda"] = cuda_version(SYSTEM_ROOT)
     return found
 
 
@@ -112,16 +116,15 @@ def jetson_identity() -> dict[str, Any] | None:
     /etc/nv_tegra_release), ``release`` (that line), ``model`` (the device tree's),
     ``power_mode`` (``nvpmodel -q``: name and id) and ``jetson_clocks`` (on when CPU 0's
     minimum frequency is pinned to its maximum, as jetson_clocks leaves it). None elsewhere."""
-    release = _read("etc/nv_tegra_release")
-    if not release:
+    text = _read("etc/nv_tegra_release")
+    if not text:
         return None
-    line = release.splitlines()[0].strip("# ").strip()
-    parts = re.match(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)", line)
+    release = parse_l4t_release(text)
     cpufreq = "sys/devices/system/cpu/cpu0/cpufreq"
     low, high = _read(f"{cpufreq}/scaling_min_freq"), _read(f"{cpufreq}/scaling_max_freq")
     return {
-        "l4t": f"{parts.group(1)}.{parts.group(2)}" if parts else None,
-        "release": line,
+        "l4t": release.version if release else None,
+        "release": release.line if release else text.splitlines()[0].strip("# ").strip(),
         "model": _read("proc/device-tree/model"),
         "power_mode": nvpmodel_mode(),
         "jetson_clocks": None if low is None or high is None else ("on" if low == high else "off"),

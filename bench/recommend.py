@@ -60,10 +60,21 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
                 r["gops"] = flops[key] * r["batch"] / (r["p50_ms"] / 1e3)
 
 
-def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[str, Any]]:
+def within_budget(row: dict[str, Any], max_drop: float, max_power: float | None) -> bool:
+    """Whether a row loses at most ``max_drop`` δ1 and (with a power budget) drew at most
+    ``max_power`` watts on average; a row without a power reading never fits a budget."""
+    if row["delta1_drop"] > max_drop:
+        return False
+    return max_power is None or (row.get("power_w") is not None and row["power_w"] <= max_power)
+
+
+def recommend(
+    rows: list[dict[str, Any]], max_drop: float = 0.01, max_power: float | None = None
+) -> list[dict[str, Any]]:
     """Per backbone, width and input size: the fastest row (p50) whose δ1 is within
-    ``max_drop`` of its FP32 model's, with its speed-up against the PyTorch eager FP32 row (or,
-    without one, against the slowest FP32 row measured)."""
+    ``max_drop`` of its FP32 model's (and whose mean power is at most ``max_power`` W), with its
+    speed-up against the PyTorch eager FP32 row (or, without one, against the slowest FP32 row
+    measured)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("status") == "ok" and "p50_ms" in r and "delta1_drop" in r:
@@ -71,7 +82,7 @@ def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[s
             groups.setdefault(key, []).append(r)
     picks = []
     for (backbone, _, size), members in groups.items():
-        fit = [r for r in members if r["delta1_drop"] <= max_drop]
+        fit = [r for r in members if within_budget(r, max_drop, max_power)]
         if not fit:
             continue
         best = min(fit, key=lambda r: r["p50_ms"])
@@ -86,6 +97,8 @@ def recommend(rows: list[dict[str, Any]], max_drop: float = 0.01) -> list[dict[s
             "p50_ms": best["p50_ms"], "delta1_drop": best["delta1_drop"],
             "speedup": base["p50_ms"] / best["p50_ms"],
             "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
+            "max_power": max_power, "power_w": best.get("power_w"),
+            "mj_per_image": best.get("mj_per_image"),
         })  # fmt: skip
     return picks
 
@@ -95,10 +108,31 @@ def recommendation_line(pick: dict[str, Any]) -> str:
     size = "x".join(map(str, pick["input_size"]))
     drop = format(pick["delta1_drop"], "+.4f")
     drop = drop.replace("-", "+") if float(drop) == 0 else drop  # -0.0000 reads as a loss
+    budget = f"Δδ1 <= {pick['max_drop']:g}"
+    if pick.get("max_power") is not None:
+        budget += f", <= {pick['max_power']:g} W"
+    energy = ""
+    if pick.get("power_w") is not None and pick.get("mj_per_image") is not None:
+        energy = f", {pick['power_w']:.1f} W, {pick['mj_per_image']:.1f} mJ/image"
     return (
-        f"recommended for {pick['backbone']} {size} (Δδ1 <= {pick['max_drop']:g}): "
+        f"recommended for {pick['backbone']} {size} ({budget}): "
         f"{pick['label']}, p50 {pick['p50_ms']:.2f} ms, {pick['speedup']:.2f}x "
-        f"{pick['against']}, Δδ1 {drop}"
+        f"{pick['against']}, Δδ1 {drop}{energy}"
+    )
+
+
+def nothing_fits_line(rows: list[dict[str, Any]], max_power: float) -> str:
+    """Why no row fits a power budget: none had a reading (and the sensor's reason), or all
+    drew more."""
+    measured = [r for r in rows if r.get("power_w") is not None]
+    if not measured:
+        reasons = {r.get("power") for r in rows if r.get("power")}
+        why = next(iter(reasons), "no row was measured")
+        return f"no engine fits --max-power {max_power:g} W: power was not measured ({why})"
+    least = min(measured, key=lambda r: r["power_w"])
+    return (
+        f"no engine fits --max-power {max_power:g} W and the Δδ1 budget: the least was "
+        f"{least['power_w']:.1f} W ({least.get('engine')} {least.get('precision')})"
     )
 
 

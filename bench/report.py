@@ -45,6 +45,11 @@ CSV_COLUMNS = (
     "of_peak",
     *METRIC_KEYS,
     "delta1_drop",
+    "power_w",
+    "mj_per_image",
+    "images_per_j",
+    "max_temp_c",
+    "power",
     "path",
 )
 
@@ -132,6 +137,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         + (f"; Jetson: {jetson_text(env['jetson'])}" if env.get("jetson") else ""),
         f"- ONNX Runtime providers: {', '.join(env.get('ort_providers', []))}",
         *([f"- {peaks_line(env['peaks'])}"] if env.get("peaks") else []),
+        f"- power: {env.get('power') or 'not recorded'}",
         f"- versions: {versions}; Python {env['python']} on {env['platform']}",
         f"- latency: {opts['warmup']} warm-up runs, then at least {opts['iters']} runs and "
         f"{opts['min_time']:g} s per batch size; p50/p90/p99 of one batch",
@@ -173,6 +179,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         for r, t in sweep:
             cells = f"{row_label(r)} | {batch_text(t)} | {t['p50_ms']:.2f} | {t['fps']:.1f}"
             lines.append(f"| {cells} |")
+    lines += energy_lines(rows)
     picks = result.get("recommended") or []
     if picks:
         lines += ["", "Recommended here (the fastest row within the Δδ1 limit):", ""]
@@ -190,6 +197,25 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
     if plot is not None:
         lines += ["", f"![δ1 vs latency]({plot})", ""]
     return "\n".join(lines) + "\n"
+
+
+def energy_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The energy table (mean power, mJ per image, images per joule, hottest sensor and
+    throttling seen, per row and batch size), or nothing when no row had a sensor."""
+    measured = [(r, t) for r in rows for t in r.get("throughput", []) if "power_w" in t]
+    if not measured:
+        return []
+    lines = ["", f"Energy ({measured[0][1]['power']}; during the timed runs):", "",
+             "| model | batch | mean W | mJ/image | images/J | max °C | throttling |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r, t in measured:
+        cells = [row_label(r), batch_text(t), number_cell(t["power_w"], ".2f"),
+                 number_cell(t.get("mj_per_image"), ".1f"),
+                 number_cell(t.get("images_per_j"), ".2f"),
+                 number_cell(t.get("max_temp_c"), ".1f"),
+                 ", ".join(t.get("throttling") or []) or "none seen"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -321,7 +321,8 @@ def load_runner(
     try:
         cls = fmt.runner_class()
     except ModuleNotFoundError as exc:  # torch for a checkpoint, openvino for an IR...
-        if (exc.name or "").split(".")[0] not in fmt.modules:
+        needed = {name for m in fmt.modules for name in m.split("|")}
+        if (exc.name or "").split(".")[0] not in needed:
             raise
         how = f"pip install '.[{fmt.extra}]'" if fmt.extra else "pip install -e ."
         missing = f"{exc.name} is not installed ({how})"

@@ -9,7 +9,6 @@ without asking which target they hold.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from densedepth.util.errors import ExportError
 from densedepth.util.onnx_io import read_metadata, read_sidecar
 from densedepth.util.optional import optional_torch
 from export.artifact import saved_line
-from export.formats import Format, get_format, require
+from export.formats import Format, get_format, module_found, require
 from export.fp16 import convert_fp16
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
@@ -142,7 +141,7 @@ def tensorrt_version_here(opts: BuildOptions) -> tuple[int, int] | None:
 
     if opts.trt_version is not None:
         return opts.trt_version
-    if opts.onnx_only and importlib.util.find_spec("tensorrt") is None:
+    if opts.onnx_only and not all(map(module_found, get_format("tensorrt", "fp16").modules)):
         return None
     return parse_version(import_tensorrt().__version__)
 

@@ -29,7 +29,7 @@ class Format:
     precision: str  # fp32 | fp16 | bf16 | int8
     suffix: str  # the artifact's file suffix (what load_runner dispatches on)
     needs_gpu: bool
-    modules: tuple[str, ...]  # Python modules it needs
+    modules: tuple[str, ...]  # Python modules it needs ("a|b": either one)
     extra: str | None  # pip extra that installs them (None: the base install)
     builder: str | None  # "module:function" building it from the float ONNX (None: no build)
     runner: str  # "module:Class" running it: Class(path, device=..., threads=...)
@@ -60,7 +60,7 @@ class Format:
 
     def unavailable_reason(self) -> str | None:
         """Why this format cannot be built or run here, or None when it can."""
-        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        missing = [m.split("|")[0] for m in self.modules if not module_found(m)]
         if missing:
             how = f"pip install '.[{self.extra}]'" if self.extra else "pip install -e ."
             return f"{', '.join(missing)} not installed ({how})"
@@ -69,6 +69,11 @@ class Format:
         if self.needs_gpu:
             return gpu_unavailable_reason()
         return None
+
+
+def module_found(alternatives: str) -> bool:
+    """Whether one of the ``|``-separated modules can be imported here."""
+    return any(importlib.util.find_spec(m) is not None for m in alternatives.split("|"))
 
 
 def _resolve(reference: str) -> Any:
@@ -81,6 +86,9 @@ _ORT = ("onnx", "onnxruntime"), None
 _ORT_RUN = "engines.onnx_runner:OnnxRunner"
 _OV_RUN = "engines.openvino_runner:OpenVinoRunner"
 _TRT_RUN = "engines.tensorrt_runner:TensorRTRunner"
+# JetPack's and NVIDIA's meta package install ``tensorrt``; the standalone wheels of the
+# [tensorrt] extra (tensorrt-cu12-bindings + -libs) install ``tensorrt_bindings``.
+_TRT_MODULES = ("tensorrt|tensorrt_bindings",)
 
 DEPLOY_FORMATS: tuple[Format, ...] = (
     Format("torch", "fp32", ".pt", False, *_TORCH),
@@ -96,9 +104,9 @@ DEPLOY_FORMATS: tuple[Format, ...] = (
            "export.build:build_openvino_bf16", _OV_RUN),
     Format("openvino", "int8", ".xml", False, ("openvino", "nncf"), "openvino",
            "export.build:build_openvino_int8", _OV_RUN),
-    Format("tensorrt", "fp16", ".engine", True, ("tensorrt",), "tensorrt",
+    Format("tensorrt", "fp16", ".engine", True, _TRT_MODULES, "tensorrt",
            "export.build:build_tensorrt_fp16", _TRT_RUN),
-    Format("tensorrt", "int8", ".engine", True, ("tensorrt",), "tensorrt",
+    Format("tensorrt", "int8", ".engine", True, _TRT_MODULES, "tensorrt",
            "export.build:build_tensorrt_int8", _TRT_RUN),
 )  # fmt: skip
 

@@ -26,7 +26,11 @@ both; an engine without one (``trtexec``) loads with a warning. CUDA memory goes
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,7 @@ from densedepth.util.outputs import (
     record_written,
     reusable_cache,
 )
+from densedepth.util.support import NVIDIA_INDEX
 from export.artifact import finish_artifact
 from export.formats import get_format, require
 from export.tensorrt_versions import (
@@ -157,11 +162,31 @@ def check_engine_sidecar(sidecar: dict[str, Any], trt_version: str, gpu: str, pa
 
 
 def import_tensorrt() -> Any:
-    """``tensorrt`` or one clear line (what is missing, the extra to install)."""
+    """TensorRT's Python API, or one clear line (what is missing, the extra to install):
+    ``tensorrt`` (JetPack, NVIDIA's meta package) or ``tensorrt_bindings`` (the standalone
+    wheels of the [tensorrt] extra, whose libraries wheel must be the same release)."""
     require(get_format("tensorrt", "fp16"))
-    import tensorrt as trt
+    if importlib.util.find_spec("tensorrt") is not None:
+        return importlib.import_module("tensorrt")
+    check_standalone_wheels()
+    return importlib.import_module("tensorrt_bindings")
 
-    return trt
+
+def check_standalone_wheels() -> None:
+    """Refuse a bindings wheel beside a libraries wheel of another release (pip resolves the
+    two independently; NVIDIA's meta package pins them equal)."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        match = re.fullmatch(r"tensorrt-cu(\d+)-(libs|bindings)", name)
+        if match:
+            found[match.group(2)] = (name, dist.version)
+    if len(found) == 2 and found["libs"][1] != found["bindings"][1]:
+        (libs, have), (bindings, want) = found["libs"], found["bindings"]
+        raise ExportError(
+            f"{bindings} {want} needs {libs} {want}, {have} is installed: "
+            f"pip install '{libs}=={want}' --extra-index-url {NVIDIA_INDEX}"
+        )
 
 
 def check_for_version(onnx_path: Path, version: tuple[int, int] | None) -> None:

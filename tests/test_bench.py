@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -495,3 +496,114 @@ def test_a_float_onnx_builds_its_formats_and_never_gets_torch_rows(
     rows = run_bench([trained_tiny["onnx"]], tmp_path, opts)["rows"]
     assert [(r["format"], r["status"]) for r in rows] == [("onnx-fp32", "ok"), ("onnx-fp16", "ok")]
     assert rows[0]["path"] == str(trained_tiny["onnx"])  # the source itself is the fp32 row
+
+
+# --- energy -----------------------------------------------------------------------------------
+
+
+class RaplWriter:
+    """A fake RAPL package counter in sysfs that a thread advances at ``watts`` (microjoules
+    from the monotonic clock, so the value is exact whenever it is written), wrapping at
+    ``max_uj`` as the kernel's counter does."""
+
+    def __init__(self, root: Path, watts: float, max_uj: int = 262_143_328_850) -> None:
+        self.zone = root / "sys/class/powercap/intel-rapl:0"
+        self.zone.mkdir(parents=True)
+        (self.zone / "name").write_text("package-0\n")
+        (self.zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
+        self.watts, self.max_uj, self.t0 = watts, max_uj, time.monotonic()
+        self.offset = max_uj - 1_000_000  # wraps a fifth of a second in at 5 W
+        self.write()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def write(self) -> None:
+        uj = int(self.offset + (time.monotonic() - self.t0) * self.watts * 1e6) % self.max_uj
+        tmp = self.zone / "energy_uj.tmp"
+        tmp.write_text(f"{uj}\n")
+        os.replace(tmp, self.zone / "energy_uj")
+
+    def loop(self) -> None:
+        while not self.done.wait(0.005):
+            self.write()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=2)
+
+
+def test_bench_rows_carry_energy_per_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5 W package: mean power, mJ per image and images per joule of the timed runs, in the
+    row, bench.md and bench.csv; the environment names the sensor."""
+    import bench.power as power
+
+    writer = RaplWriter(tmp_path / "root", watts=5.0)
+    monkeypatch.setattr(power, "SYSTEM_ROOT", tmp_path / "root")
+    try:
+        opts = BenchOptions(iters=5, min_time=0.6, warmup=1, batches=(1, 2), data=None)
+        result = run_bench([SleepRunner(0.01)], tmp_path / "out", opts)
+    finally:
+        writer.stop()
+    row = result["rows"][0]
+    assert row["power"] == "RAPL package-0" and result["environment"]["power"] == "RAPL package-0"
+    for t in row["throughput"]:
+        # the counter is stale by at most a write interval (+ scheduling) at each end of a
+        # window of at least min_time: |P - 5| <= 5 W x 2 x 0.05 s / 0.6 s
+        assert t["power_w"] == pytest.approx(5.0, abs=5.0 * 2 * 0.05 / 0.6)
+        images = t["runs"] * t["batch"]
+        assert t["mj_per_image"] * t["images_per_j"] == pytest.approx(1e3)
+        # energy per image is power times the window over the images (the window is the
+        # timed calls plus the loop's own overhead: at least their sum)
+        window = t["mj_per_image"] * images / 1e3 / t["power_w"]
+        assert window >= t["runs"] * t["mean_ms"] / 1e3 * 0.999
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert "Energy (RAPL package-0; during the timed runs):" in md and "none seen" in md
+    with (tmp_path / "out" / "bench.csv").open() as f:
+        first = next(csv.DictReader(f))
+    assert float(first["power_w"]) == pytest.approx(row["power_w"])
+
+
+def test_no_sensor_is_said_per_row_and_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.power as power
+
+    monkeypatch.setattr(power, "SYSTEM_ROOT", tmp_path / "no-sysfs")
+    result = run_bench([SleepRunner(0.001)], tmp_path / "out", BenchOptions(**FAST, data=None))
+    row = result["rows"][0]
+    assert "power_w" not in row and row["power"].startswith("no power sensor: ")
+    assert result["environment"]["power"].startswith("not available: no power sensor")
+    assert "Energy (" not in (tmp_path / "out" / "bench.md").read_text()
+
+
+def test_the_recommendation_under_a_power_budget() -> None:
+    from bench.recommend import nothing_fits_line, recommend, recommendation_line
+
+    def row(engine: str, precision: str, p50: float, drop: float, watts: float | None) -> dict:
+        r = {"status": "ok", "backbone": "densenet121", "decoder_width": 0.5,
+             "input_size": [64, 64], "engine": engine, "precision": precision, "p50_ms": p50,
+             "delta1_drop": drop, "format": f"{engine}-{precision}", "path": ""}  # fmt: skip
+        if watts is not None:
+            r.update(power_w=watts, mj_per_image=watts * p50)
+        return r
+
+    rows = [
+        row("torch", "fp32", 40.0, 0.0, 30.0),
+        row("tensorrt", "fp16", 4.0, 0.001, 25.0),
+        row("tensorrt", "int8", 3.0, 0.004, 18.0),
+        row("onnxruntime", "int8", 9.0, 0.002, 9.0),
+    ]
+    assert [p["label"] for p in recommend(rows, 0.01)] == ["tensorrt int8"]
+    assert [p["label"] for p in recommend(rows, 0.003)] == ["tensorrt fp16"]
+    assert [p["label"] for p in recommend(rows, 0.01, max_power=20.0)] == ["tensorrt int8"]
+    low = recommend(rows, 0.01, max_power=10.0)
+    assert [p["label"] for p in low] == ["onnxruntime int8"]
+    assert "<= 10 W" in recommendation_line(
+        low[0]
+    ) and "9.0 W, 81.0 mJ/image" in recommendation_line(low[0])
+    assert recommend(rows, 0.01, max_power=5.0) == []
+    assert "the least was 9.0 W (onnxruntime int8)" in nothing_fits_line(rows, 5.0)
+    unmeasured = [row("torch", "fp32", 40.0, 0.0, None) | {"power": "no power sensor: x"}]
+    assert recommend(unmeasured, 0.01, max_power=50.0) == []
+    assert nothing_fits_line(unmeasured, 50.0).endswith("not measured (no power sensor: x)")

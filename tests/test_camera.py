@@ -22,10 +22,12 @@ import pytest
 
 from bench.camera import (
     CameraError,
+    endurance_line,
     is_live_source,
     open_source,
     run_camera,
     summary_line,
+    window_fps,
     write_camera_report,
 )
 from densedepth.data.video import VideoFileWriter, write_synthetic_video
@@ -560,3 +562,32 @@ def test_live_sources_take_the_newest_frame_by_default() -> None:
     assert is_live_source("0") and is_live_source("rtsp://cam/1")
     assert is_live_source("nvarguscamerasrc ! appsink")
     assert not is_live_source("walk.mp4") and not is_live_source("./0")
+
+
+def test_first_window_and_sustained_fps_from_frame_ends() -> None:
+    """Frames every 10 ms for 1 s, then every 20 ms for 1 s (a board that heats up), windows
+    of 0.5 s: 50 frames in the first window (100 FPS), 25 in the last (50 FPS); a run shorter
+    than two windows has no sustained figure."""
+    ends = np.concatenate([np.arange(1, 101) * 0.010, 1.0 + np.arange(1, 51) * 0.020])
+    out = window_fps(ends, 0.0, 0.5)
+    assert out["first_window_fps"] == pytest.approx(100.0)
+    assert out["sustained_fps"] == pytest.approx(50.0)
+    short = window_fps(ends[:60], 0.0, 0.5)  # 0.6 s: under two windows
+    assert short["first_window_fps"] == pytest.approx(100.0) and short["sustained_fps"] is None
+    tiny = window_fps(ends[:20], 0.0, 0.5)  # 0.2 s: the first window is the run
+    assert tiny["first_window_fps"] == pytest.approx(20 / 0.2)
+    assert window_fps(np.array([]), 0.0, 0.5)["first_window_fps"] is None
+
+
+def test_camera_run_reports_windows_and_says_why_energy_is_missing() -> None:
+    cap = FakeCapture(400)
+    result = run_camera(FrameRunner(seconds=0.005), "0", capture=cap, duration=0.5,
+                        fps_window=0.2, warmup=0)  # fmt: skip
+    assert result["first_window_fps"] > 0 and result["sustained_fps"] > 0
+    # every frame takes at least the runner's 5 ms: neither window can beat 200 FPS
+    assert max(result["first_window_fps"], result["sustained_fps"]) <= 1 / 0.005
+    line = endurance_line(result)
+    assert line.startswith("first 0.2 s ") and "sustained (last 0.2 s)" in line
+    if "power_w" not in result:  # this machine has no sensor (the bench tests fake one)
+        assert result["power"].startswith("no power sensor") and "energy: no power" in line
+    json.dumps(result)

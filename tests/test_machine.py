@@ -122,3 +122,13 @@ def test_a_bench_from_another_power_mode_is_another_machine(
     assert why == "its Jetson power mode is '15W (0)', here 'MAXN_SUPER (2)'"
     other_gpu = {**here, "compute_capability": "8.7", "jetson": here["jetson"]}
     assert machine.same_machine(other_gpu) == "its compute capability is '8.7', here None"
+
+
+def test_a_jetson_without_nvidia_smi_names_its_cuda_toolkit(
+    tools: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = jetson_root(tmp_path / "jetson", True)
+    (root / "usr/local/cuda").mkdir(parents=True)
+    (root / "usr/local/cuda/version.json").write_text('{"cuda": {"version": "12.6.68"}}')
+    monkeypatch.setattr(machine, "SYSTEM_ROOT", root)
+    assert machine.gpu_identity()["cuda"] == "12.6.68"

@@ -707,6 +707,10 @@ def build_engine(
     workspace: Annotated[float, typer.Option(help="TensorRT workspace, GiB.")] = 2.0,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="TensorRT profile max batch.")] = 1,
+    opt_batch: Annotated[
+        int,
+        typer.Option(min=1, help="TensorRT profile opt batch: the batch kernels are tuned for."),
+    ] = 1,
     legacy_calibrator: Annotated[
         bool, typer.Option(help="TensorRT < 10.1: IInt8EntropyCalibrator2 instead of Q/DQ.")
     ] = False,
@@ -737,6 +741,7 @@ def build_engine(
             workspace_gb=workspace,
             timing_cache=str(timing_cache) if timing_cache else None,
             max_batch=max_batch,
+            opt_batch=opt_batch,
             legacy_calibrator=legacy_calibrator,
             int8_float=int8_float,
             producer=quantizer.value,

@@ -31,6 +31,36 @@ class EngineWarning(UserWarning):
     """An engine loads, but something about it could not be checked."""
 
 
+# I/O tensor types the runner converts; a quantized type (INT8, FP8, ...) carries a scale set
+# at build time that a serialized engine does not expose, so its codes cannot be made metres.
+FLOAT_IO = ("FLOAT", "HALF", "BF16")
+
+
+def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), rounded to nearest even as CUDA does."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32 (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def io_dtype(trt: Any, dtype: Any, tensor: str, path: Path) -> np.dtype:
+    """The host dtype of an engine I/O tensor (BF16 as its uint16 bit patterns); one clear
+    line for a type whose values cannot be read as RGB or metres."""
+    name = getattr(dtype, "name", str(dtype)).split(".")[-1]
+    if name not in FLOAT_IO:
+        raise DenseDepthError(
+            f"{path}: tensor {tensor!r} is {name}; the runner takes float I/O (FP32, FP16, "
+            f"BF16): a quantized tensor's scale is not stored in the engine. Rebuild with "
+            f"float I/O (trtexec --inputIOFormats=fp16:chw --outputIOFormats=fp16:chw)"
+        )
+    return np.dtype(np.uint16) if name == "BF16" else np.dtype(trt.nptype(dtype))
+
+
 class TensorRTRunner(RunnerBase):
     """A serialized TensorRT engine (fp16 or int8), with or without its JSON sidecar."""
 
@@ -43,10 +73,11 @@ class TensorRTRunner(RunnerBase):
     ) -> None:
         """``device`` and ``threads`` are the runners' common arguments: an engine runs on the
         GPU it was built for, with no CPU threads to set."""
-        from export.cuda import cuda_backend
+        from export.cuda import cuda_backend, cuda_ordinal
 
         trt = import_tensorrt()
-        self.cuda = cuda_backend()
+        self.cuda = cuda_backend(cuda_ordinal(device))
+        self.device = f"cuda:{self.cuda.ordinal}"
         self._trt = trt
         self.path = Path(path)
         self.name = f"tensorrt:{self.path.name}"
@@ -84,6 +115,9 @@ class TensorRTRunner(RunnerBase):
         else:
             self.min_batch = self.max_batch = dims[0]
         self.input_shape = (1, 3, dims[2], dims[3])
+        kinds = {n: self.engine.get_tensor_dtype(n) for n in (self.input_name, self.output_name)}
+        self.io_dtypes = {n: io_dtype(trt, kind, n, self.path) for n, kind in kinds.items()}
+        self.bf16 = {n for n, kind in kinds.items() if getattr(kind, "name", "") == "BF16"}
         # the engine's own input size wins over the sidecar's; no sidecar: precision unknown
         self.info = model_info({"precision": "unknown", **sidecar, "input_size": dims[2:]})
         self.precision = self.info.precision
@@ -111,7 +145,7 @@ class TensorRTRunner(RunnerBase):
     def _allocate(self, batch: int) -> None:
         """Page-locked host + device buffers for ``batch`` images, sized from the engine's
         shapes and dtypes and bound by tensor name (inside the CUDA context)."""
-        trt, engine, context = self._trt, self.engine, self.context
+        engine, context = self.engine, self.context
         self._release()
         if -1 in tuple(engine.get_tensor_shape(self.input_name)):
             shape = (batch, *self.input_shape[1:])
@@ -124,7 +158,7 @@ class TensorRTRunner(RunnerBase):
             shape = tuple(int(d) for d in context.get_tensor_shape(name))
             if min(shape) < 0:
                 raise DenseDepthError(f"{self.name}: {name!r} still has an unknown size {shape}")
-            host = self.cuda.host_empty(shape, trt.nptype(engine.get_tensor_dtype(name)))
+            host = self.cuda.host_empty(shape, self.io_dtypes[name])
             device = self.cuda.alloc(host.nbytes)
             self._buffers[name] = (host, device)
             if context.set_tensor_address(name, device) is False:
@@ -141,19 +175,29 @@ class TensorRTRunner(RunnerBase):
         return np.concatenate(parts)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        """At most ``max_batch`` images; fewer than the engine takes (a static batch-N
+        engine, a profile whose minimum is above 1) are padded with the last image, and only
+        their own outputs returned."""
+        n = x.shape[0]
+        need = max(n if self.dynamic else self.max_batch, self.min_batch)
+        if n < need:
+            x = np.concatenate([x, np.repeat(x[-1:], need - n, axis=0)])
         if x.shape[0] != self._batch:
-            if not self.dynamic and x.shape[0] != self.max_batch:
-                return np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
             self._allocate(x.shape[0])
         host_in, dev_in = self._buffers[self.input_name]
         host_out, dev_out = self._buffers[self.output_name]
-        np.copyto(host_in, x.astype(host_in.dtype, copy=False))
+        if self.input_name in self.bf16:
+            np.copyto(host_in, float32_to_bf16_bits(x))
+        else:
+            np.copyto(host_in, x.astype(host_in.dtype, copy=False))
         self.cuda.htod(dev_in, host_in, self.stream)
         if not self.context.execute_async_v3(stream_handle=self.stream):
             raise DenseDepthError(f"{self.name}: TensorRT execution failed")
         self.cuda.dtoh(host_out, dev_out, self.stream)
         self.cuda.synchronize(self.stream)
-        return np.array(host_out, dtype=np.float32, copy=True)
+        if self.output_name in self.bf16:
+            return bf16_bits_to_float32(host_out)[:n].copy()
+        return np.array(host_out[:n], dtype=np.float32, copy=True)
 
     def _release_resources(self) -> None:
         """Free the device and host buffers, the stream, the execution context and the

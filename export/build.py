@@ -37,6 +37,7 @@ class BuildOptions:
     workspace_gb: float = 2.0
     timing_cache: str | None = None
     max_batch: int = 1
+    opt_batch: int = 1  # TensorRT profile's opt batch (kernels are tuned for it)
     legacy_calibrator: bool = False  # TensorRT < 10.1: IInt8EntropyCalibrator2 on the fp32 ONNX
     int8_float: str = "fp16"  # TensorRT INT8: precision of the layers left in float
     producer: str = "auto"  # TensorRT Q/DQ writer: auto | modelopt | onnxruntime
@@ -189,6 +190,7 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
         workspace_gb=opts.workspace_gb,
         timing_cache=opts.timing_cache,
         max_batch=opts.max_batch,
+        opt_batch=opts.opt_batch,
         calib=calib,
         int8_float=opts.int8_float,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -25,31 +26,91 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.util.errors import BackendUnavailable
+from densedepth.util.errors import BackendUnavailable, DenseDepthError
 
 BACKENDS = ("pycuda", "cuda-python")
 ENV_VAR = "DD_CUDA_BACKEND"
+# The oldest Linux driver of each CUDA major (NVIDIA's CUDA release notes, "CUDA Toolkit and
+# Corresponding Driver Versions", minor-version compatibility): a cuda-python of major M
+# needs a driver whose CUDA is M or newer (cuDriverGetVersion >= M * 1000).
+DRIVER_FOR_CUDA = {12: "525.60.13", 13: "580.65.06"}
+# CUresult names that mean "no usable GPU here" (bench: not available); any other failure
+# (out of memory, an illegal address, a failed launch) is the row's failure.
+UNAVAILABLE_CODES = frozenset({
+    "CUDA_ERROR_NOT_INITIALIZED", "CUDA_ERROR_DEINITIALIZED", "CUDA_ERROR_NO_DEVICE",
+    "CUDA_ERROR_STUB_LIBRARY", "CUDA_ERROR_DEVICE_UNAVAILABLE",
+    "CUDA_ERROR_INVALID_DEVICE", "CUDA_ERROR_INSUFFICIENT_DRIVER",
+    "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+})  # fmt: skip
 
 
-class CudaError(BackendUnavailable):
-    """A CUDA call failed (no driver, no device, out of memory); the message says which."""
+class CudaError(DenseDepthError):
+    """A CUDA call failed at run time (out of memory, illegal address); the message says
+    which call and the driver's code."""
+
+
+class CudaUnavailable(CudaError, BackendUnavailable):
+    """No usable CUDA here: no driver, no such device, a driver too old for the binding."""
+
+
+class DriverTooOld(CudaUnavailable):
+    """The driver's CUDA is older than the cuda-python binding's major (NVIDIA's rule)."""
+
+
+def cuda_ordinal(device: str) -> int:
+    """The CUDA device number of a runner's ``device``: ``auto``, ``cuda`` or ``gpu`` -> 0,
+    ``cuda:N`` -> N; anything else is one clear line."""
+    name = str(device).strip().lower()
+    if name in ("auto", "cuda", "gpu", ""):
+        return 0
+    head, _, index = name.partition(":")
+    if head == "cuda" and index.isdigit():
+        return int(index)
+    raise DenseDepthError(f"device {device!r} is not a CUDA device; use cuda or cuda:N")
+
+
+def binding_version() -> str | None:
+    """The installed cuda-python's version (cuda-bindings since 12.6, else cuda-python)."""
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def driver_mismatch(driver_cuda: int, binding: str | None) -> str | None:
+    """Why a cuda-python ``binding`` cannot run on a driver whose CUDA is ``driver_cuda``
+    (cuDriverGetVersion: 12080 = 12.8), or None."""
+    if not binding or not binding.split(".")[0].isdigit():
+        return None
+    major, have = int(binding.split(".")[0]), driver_cuda // 1000
+    if have >= major:
+        return None
+    floor = DRIVER_FOR_CUDA.get(major, "newer")
+    return (
+        f"cuda-python {binding} needs a driver for CUDA {major} ({floor} or newer); this "
+        f"driver runs CUDA {have}.{driver_cuda % 1000 // 10}: pip install 'cuda-python<{major}'"
+        f" (or update the driver)"
+    )
 
 
 class CudaBackend:
-    """What TensorRT's builder and runner need from CUDA (device 0, its primary context)."""
+    """What TensorRT's builder and runner need from CUDA (one device, its primary context)."""
 
     name = ""
+    ordinal = 0
 
     def device_count(self) -> int:
         """CUDA devices visible here (0 when there is no driver)."""
         raise NotImplementedError
 
     def device_name(self) -> str:
-        """Name of device 0 (what engine sidecars record)."""
+        """Name of this device (what engine sidecars record)."""
         raise NotImplementedError
 
     def push(self) -> None:
-        """Make device 0's primary context current (retained on first use)."""
+        """Make this device's primary context current (retained on first use)."""
         raise NotImplementedError
 
     def pop(self) -> None:
@@ -106,12 +167,13 @@ class PyCudaBackend(CudaBackend):
 
     name = "pycuda"
 
-    def __init__(self) -> None:
+    def __init__(self, ordinal: int = 0) -> None:
         self.cuda = importlib.import_module("pycuda.driver")
         try:
             self.cuda.init()
         except Exception as exc:  # pycuda raises its own RuntimeError/LogicError types
-            raise CudaError(f"CUDA (pycuda) cannot start: {exc}") from None
+            raise CudaUnavailable(f"CUDA (pycuda) cannot start: {exc}") from None
+        self.ordinal = _check_ordinal(ordinal, int(self.cuda.Device.count()))
         self._context: Any = None
         self._allocs: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
@@ -120,11 +182,11 @@ class PyCudaBackend(CudaBackend):
         return int(self.cuda.Device.count())
 
     def device_name(self) -> str:
-        return str(self.cuda.Device(0).name())
+        return str(self.cuda.Device(self.ordinal).name())
 
     def push(self) -> None:
         if self._context is None:
-            self._context = self.cuda.Device(0).retain_primary_context()
+            self._context = self.cuda.Device(self.ordinal).retain_primary_context()
         self._context.push()
 
     def pop(self) -> None:
@@ -167,6 +229,13 @@ class PyCudaBackend(CudaBackend):
         self._streams[handle].synchronize()
 
 
+def _check_ordinal(ordinal: int, count: int) -> int:
+    """``ordinal`` when such a device exists, else CudaUnavailable saying how many do."""
+    if not 0 <= ordinal < count:
+        raise CudaUnavailable(f"cuda:{ordinal} asked for, {count} CUDA device(s) visible")
+    return ordinal
+
+
 def _driver_module() -> Any:
     """cuda-python's driver API: ``cuda.bindings.driver`` (12.6+) or the older ``cuda.cuda``."""
     try:
@@ -180,13 +249,18 @@ class CudaPythonBackend(CudaBackend):
 
     name = "cuda-python"
 
-    def __init__(self) -> None:
+    def __init__(self, ordinal: int = 0) -> None:
         self.drv = _driver_module()
         try:
             started = self.drv.cuInit(0)
         except Exception as exc:  # cuda-python raises when the driver library is missing
-            raise CudaError(f"CUDA (cuda-python) cannot start: {exc}") from None
+            raise CudaUnavailable(f"CUDA (cuda-python) cannot start: {exc}") from None
         self._check(started, "cuInit")
+        driver = int(self._check(self.drv.cuDriverGetVersion(), "cuDriverGetVersion"))
+        mismatch = driver_mismatch(driver, binding_version())
+        if mismatch:
+            raise DriverTooOld(mismatch)
+        self.ordinal = _check_ordinal(ordinal, self.device_count())
         self._device: Any = None
         self._context: Any = None
         self._hosts: dict[int, int] = {}  # id(array) -> pinned address
@@ -195,12 +269,14 @@ class CudaPythonBackend(CudaBackend):
     def _check(self, result: Any, what: str) -> Any:
         err, *values = result if isinstance(result, tuple) else (result,)
         if err != self.drv.CUresult.CUDA_SUCCESS:
-            raise CudaError(f"CUDA (cuda-python) {what} failed: {getattr(err, 'name', err)}")
+            code = getattr(err, "name", str(err))
+            kind = CudaUnavailable if code in UNAVAILABLE_CODES else CudaError
+            raise kind(f"CUDA (cuda-python) {what} failed: {code}")
         return values[0] if len(values) == 1 else values
 
     def _dev(self) -> Any:
         if self._device is None:
-            self._device = self._check(self.drv.cuDeviceGet(0), "cuDeviceGet")
+            self._device = self._check(self.drv.cuDeviceGet(self.ordinal), "cuDeviceGet")
         return self._device
 
     def device_count(self) -> int:
@@ -281,7 +357,7 @@ def backend_installed() -> str | None:
     """The CUDA binding that would be used here (``pycuda`` / ``cuda-python``), or None."""
     wanted = os.environ.get(ENV_VAR, "")
     if wanted and wanted not in BACKENDS:
-        raise CudaError(f"{ENV_VAR}={wanted!r}; choose {' or '.join(BACKENDS)}")
+        raise CudaUnavailable(f"{ENV_VAR}={wanted!r}; choose {' or '.join(BACKENDS)}")
     found = {
         "pycuda": _installed("pycuda"),
         "cuda-python": _installed("cuda.bindings") or _installed("cuda.cuda"),
@@ -291,15 +367,16 @@ def backend_installed() -> str | None:
     return next((name for name in BACKENDS if found[name]), None)
 
 
-def cuda_backend() -> CudaBackend:
-    """The CUDA binding to use here, started; one clear line when there is none."""
+def cuda_backend(ordinal: int = 0) -> CudaBackend:
+    """The CUDA binding to use here, started on device ``ordinal``; one clear line when
+    there is none."""
     name = backend_installed()
     if name is None:
         raise BackendUnavailable(
             "TensorRT needs a CUDA binding: pip install cuda-python (or pycuda, built against "
             "the CUDA toolkit; JetPack ships both)"
         )
-    return PyCudaBackend() if name == "pycuda" else CudaPythonBackend()
+    return PyCudaBackend(ordinal) if name == "pycuda" else CudaPythonBackend(ordinal)
 
 
 def cuda_device_count() -> int:
@@ -314,6 +391,12 @@ def gpu_unavailable_reason() -> str | None:
     """Why no CUDA GPU can be used here (no CUDA binding, or no device), or None."""
     if backend_installed() is None:
         return "needs a CUDA binding: pip install cuda-python (or pycuda)"
-    if cuda_device_count() == 0:
+    try:
+        count = cuda_backend().device_count()
+    except DriverTooOld as exc:  # a GPU is there, but not for this binding: say how to fix it
+        return str(exc)
+    except Exception:  # no driver library, no device: "no GPU here"
+        count = 0
+    if count == 0:
         return "needs an NVIDIA GPU with CUDA (none visible)"
     return None

@@ -211,6 +211,7 @@ def build_engine(
     workspace_gb: float = DEFAULT_WORKSPACE_GB,
     timing_cache: str | os.PathLike[str] | None = None,
     max_batch: int = 1,
+    opt_batch: int = 1,
     calib: Any = None,
     calib_cache_dir: str | os.PathLike[str] | None = None,
     int8_float: str = "fp16",
@@ -219,8 +220,10 @@ def build_engine(
 
     ``onnx_path`` must be the kind ``build_plan`` names for this TensorRT (``export.build``
     makes it). ``max_batch`` > 1 needs an ONNX exported with ``--dynamic-batch``: an
-    optimisation profile covers batch 1..max_batch (opt = max). ``calib`` (a CalibrationSet)
-    is used only on TensorRT < 10.1 when INT8 is built from the FP32 ONNX.
+    optimisation profile covers batch 1..max_batch, its kernels tuned for ``opt_batch``
+    (default 1: single images and the camera). ``calib`` (a CalibrationSet) is used only on
+    TensorRT < 10.1 when INT8 is built from the FP32 ONNX; with a dynamic batch TensorRT
+    calibrates at the calibration profile's opt shape, which is set to ``opt_batch``.
     """
     from export.cuda import cuda_backend
 
@@ -253,16 +256,19 @@ def build_engine(
         for flag in plan.flags:
             config.set_flag(getattr(trt.BuilderFlag, flag))
         cache_state = _attach_timing_cache(config, timing_cache)
-        shapes = _add_profile(builder, network, config, max_batch)
+        shapes, profile = _add_profile(builder, network, config, max_batch, opt_batch)
         calibrator = None
         if plan.calibrator:
+            if profile is not None:  # TensorRT calibrates at this profile's opt shape
+                config.set_calibration_profile(profile)
             from calib.calibration import cache_key
 
             key = cache_key(file_sha256(onnx_path), calib, "tensorrt-entropy2")
             cache_dir = Path(calib_cache_dir) if calib_cache_dir else out.parent
             cache_file = cache_dir / f"trt_calib_{key}.cache"
             reusable_cache(cache_file)  # refuses a file of that name the toolkit did not write
-            calibrator = make_entropy_calibrator(trt, cuda, calib, cache_file)
+            batch = int(shapes[INPUT_NAME]["opt"][0])
+            calibrator = make_entropy_calibrator(trt, cuda, calib, cache_file, batch)
             config.int8_calibrator = calibrator
         try:
             serialized = builder.build_serialized_network(network, config)
@@ -303,20 +309,26 @@ def _network_flags(trt: Any, plan: BuildPlan) -> int:
     return flags
 
 
-def _add_profile(builder: Any, network: Any, config: Any, max_batch: int) -> dict[str, Any]:
+def _add_profile(
+    builder: Any, network: Any, config: Any, max_batch: int, opt_batch: int = 1
+) -> tuple[dict[str, Any], Any]:
+    """The optimisation profile batch 1..max_batch, opt ``opt_batch`` (none for a static
+    input); returns the shapes for the sidecar and the profile."""
     tensor = network.get_input(0)
     if tensor.name != INPUT_NAME:
         raise ExportError(f"the ONNX input is {tensor.name!r}, expected {INPUT_NAME!r}")
+    if not 1 <= opt_batch <= max_batch:
+        raise ExportError(f"--opt-batch {opt_batch} must be between 1 and --max-batch {max_batch}")
     dims = list(tensor.shape)
     if dims[0] != -1:
         if max_batch > 1:
             raise ExportError("--max-batch > 1 needs an ONNX exported with --dynamic-batch")
-        return {INPUT_NAME: {"min": dims, "opt": dims, "max": dims}}
+        return {INPUT_NAME: {"min": dims, "opt": dims, "max": dims}}, None
     profile = builder.create_optimization_profile()
-    lo, hi = [1, *dims[1:]], [max_batch, *dims[1:]]
-    profile.set_shape(INPUT_NAME, lo, hi, hi)
+    lo, mid, hi = [1, *dims[1:]], [opt_batch, *dims[1:]], [max_batch, *dims[1:]]
+    profile.set_shape(INPUT_NAME, lo, mid, hi)
     config.add_optimization_profile(profile)
-    return {INPUT_NAME: {"min": lo, "opt": hi, "max": hi}}
+    return {INPUT_NAME: {"min": lo, "opt": mid, "max": hi}}, profile
 
 
 def _attach_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> str:
@@ -333,30 +345,45 @@ def _attach_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> st
     return "replaced"
 
 
-def make_entropy_calibrator(trt: Any, cuda: Any, calib: Any, cache_path: Path) -> Any:
-    """An ``IInt8EntropyCalibrator2`` over a CalibrationSet (TensorRT < 10.1 only).
+def make_entropy_calibrator(
+    trt: Any, cuda: Any, calib: Any, cache_path: Path, batch: int = 1
+) -> Any:
+    """An ``IInt8EntropyCalibrator2`` over a CalibrationSet (TensorRT < 10.1 only), giving
+    ``batch`` images per call: the calibration shape's batch (a static engine's batch, or
+    the calibration profile's opt batch: "Calibration is performed using kOPT values of the
+    profile. Calibration input data size must match this profile", NVIDIA's developer guide),
+    which is what TensorRT reads from the buffer.
 
-    Its device buffer is allocated in the current CUDA context (``build_engine`` holds the
-    primary context for the whole build) and freed by ``release()``. The cache file's name
-    carries the key, so only a cache made for this ONNX, calibration set and input shape is
-    ever read.
+    Its device buffer holds exactly ``batch`` images, allocated in the current CUDA context
+    (``build_engine`` holds the primary context for the whole build) and freed by
+    ``release()``; a last, partial batch is left out (the buffer would hold stale images).
+    The cache file's name carries the key, so only a cache made for this ONNX, calibration
+    set and input shape is ever read.
     """
     import numpy as np
+
+    if len(calib.images) < batch:
+        raise ExportError(
+            f"{len(calib.images)} calibration images cannot fill one batch of {batch} (the "
+            f"profile's opt batch): --calib-images {batch} or more, or a smaller --opt-batch"
+        )
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
-            self.batches = calib.batches(1)
-            self.device = cuda.alloc(int(calib.images[:1].nbytes))
+            self.batches = (b for b in calib.batches(batch) if len(b) == batch)
+            self.device = cuda.alloc(int(calib.images[:batch].nbytes))
 
         def get_batch_size(self) -> int:
+            # explicit batch: the batch is the buffer's first dimension; trtexec's calibrator
+            # returns 1 here too (implicit batch, where this mattered, left in TensorRT 10)
             return 1
 
         def get_batch(self, names: list[str]) -> list[int] | None:
-            batch = next(self.batches, None)
-            if batch is None:
+            batch_images = next(self.batches, None)
+            if batch_images is None:
                 return None
-            cuda.htod(self.device, np.ascontiguousarray(batch, dtype=np.float32))
+            cuda.htod(self.device, np.ascontiguousarray(batch_images, dtype=np.float32))
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:

@@ -63,3 +63,7 @@ OPS_10_15 = OPS_10_1 | _ops(
     STFT TensorScatter
     """
 )
+
+
+# release/8.5-GA docs/operators.md: 8.6's list without the three operators 8.6 added.
+OPS_8_5 = OPS_8_6 - {"GroupNormalization", "IsInf", "LayerNormalization"}

@@ -5,8 +5,9 @@ One row per range of TensorRT versions that agree on everything the ONNX checker
 from its ``since`` up to the next row's ``since``. Its columns:
 
 - ``parser``: the ONNX parser's rules (``ParserGeneration``: the opsets it reads, the ops it
-  supports, the types a DequantizeLinear may take). Only three parsers are documented (the
-  onnx-tensorrt ``docs/operators.md`` of 8.6, 10.1 and 10.15, op lists in
+  supports, the types a DequantizeLinear may take, whether Q/DQ must pass a zero point). Four
+  parsers are documented (the onnx-tensorrt ``docs/operators.md`` of 8.5, 8.6, 10.1 and 10.15;
+  8.5's importer also requires the zero-point input of Q/DQ; op lists in
   ``export.tensorrt_ops``); a version between two is held to the older one's rules, so several
   rows share one parser;
 - ``implicit_int8``: the ``IInt8EntropyCalibrator2`` API: ``supported``, ``deprecated`` (10.1:
@@ -28,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from densedepth.util.errors import ExportError
-from export.tensorrt_ops import OPS_8_6, OPS_10_1, OPS_10_15
+from export.tensorrt_ops import OPS_8_5, OPS_8_6, OPS_10_1, OPS_10_15
 
 Version = tuple[int, int]
 IMPLICIT_INT8_STATES = ("supported", "deprecated", "removed")
@@ -43,9 +44,11 @@ class ParserGeneration:
     max_opset: int
     ops: frozenset[str]
     dq_inputs: frozenset[str]  # ONNX data type names a DequantizeLinear may take
+    zero_point_input: bool = False  # Q/DQ must pass the zero point (8.5: "requires 3 inputs")
 
 
-PARSER_8_5 = ParserGeneration((8, 5), 1, 17, OPS_8_6, frozenset({"INT8"}))
+PARSER_8_5 = ParserGeneration((8, 5), 1, 17, OPS_8_5, frozenset({"INT8"}), True)
+PARSER_8_6 = ParserGeneration((8, 6), 1, 17, OPS_8_6, frozenset({"INT8"}))
 PARSER_10_0 = ParserGeneration(
     (10, 0), 9, 20, OPS_10_1, frozenset({"INT8", "FLOAT8E4M3FN", "INT4"})
 )
@@ -76,7 +79,8 @@ class TensorRTVersion:
 VERSIONS = (
     # since / parser / implicit_int8 / explicit_batch_flag / strongly_typed / typed_flag /
     # lowers_opset
-    TensorRTVersion((8, 5),   PARSER_8_5,   "supported",  True,  False, False, True),   # 8.5 .. 9.x
+    TensorRTVersion((8, 5),   PARSER_8_5,   "supported",  True,  False, False, True),   # 8.5
+    TensorRTVersion((8, 6),   PARSER_8_6,   "supported",  True,  False, False, True),   # 8.6 .. 9.x
     TensorRTVersion((10, 0),  PARSER_10_0,  "supported",  False, False, False, False),
     TensorRTVersion((10, 1),  PARSER_10_0,  "deprecated", False, False, False, False),
     TensorRTVersion((10, 12), PARSER_10_0,  "deprecated", False, True,  True,  False),

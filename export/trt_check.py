@@ -113,7 +113,7 @@ def check_model(model: Any, version: tuple[int, int] | None = None) -> list[Find
         if node.op_type == "DequantizeLinear":
             findings += _check_dequantize(node, name, g, gen)
         elif node.op_type == "QuantizeLinear":
-            findings += _check_quantize(node, name, g)
+            findings += _check_quantize(node, name, g, gen)
     return findings
 
 
@@ -219,8 +219,14 @@ def _check_op(node: Any, name: str, gen: ParserGeneration) -> list[Finding]:
     return []
 
 
-def _check_scale_and_zero(node: Any, name: str, g: _Graph) -> tuple[list[Finding], np.ndarray]:
+def _check_scale_and_zero(
+    node: Any, name: str, g: _Graph, gen: ParserGeneration | None = None
+) -> tuple[list[Finding], np.ndarray]:
     found = []
+    if gen is not None and gen.zero_point_input and (len(node.input) < 3 or not node.input[2]):
+        found.append(Finding(name, "zero-point-input",
+                             f"{version_label(gen.since)}'s parser requires 3 inputs "
+                             f"(pass the zero point)"))  # fmt: skip
     scale = g.array(node.input[1])
     if scale is None:
         found.append(Finding(name, "scale", "scale is not a constant"))
@@ -242,7 +248,7 @@ def _axis(node: Any) -> int:
 
 
 def _check_dequantize(node: Any, name: str, g: _Graph, gen: ParserGeneration) -> list[Finding]:
-    found, scale = _check_scale_and_zero(node, name, g)
+    found, scale = _check_scale_and_zero(node, name, g, gen)
     x = node.input[0]
     dtype = g.dtype(x)
     if dtype not in gen.dq_inputs:
@@ -294,8 +300,8 @@ def _check_weight_scale(
     return []
 
 
-def _check_quantize(node: Any, name: str, g: _Graph) -> list[Finding]:
-    found, scale = _check_scale_and_zero(node, name, g)
+def _check_quantize(node: Any, name: str, g: _Graph, gen: ParserGeneration) -> list[Finding]:
+    found, scale = _check_scale_and_zero(node, name, g, gen)
     out_type = g.dtype(node.output[0])
     if out_type not in ("INT8", "unknown"):
         found.append(

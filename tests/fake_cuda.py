@@ -28,8 +28,17 @@ class FakeCudaError(RuntimeError):
 class FakeGPU:
     """Device memory, contexts and streams of one pretend GPU."""
 
-    def __init__(self, name: str = "NVIDIA H100 80GB HBM3", count: int = 1) -> None:
+    def __init__(
+        self,
+        name: str = "NVIDIA H100 80GB HBM3",
+        count: int = 1,
+        driver_cuda: int = 13000,
+        memory_limit: int | None = None,
+    ) -> None:
         self.name, self.count = name, count
+        self.driver_cuda = driver_cuda  # cuDriverGetVersion: 13000 = CUDA 13.0 (an R580 driver)
+        self.memory_limit = memory_limit  # bytes of device memory (None: unbounded)
+        self.ordinals: list[int] = []  # devices asked for (cuDeviceGet / Device(n))
         self.memory: dict[int, bytearray] = {}
         self.freed: list[int] = []
         self.stack: list[str] = []  # current context on top
@@ -58,6 +67,8 @@ class FakeGPU:
         self.require_context("cuMemAlloc")
         if nbytes <= 0:
             raise FakeCudaError("cuMemAlloc: CUDA_ERROR_INVALID_VALUE (0 bytes)")
+        if self.memory_limit is not None and self.live_bytes + nbytes > self.memory_limit:
+            raise FakeCudaError(f"cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY ({nbytes} bytes)")
         ptr = self._next
         self._next += (nbytes + 0xFFF) & ~0xFFF
         self.memory[ptr] = bytearray(nbytes)
@@ -151,6 +162,7 @@ def make_pycuda(gpu: FakeGPU) -> dict[str, types.ModuleType]:
     class Device:
         def __init__(self, number: int) -> None:
             need_init()
+            gpu.ordinals.append(int(number))
             if not 0 <= number < gpu.count:
                 raise LogicError("cuDeviceGet failed: invalid device ordinal")
             self.number = number
@@ -239,6 +251,7 @@ def make_pycuda(gpu: FakeGPU) -> dict[str, types.ModuleType]:
 class CUresult(enum.IntEnum):
     CUDA_SUCCESS = 0
     CUDA_ERROR_INVALID_VALUE = 1
+    CUDA_ERROR_OUT_OF_MEMORY = 2
     CUDA_ERROR_NOT_INITIALIZED = 3
     CUDA_ERROR_NO_DEVICE = 100
     CUDA_ERROR_INVALID_DEVICE = 101
@@ -249,6 +262,7 @@ class CUresult(enum.IntEnum):
 # The functions the shim calls, with the parameters of cuda-python's docstrings.
 CUDA_PYTHON_SIGNATURES = {
     "cuInit": ("Flags",),
+    "cuDriverGetVersion": (),
     "cuDeviceGetCount": (),
     "cuDeviceGet": ("ordinal",),
     "cuDeviceGetName": ("length", "dev"),
@@ -298,11 +312,8 @@ def make_cuda_python(gpu: FakeGPU) -> dict[str, types.ModuleType]:
             try:
                 return fn(*args)
             except FakeCudaError as exc:
-                code = (
-                    CUresult.CUDA_ERROR_INVALID_CONTEXT
-                    if "CONTEXT" in str(exc)
-                    else CUresult.CUDA_ERROR_INVALID_VALUE
-                )
+                named = [c for c in CUresult if c.name in str(exc)]
+                code = named[0] if named else CUresult.CUDA_ERROR_INVALID_VALUE
                 gpu.calls.append(f"{fn.__name__} -> {code.name}: {exc}")
                 return (code,)
 
@@ -313,10 +324,14 @@ def make_cuda_python(gpu: FakeGPU) -> dict[str, types.ModuleType]:
         state["init"] = True
         return (ok,)
 
+    def cuDriverGetVersion() -> Any:
+        return (ok, gpu.driver_cuda)
+
     def cuDeviceGetCount() -> Any:
         return (ok, gpu.count)
 
     def cuDeviceGet(ordinal: int) -> Any:
+        gpu.ordinals.append(int(ordinal))
         if not 0 <= ordinal < gpu.count:
             return (CUresult.CUDA_ERROR_INVALID_DEVICE, None)
         return (ok, _Handle("CUdevice", ordinal))
@@ -396,11 +411,11 @@ def make_cuda_python(gpu: FakeGPU) -> dict[str, types.ModuleType]:
         gpu.streams.discard(int(hStream))
         return (ok,)
 
-    for fn in (cuInit, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDevicePrimaryCtxRetain,
-               cuDevicePrimaryCtxRelease, cuCtxPushCurrent, cuCtxPopCurrent, cuMemAlloc,
-               cuMemFree, cuMemHostAlloc, cuMemFreeHost, cuMemcpyHtoD, cuMemcpyDtoH,
-               cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuStreamCreate, cuStreamSynchronize,
-               cuStreamDestroy):  # fmt: skip
+    for fn in (cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName,
+               cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxPushCurrent,
+               cuCtxPopCurrent, cuMemAlloc, cuMemFree, cuMemHostAlloc, cuMemFreeHost,
+               cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuStreamCreate,
+               cuStreamSynchronize, cuStreamDestroy):  # fmt: skip
         setattr(drv, fn.__name__, guarded(fn))
     bindings = _module("cuda.bindings", package=True)
     bindings.driver = drv  # type: ignore[attr-defined]

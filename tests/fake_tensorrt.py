@@ -101,7 +101,9 @@ class FakeTensorRT:
         self.used: set[str] = set()
         self.options = {
             "io_dtypes": {},  # tensor name -> DataType member name the engine reports
+            "io_scales": {},  # INT8 I/O tensor -> its scale (set at build, not queryable)
             "calibration_batches": None,  # how many batches the calibrator gave
+            "calibration_shape": None,  # the shape TensorRT calibrated at
             **options,
         }
         self.timing_signature = f"TIMING {self.version} {gpu.name}".encode()
@@ -370,6 +372,17 @@ class FakeTensorRT:
             raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
         return mapping[trt_type.name]
 
+    @staticmethod
+    def _device_type(name: str) -> Any:
+        """How the simulated GPU stores an I/O tensor of DataType ``name`` (BF16 through
+        ml_dtypes: numpy has no bfloat16, which is why the real ``nptype`` refuses it)."""
+        if name == "BF16":
+            import ml_dtypes
+
+            return ml_dtypes.bfloat16
+        types_ = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8}
+        return types_[name]
+
     # ---------------------------------------------------------------- builder side
     def Builder__create_network(self, builder: Any, flags: Any = ANY) -> Any:
         flags = 0 if flags is ANY else int(flags)
@@ -463,6 +476,10 @@ class FakeTensorRT:
     def ITimingCache__serialize(self, cache: Any) -> Any:
         return self.host_memory(self.timing_signature + b" entries\n")
 
+    def IBuilderConfig__set_calibration_profile(self, config: Any, profile: Any) -> bool:
+        config._props["_calib_profile"] = profile
+        return True
+
     def IBuilderConfig__add_optimization_profile(self, config: Any, profile: Any) -> int:
         config._props["_profiles"].append(profile)
         return len(config._props["_profiles"]) - 1
@@ -511,7 +528,10 @@ class FakeTensorRT:
             if "INT8" not in flags:
                 self.calls.append("ERROR: a calibrator without BuilderFlag.INT8")
                 return None
-            self._calibrate(calibrator, first)
+            calib_profile = config._props.get("_calib_profile") or (
+                config._props["_profiles"][0] if profile is not None else None
+            )
+            self._calibrate(calibrator, first, calib_profile)
         output = network._props["_outputs"][0]._props
         header = {
             "version": self.version,
@@ -523,13 +543,20 @@ class FakeTensorRT:
         blob = ENGINE_MAGIC + json.dumps(header).encode() + b"\n" + network._props["_onnx"]
         return self.host_memory(blob)
 
-    def _calibrate(self, calibrator: Any, tensor: Any) -> None:
-        """Pull batches as TensorRT's calibration does: size, cache, then batches."""
-        batch = int(calibrator.get_batch_size())
+    def _calibrate(self, calibrator: Any, tensor: Any, profile: Any) -> None:
+        """Pull batches as TensorRT's calibration does: size, cache, then batches. An
+        explicit-batch network calibrates at its input's shape, for a dynamic input the
+        calibration profile's opt shape (the first profile where none is set), and reads that
+        many float32 values from each pointer: a smaller buffer is an illegal access."""
+        if int(calibrator.get_batch_size()) != 1:  # explicit batch: trtexec's calibrator gives 1
+            self.calls.append("WARNING: get_batch_size() != 1 on an explicit-batch network")
         if calibrator.read_calibration_cache():
             self.options["calibration_batches"] = 0
             return
-        shape = (batch, *tensor["shape"][1:])
+        shape = tuple(tensor["shape"])
+        if -1 in shape:
+            shape = tuple(profile._props["_shapes"][tensor["name"]][1])
+        self.options["calibration_shape"] = shape
         nbytes = int(np.prod(shape)) * 4
         count = 0
         while True:
@@ -647,19 +674,20 @@ class FakeTensorRT:
         if -1 in in_shape:
             self.calls.append("ERROR: input shape not specified (set_input_shape)")
             return False
-        np_in, np_out = (
-            self.fn_nptype(self.enum("DataType", in_dtype)),
-            self.fn_nptype(self.enum("DataType", out_dtype)),
-        )
+        np_in, np_out = self._device_type(in_dtype), self._device_type(out_dtype)
         n_in = int(np.prod(in_shape)) * np.dtype(np_in).itemsize
         raw = self.gpu.read(context._props["_addresses"][in_name], n_in)
         x = np.frombuffer(raw, dtype=np_in).reshape(in_shape).astype(np.float32)
+        if in_dtype == "INT8":  # the engine reads codes at the scale it was built with
+            x = x * self.options["io_scales"].get(in_name, 1.0)
         model = onnx.load_from_string(engine._props["_onnx"])
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-        y = session.run([out_name], {in_name: x})[0]
-        out = np.ascontiguousarray(y.reshape(out_shape), dtype=np_out)
+        y = session.run([out_name], {in_name: x})[0].reshape(out_shape)
+        if out_dtype == "INT8":
+            y = np.clip(np.rint(y / self.options["io_scales"].get(out_name, 1.0)), -128, 127)
+        out = np.ascontiguousarray(y.astype(np_out))
         self.gpu.write(context._props["_addresses"][out_name], out.tobytes())
         self.gpu.launches += 1
         return True

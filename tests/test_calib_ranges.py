@@ -158,7 +158,8 @@ def _model(dynamic: bool, nan: bool = False) -> onnx.ModelProto:
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, 8, 8])], [w, two],
     )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8: what torch.onnx writes at opset 17, and what every supported onnxruntime (1.20+) loads
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 @pytest.mark.parametrize("dynamic", [False, True])

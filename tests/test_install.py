@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -118,10 +120,11 @@ def index_reason(url: str) -> str | None:
     return None
 
 
-def dry_run(args: list[str], tmp_path: Path) -> dict:
-    """pip's resolution report of an install (nothing is installed)."""
-    report = tmp_path / "report.json"
-    command = [sys.executable, "-m", "pip", *args, "--target", str(tmp_path / "t")]
+def dry_run(args: list[str], folder: Path) -> dict:
+    """pip's resolution report of an install (nothing is installed): name -> version, or
+    the AssertionError with pip's last errors."""
+    report = folder / "report.json"
+    command = [sys.executable, "-m", "pip", *args, "--target", str(folder / "t")]
     command += ["--quiet", "--disable-pip-version-check", "--report", str(report)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     errors = [ln for ln in out.stderr.splitlines() if "ERROR" in ln]
@@ -141,12 +144,34 @@ def pypi() -> None:
 # on the oldest and the newest.
 X86_CASES = [(py, "") for py in X86.pythons]
 X86_CASES += [(py, "[train,openvino]") for py in (X86.pythons[0], X86.pythons[-1])]
+JETPACK_ROWS = (JETPACK6, JETPACK7)
+
+
+@pytest.fixture(scope="module")
+def resolved(pypi: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future]]:
+    """Every PyPI resolution of the matrix, started at once two at a time (pip is mostly CPU:
+    two cores, half the wall time), keyed by case; each test waits for its own."""
+    root = tmp_path_factory.mktemp("resolve")
+    cases: dict[str, list[str]] = {}
+    for py, extras in X86_CASES:
+        cases[f"x86-{py}{extras}"] = [*resolve_arguments(X86, py), f".{extras}"]
+    for row in JETPACK_ROWS:  # exactly what make install-jetson installs
+        constraints = install_jetson.write_constraints(row, root / f"{row.key}.txt")
+        reqs = runtime_requirements(DEPENDENCIES, row)
+        cases[row.key] = [*resolve_arguments(row, row.pythons[0]), "-c", str(constraints), *reqs]
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {}
+    for key, args in cases.items():
+        (root / key).mkdir()
+        futures[key] = pool.submit(dry_run, args, root / key)
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.network
 @pytest.mark.parametrize(("python", "extras"), X86_CASES)
-def test_x86_installs_resolve(pypi: None, tmp_path: Path, python: str, extras: str) -> None:
-    found = dry_run([*resolve_arguments(X86, python), f".{extras}"], tmp_path)
+def test_x86_installs_resolve(resolved: dict, python: str, extras: str) -> None:
+    found = resolved[f"x86-{python}{extras}"].result(timeout=600)
     assert "densedepth-edge" in found and "onnxruntime" in found
     if extras:
         assert {"torch", "openvino", "nncf"} <= set(found)
@@ -168,13 +193,10 @@ def test_x86_tensorrt_resolves_with_nvidias_index(
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("row", [JETPACK6, JETPACK7], ids=lambda r: r.key)
-def test_jetpack_runtime_resolves_under_its_constraints(pypi: None, tmp_path: Path, row) -> None:
+@pytest.mark.parametrize("row", JETPACK_ROWS, ids=lambda r: r.key)
+def test_jetpack_runtime_resolves_under_its_constraints(resolved: dict, row) -> None:
     """Exactly what make install-jetson installs, for JetPack's Python on aarch64."""
-    constraints = install_jetson.write_constraints(row, tmp_path / "constraints.txt")
-    reqs = runtime_requirements(DEPENDENCIES, row)
-    found = dry_run([*resolve_arguments(row, row.pythons[0]), "-c", str(constraints), *reqs],
-                    tmp_path)  # fmt: skip
+    found = resolved[row.key].result(timeout=600)
     assert int(found["numpy"].split(".")[0]) == 1  # JetPack's cv2 is built against numpy 1.x
     assert "opencv-python-headless" not in found and "opencv-python" not in found
     cuda_major = int(found["cuda-python"].split(".")[0])

@@ -185,16 +185,19 @@ def test_no_calibrator_from_10_1_on(gpu_with, sources: dict, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
-@pytest.mark.parametrize("max_batch", [1, 4])
+@pytest.mark.parametrize(("max_batch", "opt_batch"), [(1, 1), (4, 1), (4, 2)])
 def test_dynamic_batch_engine_sets_the_input_shape(
-    binding: str, max_batch: int, sources: dict, gpu_with, tmp_path: Path
+    binding: str, max_batch: int, opt_batch: int, sources: dict, gpu_with, tmp_path: Path
 ) -> None:
     fake, gpu = gpu_with("10.16.1.11", binding)
     fp32 = stage(sources, tmp_path, "dynamic")
-    opts = BuildOptions(calib=sources["calib"], max_batch=max_batch)
+    opts = BuildOptions(calib=sources["calib"], max_batch=max_batch, opt_batch=opt_batch)
     record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)
-    assert record["shapes"]["rgb"] == {"min": [1, 3, 64, 64], "opt": [max_batch, 3, 64, 64],
+    # kernels are tuned for the opt batch (default 1: single images, the camera), not the max
+    assert record["shapes"]["rgb"] == {"min": [1, 3, 64, 64], "opt": [opt_batch, 3, 64, 64],
                                        "max": [max_batch, 3, 64, 64]}  # fmt: skip
+    set_shape = [c for c in fake.calls if c.startswith("IOptimizationProfile.set_shape")]
+    assert f"opt=[{opt_batch}, 3, 64, 64]" in set_shape[0]
     runner = load_runner(record["path"])
     assert runner.dynamic and runner.max_batch == max_batch
     x = np.concatenate([sources["calib"].images] * 2)[:6]
@@ -211,11 +214,17 @@ def test_dynamic_batch_engine_sets_the_input_shape(
     assert gpu.memory == {}
 
 
-@pytest.mark.parametrize(("io_dtype", "itemsize"), [("HALF", 2), ("INT8", 1)])
+@pytest.mark.parametrize(("io_dtype", "itemsize", "tol"), [("HALF", 2, 2e-3), ("BF16", 2, 2e-2)])
 def test_buffers_follow_the_engine_io_dtypes(
-    io_dtype: str, itemsize: int, sources: dict, gpu_with, tmp_path: Path
+    io_dtype: str, itemsize: int, tol: float, sources: dict, gpu_with, tmp_path: Path
 ) -> None:
-    _fake, gpu = gpu_with("11.4.0.106", io_dtypes={"rgb": io_dtype, "depth": io_dtype})
+    """FP16 and BF16 I/O (trtexec --inputIOFormats=fp16:chw / bf16:chw): buffers of the
+    engine's element size, values converted both ways (BF16 by bit patterns: trt.nptype has
+    no numpy type for it and raises, as the fake's nptype does)."""
+    fake, gpu = gpu_with("11.4.0.106", io_dtypes={"rgb": io_dtype, "depth": io_dtype})
+    if io_dtype == "BF16":
+        with pytest.raises(TypeError, match="Could not resolve"):
+            fake.module.nptype(fake.module.DataType.BF16)
     fp32 = stage(sources, tmp_path)
     record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
     runner = load_runner(record["path"])
@@ -223,9 +232,38 @@ def test_buffers_follow_the_engine_io_dtypes(
     sizes = sorted(len(b) for b in gpu.memory.values())
     assert sizes == sorted([1 * 3 * 64 * 64 * itemsize, 1 * 1 * 32 * 32 * itemsize])
     assert got.dtype == np.float32 and got.shape == (1, 1, 32, 32)
-    if io_dtype == "HALF":  # fp16 in, fp16 out: the values survive at fp16 precision
-        want = onnx_reference(record["source_onnx"], sources["calib"].images[:1])
-        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+    # the values survive at the I/O type's precision (bf16: 8 bits of mantissa, 2^-8 relative)
+    want = onnx_reference(record["source_onnx"], sources["calib"].images[:1])
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_bf16_conversion_matches_ml_dtypes() -> None:
+    import ml_dtypes
+
+    from engines.tensorrt_runner import bf16_bits_to_float32, float32_to_bf16_bits
+
+    x = np.random.default_rng(0).normal(0, 3, 10_000).astype(np.float32)
+    x[:4] = [0.0, 1.0, 1 + 2**-8, 1 + 3 * 2**-8]  # exact ties: round to even
+    ours = float32_to_bf16_bits(x)
+    theirs = x.astype(ml_dtypes.bfloat16).view(np.uint16)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(bf16_bits_to_float32(ours), theirs.view(ml_dtypes.bfloat16)
+                                  .astype(np.float32))  # fmt: skip
+
+
+@pytest.mark.parametrize("tensor", ["rgb", "depth"])
+def test_int8_io_engines_are_refused_not_misread(
+    tensor: str, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """An engine with an INT8 input or output (trtexec --inputIOFormats=int8:chw) reads and
+    writes codes at a scale fixed at build that the engine does not expose: casting RGB to
+    int8, or returning the codes as metres, would be wrong by that scale. One line instead."""
+    _fake, _gpu = gpu_with("11.4.0.106", io_dtypes={tensor: "INT8"},
+                           io_scales={tensor: 0.05})  # fmt: skip
+    fp32 = stage(sources, tmp_path)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    with pytest.raises(DenseDepthError, match=rf"tensor '{tensor}' is INT8; the runner takes"):
+        load_runner(record["path"])
 
 
 def test_engine_without_sidecar_loads_with_a_warning(
@@ -445,10 +483,11 @@ def test_calls_in_order_with_contexts_around_the_work(
         "ICudaEngine.create_execution_context", "ICudaEngine.num_io_tensors",
         "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_name",
         "ICudaEngine.get_tensor_mode", "ICudaEngine.get_tensor_mode",
-        "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_shape",
-        "IExecutionContext.get_tensor_shape", "ICudaEngine.get_tensor_dtype",
-        "IExecutionContext.set_tensor_address", "IExecutionContext.get_tensor_shape",
-        "ICudaEngine.get_tensor_dtype", "IExecutionContext.set_tensor_address",
+        "ICudaEngine.get_tensor_shape",  # the input's dims
+        "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_dtype",  # float I/O, at load
+        "ICudaEngine.get_tensor_shape",  # a -1 to set?
+        "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
+        "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
         "IExecutionContext.execute_async_v3",
     ]  # fmt: skip
     pushes = [c for c in gpu.calls if c.startswith("Context.")]
@@ -484,3 +523,136 @@ def test_a_tensorrt_build_reports_its_real_seconds(
     assert lines == [saved_line(record)]
     mb, seconds = lines[0].rsplit("(", 1)[1].rstrip(")").split(", ")
     assert float(seconds.removesuffix(" s")) >= 0.3 and mb.endswith(" MB")
+
+
+def static_batch_onnx(sources: dict, folder: Path, batch: int) -> Path:
+    """The dynamic export with its batch fixed at ``batch`` (what trtexec --shapes makes of
+    it): a static batch-N engine."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(sources["dynamic"])
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    path = folder / "model_fp32.onnx"
+    onnx.save(model, path)
+    shutil.copy(str(sources["dynamic"]) + ".json", str(path) + ".json")
+    return path
+
+
+@pytest.mark.parametrize("images", [1, 3, 4, 6])
+def test_a_static_batch_n_engine_takes_fewer_images(
+    images: int, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """A static batch-4 engine is fed 4 images per launch: fewer are padded (with the last
+    image) and only their outputs returned; more are split into launches of 4. (TensorRT
+    10.8: FP16 by the builder flag from this fp32 ONNX, as trtexec --fp16 would.)"""
+    _fake, gpu = gpu_with("10.8.0.43")
+    fp32 = static_batch_onnx(sources, tmp_path, 4)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    runner = load_runner(record["path"])
+    assert not runner.dynamic and runner.max_batch == runner.min_batch == 4
+    x = np.concatenate([sources["calib"].images] * 2)[:images]
+    got = runner(x)
+    assert got.shape == (images, 1, 32, 32)
+    # ORT at batch 4 vs batch N sums in another order: a few float32 ulps (2^-23 relative)
+    np.testing.assert_allclose(got, onnx_reference(str(sources["dynamic"]), x), rtol=2e-6,
+                               atol=1e-6)  # fmt: skip
+    assert gpu.launches == -(-images // 4)
+    runner.close()
+    assert gpu.memory == {}
+
+
+@pytest.mark.parametrize("version", LEGACY)
+@pytest.mark.parametrize(("max_batch", "opt_batch"), [(4, 1), (4, 2)])
+def test_legacy_calibrator_fills_the_calibration_profiles_opt_shape(
+    version: str, max_batch: int, opt_batch: int, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """With a dynamic batch TensorRT calibrates at the calibration profile's opt shape and
+    reads that many images from each buffer: the calibrator gives batches of opt_batch in a
+    buffer of exactly that size, and the calibration profile is set."""
+    fake, gpu = gpu_with(version, "cuda-python")
+    fp32 = stage(sources, tmp_path, "dynamic")
+    opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True, int8_float="fp16",
+                        max_batch=max_batch, opt_batch=opt_batch)  # fmt: skip
+    build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    assert fake.options["calibration_shape"] == (opt_batch, 3, 64, 64)
+    assert fake.options["calibration_batches"] == len(sources["calib"]) // opt_batch
+    assert any(c.startswith("IBuilderConfig.set_calibration_profile") for c in fake.calls)
+    assert gpu.memory == {}
+
+
+def test_calibration_needs_a_full_opt_batch(sources: dict, gpu_with, tmp_path: Path) -> None:
+    gpu_with("8.6.1")
+    fp32 = stage(sources, tmp_path, "dynamic")
+    opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True, max_batch=8, opt_batch=8)
+    with pytest.raises(ExportError, match=r"4 calibration images cannot fill one batch of 8"):
+        build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    with pytest.raises(ExportError, match=r"--opt-batch 5 must be between 1 and --max-batch 4"):
+        build(get_format("tensorrt", "fp16"), fp32, tmp_path,
+              BuildOptions(max_batch=4, opt_batch=5))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("driver", "binding", "refused"),
+    [
+        (12080, "12.9.10", False),
+        (12080, "13.0.1", True),
+        (13000, "13.0.1", False),
+        (11080, "12.9.10", True),
+    ],
+)
+def test_a_cuda_python_newer_than_the_driver_is_refused_in_one_line(
+    driver: int, binding: str, refused: bool, gpu_with, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NVIDIA's rule: a CUDA-M binding needs a driver for CUDA M (cuDriverGetVersion >=
+    M * 1000); R535-R570 drivers (CUDA 12.2-12.8) cannot run cuda-python 13."""
+    import export.cuda as shim
+
+    _fake, gpu = gpu_with("10.16.1.11", "cuda-python")
+    gpu.driver_cuda = driver
+    monkeypatch.setattr(shim, "binding_version", lambda: binding)
+    if not refused:
+        assert shim.cuda_backend().device_count() == 1
+        return
+    with pytest.raises(shim.CudaUnavailable) as info:
+        shim.cuda_backend()
+    major = binding.split(".")[0]
+    assert f"cuda-python {binding} needs a driver for CUDA {major}" in str(info.value)
+    assert f"pip install 'cuda-python<{major}'" in str(info.value)
+    assert shim.DRIVER_FOR_CUDA[int(major)] in str(info.value)
+    # and the TensorRT rows are "not available" with that reason
+    assert "needs a driver for CUDA" in (shim.gpu_unavailable_reason() or "")
+
+
+@pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
+def test_device_index_is_honoured(binding: str, sources: dict, gpu_with, tmp_path: Path) -> None:
+    _fake, gpu = gpu_with("10.16.1.11", binding)
+    gpu.count = 2
+    fp32 = stage(sources, tmp_path)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    gpu.ordinals.clear()
+    runner = load_runner(record["path"], device="cuda:1")
+    assert runner.device == "cuda:1" and set(gpu.ordinals) == {1}
+    runner.close()
+    from densedepth.util.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match=r"cuda:3 asked for, 2 CUDA device\(s\) visible"):
+        load_runner(record["path"], device="cuda:3")
+    with pytest.raises(DenseDepthError, match="is not a CUDA device"):
+        load_runner(record["path"], device="cpu")
+
+
+def test_out_of_memory_is_a_failed_row_not_a_missing_backend(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """A CUDA failure at run time is the row's failure; only no driver / no device is
+    "not available"."""
+    from bench.harness import BenchOptions, run_bench
+
+    _fake, gpu = gpu_with("10.16.1.11", "cuda-python")
+    fp32 = stage(sources, tmp_path)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions())
+    gpu.memory_limit = 1024  # less than one input buffer
+    opts = BenchOptions(iters=2, min_time=0.0, warmup=1, data=None, device="cuda")
+    row = run_bench([Path(record["path"])], tmp_path / "bench", opts)["rows"][0]
+    assert row["status"] == "failed", row
+    assert "CUDA_ERROR_OUT_OF_MEMORY" in row["reason"]

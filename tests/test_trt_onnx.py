@@ -340,3 +340,20 @@ def test_modelopt_writer(model: dict, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="no calibration images"):
         empty = CalibrationSet(np.zeros((0, 3, 64, 64), np.float32), "empty")
         quantize_int8(src, empty, tmp_path / "e.onnx", "tensorrt", producer="modelopt")
+
+
+def test_tensorrt_8_5_is_held_to_its_own_parser() -> None:
+    """onnx-tensorrt release/8.5-GA: no LayerNormalization / GroupNormalization / IsInf (8.6
+    added them to docs/operators.md), and Q/DQ must pass the zero point ("This version of
+    TensorRT requires 3 inputs for the DequantizeLinear operator", its importer)."""
+    norm = [helper.make_node("LayerNormalization", ["x", "g"], ["y"], name="ln", axis=-1)]
+    gamma = [numpy_helper.from_array(np.ones(8, np.float32), "g")]
+    assert ("ln", "op") in rules_of(tiny_graph(norm, gamma), (8, 5))
+    assert ("ln", "op") not in rules_of(tiny_graph(norm, gamma), (8, 6))
+    nodes, inits = conv_qdq(np.full(4, 0.01))
+    for node in nodes[:3]:
+        del node.input[2]  # scale only: the zero point is implied
+    two_input = tiny_graph(nodes, inits)
+    needs_zero = [(name, "zero-point-input") for name in ("q_x", "dq_x", "dq_w")]
+    assert not set(needs_zero) & set(rules_of(two_input, (8, 6)))
+    assert set(needs_zero) <= set(rules_of(two_input, (8, 5)))

@@ -711,8 +711,23 @@ def build_engine(
         int,
         typer.Option(min=1, help="TensorRT profile opt batch: the batch kernels are tuned for."),
     ] = 1,
+    opt_level: Annotated[
+        int | None, typer.Option(min=0, max=5, help="TensorRT builder optimisation level.")
+    ] = None,
+    hardware_compat: Annotated[
+        str, typer.Option(help="TensorRT: none, ampere_plus, same_compute_capability.")
+    ] = "none",
+    version_compatible: Annotated[
+        bool, typer.Option(help="TensorRT: an engine later versions of its major can run.")
+    ] = False,
+    build_log: Annotated[
+        Path | None, typer.Option(help="TensorRT: write the verbose build log to this file.")
+    ] = None,
     legacy_calibrator: Annotated[
-        bool, typer.Option(help="TensorRT < 10.1: IInt8EntropyCalibrator2 instead of Q/DQ.")
+        bool,
+        typer.Option(
+            help="TensorRT < 11: IInt8EntropyCalibrator2 instead of Q/DQ (10.x: deprecated)."
+        ),
     ] = False,
     from_bench: Annotated[
         Path | None, typer.Option(help="--target auto: take the pick of this bench.json.")
@@ -738,18 +753,14 @@ def build_engine(
         opts = BuildOptions(
             method=method.value,
             keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
-            workspace_gb=workspace,
-            timing_cache=str(timing_cache) if timing_cache else None,
-            max_batch=max_batch,
-            opt_batch=opt_batch,
-            legacy_calibrator=legacy_calibrator,
-            int8_float=int8_float,
-            producer=quantizer.value,
-            trt_version=parse_trt_version(trt_version),
-            onnx_only=onnx_only,
-            calib_source=calib,
+            workspace_gb=workspace, timing_cache=str(timing_cache) if timing_cache else None,
+            max_batch=max_batch, opt_batch=opt_batch, opt_level=opt_level,
+            hardware_compat=hardware_compat, version_compatible=version_compatible,
+            build_log=str(build_log) if build_log else None,
+            legacy_calibrator=legacy_calibrator, int8_float=int8_float, producer=quantizer.value,
+            trt_version=parse_trt_version(trt_version), onnx_only=onnx_only, calib_source=calib,
             calib_images=calib_images,
-        )
+        )  # fmt: skip
         out = out_dir or source.parent
         if fmt is None:
             auto = AutoSettings(data, limit, max_drop, from_bench)

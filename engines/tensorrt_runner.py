@@ -96,6 +96,8 @@ class TensorRTRunner(RunnerBase):
         self.stream = 0
         with self.cuda.context():
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            if sidecar.get("version_compatible"):  # it carries its lean runtime
+                runtime.engine_host_code_allowed = True
             self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise DenseDepthError(f"TensorRT cannot deserialize {self.path}; rebuild it here")

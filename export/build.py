@@ -38,7 +38,11 @@ class BuildOptions:
     timing_cache: str | None = None
     max_batch: int = 1
     opt_batch: int = 1  # TensorRT profile's opt batch (kernels are tuned for it)
-    legacy_calibrator: bool = False  # TensorRT < 10.1: IInt8EntropyCalibrator2 on the fp32 ONNX
+    opt_level: int | None = None  # TensorRT builder optimisation level 0..5 (None: its 3)
+    hardware_compat: str = "none"  # TensorRT: none | ampere_plus | same_compute_capability
+    version_compatible: bool = False  # TensorRT: runs on later versions of the same major
+    build_log: str | None = None  # TensorRT's verbose build log, to this file
+    legacy_calibrator: bool = False  # TensorRT < 11: IInt8EntropyCalibrator2 on the fp32 ONNX
     int8_float: str = "fp16"  # TensorRT INT8: precision of the layers left in float
     producer: str = "auto"  # TensorRT Q/DQ writer: auto | modelopt | onnxruntime
     trt_version: tuple[int, int] | None = None  # plan for this TensorRT (default: installed)
@@ -161,7 +165,7 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
     """A TensorRT engine at ``precision`` written to ``out``: makes and checks the ONNX its
     version parses (beside ``out``), then builds the engine (or, with ``onnx_only``, stops
     there: no TensorRT or GPU needed)."""
-    from export.tensorrt import build_engine, build_plan, check_for_version
+    from export.tensorrt import BuilderKnobs, build_engine, build_plan, check_for_version
     from export.tensorrt_versions import NEWEST_PLANNED, version_label
 
     version = tensorrt_version_here(opts)
@@ -193,6 +197,9 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
         opt_batch=opts.opt_batch,
         calib=calib,
         int8_float=opts.int8_float,
+        knobs=BuilderKnobs(
+            opts.opt_level, opts.hardware_compat, opts.version_compatible, opts.build_log
+        ),
     )
 
 

@@ -89,13 +89,19 @@ def build_plan(
     if int8_float not in INT8_FLOATS:
         raise ExportError(f"INT8 float layers are fp16 or fp32, not {int8_float}")
     row = row_for(version) or VERSIONS[0]
-    if use_calibrator and row.implicit_int8 != "supported":
+    if use_calibrator and row.implicit_int8 == "removed":
         raise ExportError(
             f"{version_label(version)} has no implicit INT8 calibrator "
             f"({implicit_int8_history()}); build INT8 from the Q/DQ ONNX"
         )
     explicit = row.explicit_batch_flag
     max_opset = row.plan_max_opset
+    if use_calibrator and precision == "int8":
+        # deprecated from 10.1 but still built (explicit Q/DQ on concat-heavy decoders can
+        # fuse worse, NVIDIA/TensorRT#4401): a weakly typed network with the INT8 flag, even
+        # where strong typing is the default (10.12 .. 10.x)
+        flags = ("INT8", "FP16") if int8_float == "fp16" else ("INT8",)
+        return BuildPlan("fp32", flags, False, True, explicit, max_opset)
     if row.strongly_typed:
         kind = "fp16" if precision == "fp16" else f"int8-qdq-{int8_float}"
         return BuildPlan(kind, (), True, False, False, max_opset, row.typed_flag)
@@ -104,6 +110,15 @@ def build_plan(
     flags = ("INT8", "FP16") if int8_float == "fp16" else ("INT8",)
     kind = "fp32" if use_calibrator else "int8-qdq-fp32"
     return BuildPlan(kind, flags, False, use_calibrator, explicit, max_opset)
+
+
+def int8_path(version: tuple[int, int], plan: BuildPlan) -> str:
+    """Which INT8 path built an engine, as its sidecar says it."""
+    if not plan.calibrator:
+        return "explicit Q/DQ"
+    row = row_for(version) or VERSIONS[0]
+    note = ", deprecated since TensorRT 10.1" if row.implicit_int8 == "deprecated" else ""
+    return f"implicit calibrator (IInt8EntropyCalibrator2{note})"
 
 
 def onnx_kind(path: str | os.PathLike[str]) -> str:
@@ -145,15 +160,116 @@ def engine_sidecar(
 
 
 def check_engine_sidecar(sidecar: dict[str, Any], trt_version: str, gpu: str, path: Path) -> None:
-    """Refuse an engine built by another TensorRT version or for another GPU, naming both."""
+    """Refuse an engine built by another TensorRT version or for another GPU, naming both;
+    a version-compatible engine runs on the same major at its version or later, one built
+    with a hardware compatibility level on another GPU (TensorRT checks the architecture)."""
     built_v, built_gpu = sidecar.get("tensorrt_version", "?"), sidecar.get("gpu", "?")
-    if built_v != trt_version:
+    if built_v != trt_version and not _version_compatible(sidecar, built_v, trt_version):
         raise ExportError(
             f"{path} was built by TensorRT {built_v}, this is TensorRT {trt_version}; "
             f"rebuild the engine here"
         )
-    if built_gpu != gpu:
+    if built_gpu != gpu and sidecar.get("hardware_compatibility", "none") == "none":
         raise ExportError(f"{path} was built for {built_gpu}, this GPU is {gpu}; rebuild it here")
+
+
+def _version_compatible(sidecar: dict[str, Any], built: str, here: str) -> bool:
+    """Whether a version-compatible engine from ``built`` runs on ``here`` (same major,
+    not older)."""
+    if not sidecar.get("version_compatible"):
+        return False
+    try:
+        b, h = parse_version(built), parse_version(here)
+    except ExportError:
+        return False
+    return b[0] == h[0] and h >= b
+
+
+@dataclass(frozen=True)
+class BuilderKnobs:
+    """What a TensorRT user sets beyond precision and shapes; each is recorded in the sidecar."""
+
+    opt_level: int | None = None  # builder optimisation level 0..5 (None: TensorRT's 3)
+    hardware_compat: str = "none"  # none | ampere_plus | same_compute_capability
+    version_compatible: bool = False  # runs on later TensorRT of the same major (lean runtime)
+    build_log: str | None = None  # the builder's verbose log, written to this file
+    layer_info: bool = True  # the engine inspector's per-layer JSON beside the engine
+
+
+def apply_knobs(trt: Any, config: Any, knobs: BuilderKnobs) -> dict[str, Any]:
+    """Set ``knobs`` on a builder config (profiling detailed enough for the inspector);
+    returns them for the sidecar, one clear line for a value this TensorRT lacks."""
+    if knobs.opt_level is not None:
+        if not 0 <= knobs.opt_level <= 5:
+            raise ExportError(f"--opt-level is 0..5 (TensorRT's default 3), got {knobs.opt_level}")
+        config.builder_optimization_level = knobs.opt_level
+    if knobs.hardware_compat != "none":
+        levels = trt.HardwareCompatibilityLevel.__members__
+        if knobs.hardware_compat.upper() not in levels:
+            known = ", ".join(n.lower() for n in levels)
+            raise ExportError(
+                f"TensorRT {trt.__version__} has no hardware compatibility level "
+                f"{knobs.hardware_compat!r} (it has {known})"
+            )
+        config.hardware_compatibility_level = levels[knobs.hardware_compat.upper()]
+    if knobs.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if knobs.layer_info:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    return {
+        "opt_level": knobs.opt_level,
+        "hardware_compatibility": knobs.hardware_compat,
+        "version_compatible": knobs.version_compatible,
+    }
+
+
+def make_logger(trt: Any, log_path: str | os.PathLike[str] | None) -> tuple[Any, Any]:
+    """TensorRT's logger: its own at WARNING, or with ``log_path`` one that writes every
+    message (VERBOSE up) to that file and WARNING up to stderr; returns (logger, close), close
+    renaming the finished log into place."""
+    if log_path is None:
+        return trt.Logger(trt.Logger.WARNING), lambda: None
+    import sys
+
+    target = Path(log_path)
+    claim_output(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    handle = tmp.open("w")
+    loud = {"INTERNAL_ERROR", "ERROR", "WARNING"}
+
+    class FileLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity: Any, msg: str) -> None:
+            name = getattr(severity, "name", str(severity))
+            handle.write(f"[{name}] {msg}\n")
+            if name in loud:
+                print(f"TensorRT {name.lower()}: {msg}", file=sys.stderr)
+
+    def close() -> None:
+        handle.close()
+        os.replace(tmp, target)
+        record_written(target)
+
+    return FileLogger(), close
+
+
+def write_layer_info(trt: Any, serialized: Any, out: Path, host_code: bool) -> Path:
+    """The engine inspector's per-layer JSON (precision, tactic, formats), beside the engine."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if host_code:  # a version-compatible engine carries its lean runtime
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(bytes(serialized))
+    if engine is None:
+        raise ExportError(f"TensorRT cannot read back the engine it built for {out}")
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    path = out.with_name(out.name + ".layers.json")
+    claim_output(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(str(info))
+    record_written(path)
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,8 +331,11 @@ def build_engine(
     calib: Any = None,
     calib_cache_dir: str | os.PathLike[str] | None = None,
     int8_float: str = "fp16",
+    knobs: BuilderKnobs | None = None,
 ) -> dict[str, Any]:
     """Build a serialized engine from one of our ONNX files; returns the sidecar record.
+    ``knobs``: optimisation level, hardware / version compatibility, the verbose build log,
+    the per-layer JSON (``BuilderKnobs``).
 
     ``onnx_path`` must be the kind ``build_plan`` names for this TensorRT (``export.build``
     makes it). ``max_batch`` > 1 needs an ONNX exported with ``--dynamic-batch``: an
@@ -241,9 +360,10 @@ def build_engine(
             f"but {onnx_path} is {have}"
         )
     check_for_version(onnx_path, version)
+    knobs = knobs or BuilderKnobs()
     t0 = time.perf_counter()
+    logger, close_log = make_logger(trt, knobs.build_log)
     with cuda.context():
-        logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network(_network_flags(trt, plan))
         parser = trt.OnnxParser(network, logger)
@@ -256,6 +376,7 @@ def build_engine(
         for flag in plan.flags:
             config.set_flag(getattr(trt.BuilderFlag, flag))
         cache_state = _attach_timing_cache(config, timing_cache)
+        knob_record = apply_knobs(trt, config, knobs)
         shapes, profile = _add_profile(builder, network, config, max_batch, opt_batch)
         calibrator = None
         if plan.calibrator:
@@ -275,6 +396,7 @@ def build_engine(
         finally:
             if calibrator is not None:
                 calibrator.release()
+            close_log()
         if serialized is None:
             raise ExportError(
                 f"TensorRT failed to build the {precision} engine (see its log above); "
@@ -282,6 +404,10 @@ def build_engine(
             )
         with artifact_path(out) as tmp:
             tmp.write_bytes(bytes(serialized))
+        if knobs.layer_info:
+            knob_record["layer_info"] = str(
+                write_layer_info(trt, serialized, out, knobs.version_compatible)
+            )
         if timing_cache:
             with atomic_path(Path(timing_cache)) as tmp:
                 tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
@@ -293,8 +419,11 @@ def build_engine(
         strongly_typed=plan.strongly_typed,
         int8_float=int8_float if precision == "int8" else None,
         calibrator="IInt8EntropyCalibrator2" if calibrator else None,
+        int8_path=int8_path(version, plan) if precision == "int8" else None,
         timing_cache=cache_state,
         cuda_binding=cuda.name,
+        build_log=knobs.build_log,
+        **knob_record,
     )
     return finish_artifact(out, record, t0)
 

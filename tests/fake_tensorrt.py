@@ -401,6 +401,16 @@ class FakeTensorRT:
     def Builder__create_optimization_profile(self, builder: Any) -> Any:
         return self.new("IOptimizationProfile", _shapes={})
 
+    def init_Builder(self, builder: Any, bound: dict[str, Any]) -> None:
+        builder._props["_logger"] = bound["logger"]
+
+    def _log(self, builder: Any, severity: str, message: str) -> None:
+        """What TensorRT does with its messages: ``logger.log(severity, msg)`` (a Python
+        ILogger subclass gets the call; trt.Logger filters by its own minimum)."""
+        logger = builder._props.get("_logger")
+        if logger is not None:
+            logger.log(self.classes["ILogger.Severity"].__members__[severity], message)
+
     def init_OnnxParser(self, parser: Any, bound: dict[str, Any]) -> None:
         parser._props.update(_network=bound["network"], _errors=[])
 
@@ -499,6 +509,10 @@ class FakeTensorRT:
 
     def Builder__build_serialized_network(self, builder: Any, network: Any, config: Any) -> Any:
         flags = config._props["_flags"]
+        self._log(builder, "VERBOSE", "Original: 1 layers")
+        self._log(builder, "INFO", f"[MemUsageChange] Init builder kernel library: {self.gpu.name}")
+        if "VERSION_COMPATIBLE" in flags and network._props["_strongly_typed"] is False:
+            self._log(builder, "WARNING", "Version compatible engines run on later versions")
         if network._props["_strongly_typed"] and flags & {"FP16", "INT8", "BF16", "FP8"}:
             self.calls.append(
                 "ERROR: precision flags are not allowed with a strongly typed network"
@@ -534,6 +548,8 @@ class FakeTensorRT:
             self._calibrate(calibrator, first, calib_profile)
         output = network._props["_outputs"][0]._props
         header = {
+            "version_compatible": "VERSION_COMPATIBLE" in flags,
+            "detailed": getattr(config._props.get("profiling_verbosity"), "name", "") == "DETAILED",
             "version": self.version,
             "gpu": self.gpu.name,
             "input": [first["name"], list(first["shape"]), first["dtype"].name],
@@ -580,7 +596,16 @@ class FakeTensorRT:
             return None
         header_line, onnx_bytes = data[len(ENGINE_MAGIC) :].split(b"\n", 1)
         header = json.loads(header_line)
-        if header["version"] != self.version:
+        if header.get("version_compatible") and not runtime._props.get("engine_host_code_allowed"):
+            self.calls.append("ERROR: a version-compatible plan needs engine_host_code_allowed")
+            return None
+        ours, theirs = (
+            tuple(int(p) for p in v.split(".")[:2]) for v in (self.version, header["version"])
+        )
+        later_same_major = ours[0] == theirs[0] and ours >= theirs
+        if header["version"] != self.version and not (
+            header.get("version_compatible") and later_same_major
+        ):  # a version-compatible plan runs on later versions of its major (lean runtime)
             self.calls.append("ERROR: the plan was built by another TensorRT version")
             return None
         return self.new("ICudaEngine", _header=header, _onnx=onnx_bytes)
@@ -593,6 +618,21 @@ class FakeTensorRT:
             name, shape, dtype = h[key]
             io.append((name, tuple(shape), dtypes.get(name, dtype), mode))
         return io
+
+    def ICudaEngine__create_engine_inspector(self, engine: Any) -> Any:
+        return self.new("EngineInspector", _engine=engine)
+
+    def EngineInspector__get_engine_information(self, inspector: Any, format: Any) -> str:
+        """The layers of the plan (the ONNX nodes here): names only unless the build asked for
+        DETAILED profiling verbosity, as TensorRT does."""
+        import onnx
+
+        engine = inspector._props["_engine"]
+        nodes = onnx.load_from_string(engine._props["_onnx"]).graph.node
+        detailed = engine._props["_header"].get("detailed")
+        layers = [{"Name": n.name or n.op_type, "LayerType": n.op_type} if detailed
+                  else n.name or n.op_type for n in nodes]  # fmt: skip
+        return json.dumps({"Layers": layers, "Bindings": ["rgb", "depth"]})
 
     def ICudaEngine__get_num_io_tensors(self, engine: Any) -> int:
         return 2

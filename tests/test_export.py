@@ -296,8 +296,13 @@ def test_tensorrt_build_plans_per_version() -> None:
     assert legacy.calibrator and legacy.onnx_kind == "fp32" and legacy.explicit_batch_flag
     assert legacy.max_opset == 17 and build_plan((10, 0), "int8").max_opset is None
     assert build_plan((10, 0), "int8", use_calibrator=True).calibrator
+    # 10.1 .. 10.x: deprecated, still built (weakly typed, even where strong typing is the
+    # default); 11 removed it
+    for version in ((10, 1), (10, 16)):
+        kept = build_plan(version, "int8", use_calibrator=True)
+        assert kept.calibrator and not kept.strongly_typed and "INT8" in kept.flags
     with pytest.raises(ExportError, match="no implicit INT8 calibrator"):
-        build_plan((10, 1), "int8", use_calibrator=True)
+        build_plan((11, 0), "int8", use_calibrator=True)
     with pytest.raises(ExportError, match="fp16 or int8"):
         build_plan((10, 8), "fp32")
 

@@ -172,13 +172,35 @@ def test_legacy_calibrator_pulls_batches_from_device_memory(
         make_entropy_calibrator(fake.module, cuda_backend(), sources["calib"], tmp_path / "c")
 
 
-def test_no_calibrator_from_10_1_on(gpu_with, sources: dict, tmp_path: Path) -> None:
-    for version in ("10.8.0.43", "11.4.0.106"):
-        gpu_with(version)
-        fp32 = stage(sources, tmp_path / version)
-        opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True)
-        with pytest.raises(ExportError, match="no implicit INT8 calibrator"):
-            build(get_format("tensorrt", "int8"), fp32, tmp_path / version, opts)
+@pytest.mark.parametrize("version", ["10.8.0.43", "10.16.1.11"])
+def test_the_deprecated_calibrator_still_builds_on_10_x(
+    version: str, gpu_with, sources: dict, tmp_path: Path
+) -> None:
+    """TensorRT 10.1 .. 10.x deprecated the implicit calibrator but kept it: --legacy-calibrator
+    builds there (weakly typed with the INT8 flag, even on 10.12+) and the sidecar says which
+    path built the engine; 11 removed it."""
+    fake, _gpu = gpu_with(version)
+    fp32 = stage(sources, tmp_path)
+    opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True)
+    record = build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
+    assert record["int8_path"] == (
+        "implicit calibrator (IInt8EntropyCalibrator2, deprecated since TensorRT 10.1)"
+    )
+    assert record["flags"] == ["INT8", "FP16"] and record["strongly_typed"] is False
+    assert fake.options["calibration_batches"] == len(sources["calib"])
+    deprecated = fake.used_deprecated()
+    assert any(d.startswith("IInt8EntropyCalibrator2") for d in deprecated), deprecated
+    qdq = build(get_format("tensorrt", "int8"), fp32, tmp_path / "qdq",
+                BuildOptions(calib=sources["calib"], producer="onnxruntime"))  # fmt: skip
+    assert qdq["int8_path"] == "explicit Q/DQ"
+
+
+def test_no_calibrator_in_11(gpu_with, sources: dict, tmp_path: Path) -> None:
+    gpu_with("11.4.0.106")
+    fp32 = stage(sources, tmp_path)
+    opts = BuildOptions(calib=sources["calib"], legacy_calibrator=True)
+    with pytest.raises(ExportError, match="no implicit INT8 calibrator"):
+        build(get_format("tensorrt", "int8"), fp32, tmp_path, opts)
     fake, _ = gpu_with("11.4.0.106")
     with pytest.raises(AttributeError, match="IInt8EntropyCalibrator2"):
         fake.module.IInt8EntropyCalibrator2  # noqa: B018 (removed in TensorRT 11)
@@ -468,8 +490,15 @@ def test_calls_in_order_with_contexts_around_the_work(
         "OnnxParser.parse", "Builder.create_builder_config", "MemoryPoolType.WORKSPACE",
         "IBuilderConfig.set_memory_pool_limit", "BuilderFlag.INT8", "IBuilderConfig.set_flag",
         "BuilderFlag.FP16", "IBuilderConfig.set_flag", "IBuilderConfig.create_timing_cache",
-        "IBuilderConfig.set_timing_cache", "INetworkDefinition.get_input",
-        "Builder.build_serialized_network",
+        "IBuilderConfig.set_timing_cache",
+        "ProfilingVerbosity.DETAILED",  # detailed enough for the inspector
+        "IBuilderConfig.profiling_verbosity = ProfilingVerbosity.DETAILED",
+        "INetworkDefinition.get_input", "Builder.build_serialized_network",
+        "Logger.log", "Logger.log",  # TensorRT's messages reach the logger it was given
+        # the engine read back for the inspector's per-layer JSON
+        "Logger.__init__", "Runtime.__init__", "Runtime.deserialize_cuda_engine",
+        "ICudaEngine.create_engine_inspector", "LayerInformationFormat.JSON",
+        "EngineInspector.get_engine_information",
     ]  # fmt: skip
     assert gpu.calls[:2] == ["Device.retain_primary_context", "Context.push"]
     assert gpu.calls.count("Context.push") == gpu.calls.count("Context.pop") == 1
@@ -656,3 +685,37 @@ def test_out_of_memory_is_a_failed_row_not_a_missing_backend(
     row = run_bench([Path(record["path"])], tmp_path / "bench", opts)["rows"][0]
     assert row["status"] == "failed", row
     assert "CUDA_ERROR_OUT_OF_MEMORY" in row["reason"]
+
+
+def test_builder_knobs_are_set_and_recorded(sources: dict, gpu_with, tmp_path: Path) -> None:
+    """Optimisation level, hardware compatibility, version compatibility (its engine loads
+    on a later 10.x with engine_host_code_allowed, and is refused by 11), the verbose build
+    log to a file, and the inspector's per-layer JSON beside the engine."""
+    fake, gpu = gpu_with("10.8.0.43")
+    fp32 = stage(sources, tmp_path)
+    log = tmp_path / "build.log"
+    opts = BuildOptions(opt_level=5, hardware_compat="ampere_plus", version_compatible=True,
+                        build_log=str(log))  # fmt: skip
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, opts)
+    assert "IBuilderConfig.builder_optimization_level = 5" in fake.calls
+    assert ("IBuilderConfig.hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS"
+            in fake.calls)  # fmt: skip
+    assert "IBuilderConfig.set_flag(flag=BuilderFlag.VERSION_COMPATIBLE)" in fake.calls
+    assert (record["opt_level"], record["hardware_compatibility"]) == (5, "ampere_plus")
+    assert record["version_compatible"] is True and record["build_log"] == str(log)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "[VERBOSE] Original: 1 layers" and any("[INFO]" in ln for ln in lines)
+    layers = json.loads(Path(record["layer_info"]).read_text())
+    assert {"Name", "LayerType"} <= set(layers["Layers"][0])  # DETAILED: more than names
+    # a version-compatible engine: a later 10.x runs it (with its host code allowed), 11 does not
+    fake_later, _ = gpu_with("10.16.1.11")
+    fake_later.gpu.name = gpu.name
+    runner = load_runner(record["path"])
+    assert "Runtime.engine_host_code_allowed = True" in fake_later.calls
+    runner.close()
+    gpu_with("11.4.0.106")
+    with pytest.raises(DenseDepthError, match=r"built by TensorRT 10\.8\.0\.43, this is TensorRT 11"):
+        load_runner(record["path"])
+    with pytest.raises(ExportError, match="no hardware compatibility level 'turing_plus'"):
+        build(get_format("tensorrt", "fp16"), fp32, tmp_path / "x",
+              BuildOptions(hardware_compat="turing_plus"))  # fmt: skip

@@ -16,6 +16,10 @@ from bench.power import PowerSampler, energy_fields
 from densedepth.util.onnx_io import parity_input
 from densedepth.util.optional import optional_torch
 
+# What every latency figure is, so no row reads as a GPU kernel time (trtexec's "GPU Compute
+# Time" excludes the copies this includes).
+TIMING = "host end-to-end: wall clock around runner(x), host-device copies and sync included"
+
 
 def cuda_synchronizer(runner: Any) -> Callable[[], None]:
     """``torch.cuda.synchronize`` for a runner on a CUDA device (so every timestamp follows
@@ -65,6 +69,7 @@ def measure_latency(
     ms = np.asarray(times) * 1e3
     return {
         **energy,
+        "timing": TIMING,
         "batch": batch,
         "engine_batch": engine_batch,
         "calls_per_batch": -(-batch // engine_batch),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.latency import TIMING
 from bench.peak import peaks_line
 from bench.recommend import recommendation_line
 from densedepth.metrics import METRIC_KEYS
@@ -140,7 +141,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         f"- power: {env.get('power') or 'not recorded'}",
         f"- versions: {versions}; Python {env['python']} on {env['platform']}",
         f"- latency: {opts['warmup']} warm-up runs, then at least {opts['iters']} runs and "
-        f"{opts['min_time']:g} s per batch size; p50/p90/p99 of one batch",
+        f"{opts['min_time']:g} s per batch size; p50/p90/p99 of one batch; {TIMING}",
         f"- accuracy: {result.get('data') or 'not measured'} ({opts['protocol']} protocol"
         + (f", first {opts['limit']} images" if opts.get("limit") else "")
         + ")",

@@ -967,7 +967,8 @@ def print_bench(result: dict) -> None:
     for pick in result["recommended"]:
         console_log(recommendation_line(pick))
     budget = result["options"].get("max_power")
-    if budget is not None and not result["recommended"]:
+    scored = any("delta1_drop" in r for r in result["rows"])  # (no accuracy: no pick at all)
+    if budget is not None and scored and not result["recommended"]:
         console_log(nothing_fits_line(result["rows"], budget))
     console.print(f"saved {', '.join(result['files'])}")
 

@@ -607,3 +607,23 @@ def test_the_recommendation_under_a_power_budget() -> None:
     unmeasured = [row("torch", "fp32", 40.0, 0.0, None) | {"power": "no power sensor: x"}]
     assert recommend(unmeasured, 0.01, max_power=50.0) == []
     assert nothing_fits_line(unmeasured, 50.0).endswith("not measured (no power sensor: x)")
+
+
+def test_cli_bench_says_why_nothing_fits_a_power_budget(
+    trained_tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sensor (an empty system root, no NVIDIA driver): the δ1 budget alone would pick the
+    ONNX row, the power budget cannot be judged, and bench says so in one line, exit 0."""
+    import bench.power as power
+
+    monkeypatch.setattr(power, "SYSTEM_ROOT", tmp_path / "no-sensors")
+    args = ["bench", str(trained_tiny["onnx"]), "--limit", "2", "--iters", "2", "--min-time",
+            "0", "--out", str(tmp_path / "b")]  # fmt: skip
+    free = cli_runner.invoke(app, args, terminal_width=200)
+    assert free.exit_code == 0 and "recommended for densenet121" in free.output
+    budget = cli_runner.invoke(app, [*args, "--max-power", "5", "--overwrite"], terminal_width=200)
+    assert budget.exit_code == 0, budget.output
+    assert "no engine fits --max-power 5 W: power was not measured (no power sensor:" in (
+        " ".join(budget.output.split())
+    )
+    assert "recommended for" not in budget.output

@@ -582,9 +582,10 @@ def test_a_static_batch_n_engine_takes_fewer_images(
     x = np.concatenate([sources["calib"].images] * 2)[:images]
     got = runner(x)
     assert got.shape == (images, 1, 32, 32)
-    # ORT at batch 4 vs batch N sums in another order: a few float32 ulps (2^-23 relative)
-    np.testing.assert_allclose(got, onnx_reference(str(sources["dynamic"]), x), rtol=2e-6,
-                               atol=1e-6)  # fmt: skip
+    # ORT at batch 4 vs batch N sums in another order (its blocking depends on the batch and
+    # the CPU's kernels): float32 rounding, far below the metres a wrong pad or slice shows
+    np.testing.assert_allclose(got, onnx_reference(str(sources["dynamic"]), x), rtol=1e-5,
+                               atol=1e-5)  # fmt: skip
     assert gpu.launches == -(-images // 4)
     runner.close()
     assert gpu.memory == {}

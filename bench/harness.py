@@ -184,6 +184,15 @@ def is_float_onnx(path: Path) -> bool:
         return False
 
 
+def onnx_batch_is_dynamic(path: Path) -> bool:
+    """Whether an ONNX file's input batch is symbolic (``export --dynamic-batch``)."""
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type
+    first = dim.shape.dim[0] if dim.shape.dim else None
+    return first is not None and not first.HasField("dim_value")
+
+
 def build_candidates(
     checkpoint: Path,
     opts: BenchOptions,
@@ -200,11 +209,17 @@ def build_candidates(
     folder = root / f"{checkpoint.parent.name}_{checkpoint.stem}"
     if size is not None:
         folder = folder.with_name(f"{folder.name}_{size[0]}x{size[1]}")
+    # the engines take the batches the row measures: a dynamic-batch export, TensorRT's
+    # profile up to the largest batch, tuned for the smallest (a fixed-batch ONNX given as
+    # the source stays as it is: its rows split a batch into calls, and say so)
+    sweep = checkpoint.suffix != ".onnx" or onnx_batch_is_dynamic(checkpoint)
     bopts = BuildOptions(
         method=opts.method,
         calib_source=opts.calib,
         calib_images=opts.calib_images,
         calib_kwargs=opts.calib_kwargs,
+        max_batch=max(opts.batches) if sweep else 1,
+        opt_batch=min(opts.batches) if sweep else 1,
     )
     job = BuildJob(checkpoint, folder, bopts, log, size=size)
     rows = []

@@ -294,7 +294,9 @@ class BuildJob:
         if source.suffix in (".pt", ".pth"):
             from export.onnx_export import export_onnx
 
-            record = export_onnx(source, self.out_dir / "model_fp32.onnx", self.size)
+            dynamic = self.opts.max_batch > 1  # an engine batch the fixed-size export cannot take
+            record = export_onnx(source, self.out_dir / "model_fp32.onnx", self.size,
+                                 dynamic_batch=dynamic)  # fmt: skip
             self.log(saved_line(record))
             source = Path(record["path"])
         meta = read_metadata(source)

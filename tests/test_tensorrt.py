@@ -720,3 +720,21 @@ def test_builder_knobs_are_set_and_recorded(sources: dict, gpu_with, tmp_path: P
     with pytest.raises(ExportError, match="no hardware compatibility level 'turing_plus'"):
         build(get_format("tensorrt", "fp16"), fp32, tmp_path / "x",
               BuildOptions(hardware_compat="turing_plus"))  # fmt: skip
+
+
+def test_bench_builds_the_engine_batch_it_measures(
+    trained_tiny: dict, gpu_with, tmp_path: Path
+) -> None:
+    """A batch sweep 1, 4 with --build: the checkpoint is exported with a dynamic batch and
+    the engine's profile reaches batch 4 (opt 1), so the batch-4 row is one launch of 4."""
+    from bench.harness import BenchOptions, run_bench
+
+    _fake, _gpu = gpu_with("10.16.1.11")
+    opts = BenchOptions(iters=2, min_time=0.0, warmup=1, batches=(1, 4), data=None,
+                        build=("tensorrt-fp16",), device="cuda")  # fmt: skip
+    row = run_bench([trained_tiny["ckpt"]], tmp_path / "b", opts)["rows"][0]
+    assert row["status"] == "ok", row
+    sidecar = read_sidecar(row["path"])
+    assert sidecar["shapes"]["rgb"]["max"][0] == 4 and sidecar["shapes"]["rgb"]["opt"][0] == 1
+    sweep = {t["batch"]: (t["engine_batch"], t["calls_per_batch"]) for t in row["throughput"]}
+    assert sweep == {1: (1, 1), 4: (4, 1)}

@@ -57,12 +57,19 @@ def measure_latency(
     if sampler is not None:
         sampler.start()
     start = time.perf_counter()
-    while len(times) < max_iters and (len(times) < iters or time.perf_counter() - start < min_time):
-        sync()
-        t0 = time.perf_counter()
-        runner(x)
-        sync()
-        times.append(time.perf_counter() - t0)
+    try:
+        while len(times) < max_iters and (
+            len(times) < iters or time.perf_counter() - start < min_time
+        ):
+            sync()
+            t0 = time.perf_counter()
+            runner(x)
+            sync()
+            times.append(time.perf_counter() - t0)
+    except BaseException:
+        if sampler is not None:  # its thread / tegrastats process ends with the failed row
+            sampler.stop()
+        raise
     energy = energy_fields(sampler, batch * len(times)) if sampler is not None else {}
     if isinstance(power, str):
         energy = {"power": power}

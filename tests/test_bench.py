@@ -628,3 +628,21 @@ def test_cli_bench_says_why_nothing_fits_a_power_budget(
         " ".join(budget.output.split())
     )
     assert "recommended for" not in budget.output
+
+
+def test_a_row_that_fails_mid_measurement_stops_its_power_sampler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampler's thread (or tegrastats process) never outlives a row that raised."""
+    import bench.power as power
+
+    writer = RaplWriter(tmp_path / "root", watts=5.0)
+    monkeypatch.setattr(power, "SYSTEM_ROOT", tmp_path / "root")
+    sampler = power.power_sampler("cpu")
+    assert not isinstance(sampler, str)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            measure_latency(FlakyRunner(fail_on=3), iters=5, min_time=0, warmup=1, power=sampler)
+    finally:
+        writer.stop()
+    assert all(t.name != "rapl" for t in threading.enumerate())  # the sampler's poller ended

@@ -784,10 +784,23 @@ def check_onnx(
     trt_version: Annotated[
         str | None, typer.Option(help="TensorRT version, e.g. 8.6 (default: the newest known).")
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="Instead: run this engine / Q/DQ ONNX beside FILE (fp32) and compare."),
+    ] = None,
+    data: Annotated[str, typer.Option(help="--compare: test data or RGB folder.")] = "synthetic",
+    limit: Annotated[int, typer.Option(min=1, help="--compare: images.")] = 8,
+    tolerance: Annotated[
+        float | None, typer.Option(min=0.0, help="--compare: exit 1 above this max error (m).")
+    ] = None,
 ) -> None:
-    """Check an ONNX file against TensorRT's rules: one line per violation, exit 1 when any."""
+    """Check an ONNX file against TensorRT's rules: one line per violation, exit 1 when any;
+    with --compare, the candidate's depths against FILE's (errors in metres, δ1 agreement)."""
     with user_errors():
         from export.trt_check import check_onnx_file, flavour_note, generation_for
+
+        if compare is not None:
+            return print_parity(file, compare, data, limit, tolerance)
 
         version = parse_trt_version(trt_version)
         gen = generation_for(version)
@@ -802,6 +815,18 @@ def check_onnx(
             typer.echo(f"{file}: {len(findings)} violation(s) of {rules}", err=True)
             raise typer.Exit(1)
         typer.echo(f"{file}: 0 violations of {rules}")
+
+
+def print_parity(file: Path, candidate: Path, data: str, limit: int, tol: float | None) -> None:
+    """``check-onnx --compare``: the parity line; exit 1 above ``tol`` metres."""
+    from bench.compare import compare_outputs, parity_line
+
+    require_files([file, candidate])
+    result = compare_outputs(file, candidate, data, limit)
+    typer.echo(parity_line(result))
+    if tol is not None and result["max_abs_m"] > tol:
+        typer.echo(f"{candidate}: max error {result['max_abs_m']:.4f} m > {tol:g} m", err=True)
+        raise typer.Exit(1)
 
 
 def bench_table(rows: list[dict]) -> Table:

@@ -155,3 +155,79 @@ def markdown_report(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+DELTA1_RATIO = 1.25  # the δ1 threshold, here between two predictions instead of truth
+
+
+def output_parity(reference: Runner, candidate: Runner, images: np.ndarray) -> dict[str, Any]:
+    """Both runners on the same preprocessed images (N,3,H,W), one at a time, Polygraphy
+    style: |candidate - reference| in metres (max, median, p99, mean) and the share of pixels
+    whose two depths agree within δ1 (max(a/b, b/a) < 1.25)."""
+    diffs, agree, total = [], 0, 0
+    for x in images:
+        a = np.asarray(reference(x[None]), np.float64)
+        b = np.asarray(candidate(x[None]), np.float64)
+        if a.shape != b.shape:
+            raise DenseDepthError(
+                f"{candidate.name} gives {b.shape}, {reference.name} gives {a.shape}: not the "
+                f"same model (input {x.shape[1:]})"
+            )
+        diffs.append(np.abs(b - a).ravel())
+        pa, pb = np.maximum(a, 1e-6), np.maximum(b, 1e-6)
+        agree += int(np.count_nonzero(np.maximum(pa / pb, pb / pa) < DELTA1_RATIO))
+        total += a.size
+    d = np.concatenate(diffs)
+    return {
+        "images": len(images),
+        "max_abs_m": float(d.max()),
+        "p99_abs_m": float(np.percentile(d, 99)),
+        "median_abs_m": float(np.median(d)),
+        "mean_abs_m": float(d.mean()),
+        "delta1_agreement": agree / total,
+    }
+
+
+def compare_outputs(
+    reference: str | os.PathLike[str],
+    candidate: str | os.PathLike[str],
+    data: str = "synthetic",
+    limit: int = 8,
+    device: str = "auto",
+    **data_kwargs: Any,
+) -> dict[str, Any]:
+    """``output_parity`` of a candidate (an engine, a Q/DQ or FP16 ONNX, an IR) against the
+    reference model run by ONNX Runtime in FP32 on the CPU, over ``limit`` images of ``data``
+    (a dataset's test split, or a folder of RGB images, preprocessed as inference)."""
+    import warnings
+
+    from calib.calibration import load_calibration_set
+
+    ref = load_runner(reference, device="cpu")
+    cand = load_runner(candidate, device=device)
+    try:
+        size = tuple(int(s) for s in ref.input_shape[2:])
+        if tuple(cand.input_shape[2:]) != size:
+            raise DenseDepthError(
+                f"{candidate} takes {cand.input_shape[2:]}, {reference} takes {size}: compare "
+                f"files of one export"
+            )
+        with warnings.catch_warnings():  # (a few images are the point here, not a calibration)
+            warnings.simplefilter("ignore")
+            images = load_calibration_set(data, size, n=limit, split="test", **data_kwargs).images
+        result = output_parity(ref, cand, images)
+    finally:
+        ref.close()
+        cand.close()
+    return {**result, "reference": str(reference), "candidate": str(candidate), "data": data,
+            "candidate_precision": cand.precision}  # fmt: skip
+
+
+def parity_line(result: dict[str, Any]) -> str:
+    """One line: the errors in metres and the δ1 agreement of the two outputs."""
+    return (
+        f"{result['candidate']} vs {result['reference']} (ONNX Runtime fp32) on "
+        f"{result['images']} images of {result['data']}: |Δdepth| max {result['max_abs_m']:.4f} m, "
+        f"p99 {result['p99_abs_m']:.4f}, median {result['median_abs_m']:.4f}; δ1 agreement "
+        f"{result['delta1_agreement']:.2%} of pixels"
+    )

@@ -351,13 +351,21 @@ def test_everything_is_derived_from_the_one_format_table() -> None:
 @pytest.mark.tensorrt
 def test_tensorrt_engines_build_and_agree_with_onnx(trained: dict, tmp_path: Path) -> None:
     opts = BuildOptions(calib=trained["calib"], timing_cache=str(tmp_path / "timing.cache"))
-    x = trained["calib"].images[:2]
-    reference = load_runner(trained["onnx"], device="cpu")(x)
-    for precision, tolerance in (("fp16", 0.05), ("int8", 0.3)):
+    from bench.compare import output_parity
+
+    x = trained["calib"].images[:4]
+    reference = load_runner(trained["onnx"], device="cpu")
+    # FP16 rounds each value to 2^-11 relative (5 mm at 10 m) and the errors stay small through
+    # the network; INT8 moves depths further, but almost every pixel stays within δ1 of FP32
+    # (the demo's Δδ1 on CPU INT8 is under 0.01)
+    bounds = {"fp16": (0.05, 0.05, 0.999), "int8": (1.0, 0.1, 0.95)}  # max m, median m, δ1
+    for precision, (max_m, median_m, agreement) in bounds.items():
         record = build(get_format("tensorrt", precision), trained["onnx"], tmp_path, opts)
         runner = load_runner(record["path"])
         assert runner.precision == precision
-        assert np.mean(np.abs(runner(x) - reference)) < tolerance
+        parity = output_parity(reference, runner, x)
+        assert parity["max_abs_m"] <= max_m and parity["median_abs_m"] <= median_m, parity
+        assert parity["delta1_agreement"] >= agreement, parity
 
 
 def test_unavailable_backend_is_one_line(trained: dict, tmp_path: Path) -> None:

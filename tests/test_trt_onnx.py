@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +358,34 @@ def test_tensorrt_8_5_is_held_to_its_own_parser() -> None:
     needs_zero = [(name, "zero-point-input") for name in ("q_x", "dq_x", "dq_w")]
     assert not set(needs_zero) & set(rules_of(two_input, (8, 6)))
     assert set(needs_zero) <= set(rules_of(two_input, (8, 5)))
+
+
+def test_check_onnx_compare_reports_the_candidates_error(model: dict, tmp_path: Path) -> None:
+    """check-onnx FP32 --compare QDQ: the errors in metres and the δ1 agreement, against the
+    same numbers computed here from the two runners; --tolerance turns them into an exit code.
+    Then the same on the real NYU frames where ../shared has them."""
+    from bench.compare import compare_outputs
+    from calib.calibration import load_calibration_set
+
+    record = qdq(model, "model_int8_trt.onnx")
+    result = compare_outputs(model["onnx"], record["path"], "synthetic", 4)
+    x = load_calibration_set("synthetic", (64, 64), n=4, split="test").images
+    a = load_runner(model["onnx"], device="cpu")(x).astype(np.float64)
+    b = load_runner(record["path"], device="cpu")(x).astype(np.float64)
+    d = np.abs(b - a)
+    assert result["images"] == 4 and result["max_abs_m"] == pytest.approx(d.max(), rel=1e-6)
+    assert result["median_abs_m"] == pytest.approx(np.median(d), rel=1e-6)
+    ratio = np.maximum(a / b, b / a)
+    assert result["delta1_agreement"] == pytest.approx(np.mean(ratio < 1.25))
+    assert result["max_abs_m"] > 0 and 0.5 < result["delta1_agreement"] <= 1.0  # INT8 differs
+    args = ["check-onnx", str(model["onnx"]), "--compare", record["path"], "--limit", "4"]
+    ok = CliRunner().invoke(app, [*args, "--tolerance", "100"])
+    assert ok.exit_code == 0 and "δ1 agreement" in ok.output and "|Δdepth| max" in ok.output
+    tight = CliRunner().invoke(app, [*args, "--tolerance", "0"])
+    assert tight.exit_code == 1 and "> 0 m" in tight.output
+    same = compare_outputs(model["onnx"], model["onnx"], "synthetic", 2)
+    assert same["max_abs_m"] == 0.0 and same["delta1_agreement"] == 1.0
+    real = os.environ.get("NYU_SAMPLES_DIR")
+    if real and (Path(real) / "rgb").is_dir():
+        frames = compare_outputs(model["onnx"], record["path"], str(Path(real) / "rgb"), 4)
+        assert frames["images"] == 4 and frames["max_abs_m"] > 0

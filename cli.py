@@ -775,6 +775,7 @@ def build_engine(
 
 class CheckFor(str, Enum):
     tensorrt = "tensorrt"
+    dla = "dla"
 
 
 @app.command("check-onnx")
@@ -801,6 +802,8 @@ def check_onnx(
 
         if compare is not None:
             return print_parity(file, compare, data, limit, tolerance)
+        if for_ is CheckFor.dla:
+            return print_dla(file)
 
         version = parse_trt_version(trt_version)
         gen = generation_for(version)
@@ -815,6 +818,20 @@ def check_onnx(
             typer.echo(f"{file}: {len(findings)} violation(s) of {rules}", err=True)
             raise typer.Exit(1)
         typer.echo(f"{file}: 0 violations of {rules}")
+
+
+def print_dla(file: Path) -> None:
+    """``check-onnx --for dla``: one line per node DLA cannot run, the summary; exit 1 if any."""
+    from export.dla_check import check_dla, dla_summary
+    from export.trt_check import read_onnx
+
+    model = read_onnx(file)
+    findings = check_dla(model)
+    for finding in findings:
+        typer.echo(finding.line())
+    typer.echo(f"{file}: {dla_summary(model, findings)}", err=bool(findings))
+    if findings:
+        raise typer.Exit(1)
 
 
 def print_parity(file: Path, candidate: Path, data: str, limit: int, tol: float | None) -> None:

@@ -121,6 +121,11 @@ def check_onnx_file(
     path: str | os.PathLike[str], version: tuple[int, int] | None = None
 ) -> list[Finding]:
     """``check_model`` on a file; a file that is not readable ONNX is an ExportError."""
+    return check_model(read_onnx(path), version)
+
+
+def read_onnx(path: str | os.PathLike[str]) -> Any:
+    """The ModelProto of one of our ONNX files, or an ExportError saying why it is not."""
     import onnx
 
     path = Path(path)
@@ -135,7 +140,7 @@ def check_onnx_file(
         raise ExportError(
             f"{path} is not a readable ONNX model: {problem}; re-export it with cli.py export"
         )
-    return check_model(model, version)
+    return model
 
 
 def model_problem(path: str | os.PathLike[str], model: Any) -> str | None:

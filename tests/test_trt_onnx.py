@@ -389,3 +389,51 @@ def test_check_onnx_compare_reports_the_candidates_error(model: dict, tmp_path: 
     if real and (Path(real) / "rgb").is_dir():
         frames = compare_outputs(model["onnx"], record["path"], str(Path(real) / "rgb"), 4)
         assert frames["images"] == 4 and frames["max_abs_m"] > 0
+
+
+def test_dla_check_names_what_keeps_the_model_off_dla(model: dict) -> None:
+    """The exported DenseDepth: its four align_corners Resizes (given sizes) and the output's
+    Reciprocal fall back to the GPU; shape arithmetic is folded; everything else runs on DLA."""
+    from export.dla_check import check_dla, dla_summary
+
+    m = onnx.load(model["onnx"])
+    found = check_dla(m)
+    rules = sorted({(f.rule, f.node.split("/")[-1]) for f in found})
+    assert rules == [("dla-layer", "Reciprocal"), ("dla-resize-coords", "Resize"),
+                     ("dla-resize-sizes", "Resize")]  # fmt: skip
+    assert sum(f.rule == "dla-resize-coords" for f in found) == 4
+    assert dla_summary(m, found).startswith("5 of ")
+    cli = CliRunner().invoke(app, ["check-onnx", str(model["onnx"]), "--for", "dla"])
+    assert cli.exit_code == 1 and "5 of" in cli.output and "cannot run on DLA" in cli.output
+    assert "[dla-resize-coords]" in cli.output
+
+
+def test_dla_rules_one_by_one() -> None:
+    from export.dla_check import check_dla
+
+    def rules(nodes, inits=(), x_shape=(1, 4, 8, 8)):
+        return sorted(f.rule for f in check_dla(tiny_graph(nodes, list(inits), x_shape=x_shape)))
+
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], strides=[1, 1])
+    assert rules([conv], [w]) == []
+    far = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], strides=[9, 9])
+    assert rules([far], [w]) == ["dla-strides"]
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[9, 9])
+    assert rules([pool]) == ["dla-kernel_shape"]
+    cat = helper.make_node("Concat", ["x", "x"], ["y"], axis=2)
+    assert rules([cat]) == ["dla-concat"]
+    assert rules([helper.make_node("Concat", ["x", "x"], ["y"], axis=1)]) == []
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
+    half = helper.make_node("Resize", ["x", "", "s"], ["y"], mode="linear",
+                            coordinate_transformation_mode="half_pixel")  # fmt: skip
+    assert rules([half], [scales]) == []  # the DLA-friendly form
+    corners = helper.make_node("Resize", ["x", "", "s"], ["y"], mode="linear",
+                               coordinate_transformation_mode="align_corners")  # fmt: skip
+    assert rules([corners], [scales]) == ["dla-resize-coords"]
+    big = numpy_helper.from_array(np.array([1, 1, 8, 8], np.float32), "s")
+    assert rules([half], [big]) == ["dla-resize-scales"]
+    assert rules([helper.make_node("Gelu", ["x"], ["y"])]) == ["dla-layer"]
+    assert rules([conv], [w], x_shape=("n", 4, 8, 8)) == ["dla-static-shape"]
+    cli = CliRunner().invoke(app, ["check-onnx", "--help"])
+    assert "dla" in cli.output

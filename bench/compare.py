@@ -13,6 +13,7 @@ from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.metrics import METRIC_KEYS
 from densedepth.util.errors import DenseDepthError
+from densedepth.util.onnx_io import depth_parity
 from densedepth.util.outputs import write_text_atomic
 from densedepth.viz import save_grid, widen_points
 from engines import Runner, load_runner
@@ -157,35 +158,12 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-DELTA1_RATIO = 1.25  # the δ1 threshold, here between two predictions instead of truth
-
-
 def output_parity(reference: Runner, candidate: Runner, images: np.ndarray) -> dict[str, Any]:
-    """Both runners on the same preprocessed images (N,3,H,W), one at a time, Polygraphy
-    style: |candidate - reference| in metres (max, median, p99, mean) and the share of pixels
-    whose two depths agree within δ1 (max(a/b, b/a) < 1.25)."""
-    diffs, agree, total = [], 0, 0
-    for x in images:
-        a = np.asarray(reference(x[None]), np.float64)
-        b = np.asarray(candidate(x[None]), np.float64)
-        if a.shape != b.shape:
-            raise DenseDepthError(
-                f"{candidate.name} gives {b.shape}, {reference.name} gives {a.shape}: not the "
-                f"same model (input {x.shape[1:]})"
-            )
-        diffs.append(np.abs(b - a).ravel())
-        pa, pb = np.maximum(a, 1e-6), np.maximum(b, 1e-6)
-        agree += int(np.count_nonzero(np.maximum(pa / pb, pb / pa) < DELTA1_RATIO))
-        total += a.size
-    d = np.concatenate(diffs)
-    return {
-        "images": len(images),
-        "max_abs_m": float(d.max()),
-        "p99_abs_m": float(np.percentile(d, 99)),
-        "median_abs_m": float(np.median(d)),
-        "mean_abs_m": float(d.mean()),
-        "delta1_agreement": agree / total,
-    }
+    """``depth_parity`` of two runners, naming them when their outputs do not match."""
+    try:
+        return depth_parity(reference, candidate, images)
+    except DenseDepthError as exc:
+        raise DenseDepthError(f"{candidate.name} vs {reference.name}: {exc}") from None
 
 
 def compare_outputs(

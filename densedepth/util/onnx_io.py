@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.util.errors import ExportError, missing_reason
+from densedepth.util.errors import DenseDepthError, ExportError, missing_reason
 from densedepth.util.outputs import write_text_atomic
 
 INPUT_NAME = "rgb"
@@ -98,12 +98,43 @@ def output_difference(
     label: str,
 ) -> dict[str, Any]:
     """Max and mean |candidate - reference| in metres over ``images`` (N,3,H,W), one at a time."""
-    diffs = [np.abs(candidate(x[None]) - reference(x[None])).ravel() for x in images]
+    parity = depth_parity(reference, candidate, images)
+    return {
+        "fp32_max_abs_m": parity["max_abs_m"],
+        "fp32_mean_abs_m": parity["mean_abs_m"],
+        "fp32_diff_input": label,
+    }
+
+
+DELTA1_RATIO = 1.25  # the δ1 threshold, here between two predictions instead of truth
+
+
+def depth_parity(
+    reference: Callable[[np.ndarray], np.ndarray],
+    candidate: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+) -> dict[str, Any]:
+    """Both models on the same preprocessed images (N,3,H,W), one at a time, Polygraphy
+    style: |candidate - reference| in metres (max, p99, median, mean) and the share of pixels
+    whose two depths agree within δ1 (max(a/b, b/a) < 1.25)."""
+    diffs, agree, total = [], 0, 0
+    for x in images:
+        a, b = np.asarray(reference(x[None])), np.asarray(candidate(x[None]))
+        if a.shape != b.shape:
+            raise DenseDepthError(f"the outputs differ in shape ({b.shape} vs {a.shape}): not "
+                                  f"the same model")  # fmt: skip
+        diffs.append(np.abs(b - a).ravel())
+        pa, pb = (np.maximum(v.astype(np.float64), 1e-6) for v in (a, b))
+        agree += int(np.count_nonzero(np.maximum(pa / pb, pb / pa) < DELTA1_RATIO))
+        total += a.size
     d = np.concatenate(diffs)
     return {
-        "fp32_max_abs_m": float(d.max()),
-        "fp32_mean_abs_m": float(d.mean()),
-        "fp32_diff_input": label,
+        "images": len(images),
+        "max_abs_m": float(d.max()),
+        "p99_abs_m": float(np.percentile(d, 99)),
+        "median_abs_m": float(np.median(d)),
+        "mean_abs_m": float(d.mean()),
+        "delta1_agreement": agree / total,
     }
 
 

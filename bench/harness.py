@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.latency import measure_latency
+from bench.latency import WARMUP_MS, measure_gpu_compute, measure_latency
 from bench.machine import environment
 from bench.power import power_sampler, power_sensor
 from bench.recommend import add_ratios, recommend
@@ -49,6 +49,9 @@ class BenchOptions:
     iters: int = 20
     min_time: float = 2.0
     warmup: int = 3
+    warmup_ms: float = WARMUP_MS  # and at least this long (trtexec's --warmUp default)
+    cuda_graph: bool = False  # TensorRT rows' GPU compute timed as CUDA graph launches
+    trtexec: bool = False  # and NVIDIA's trtexec on the same engine, beside ours
     batches: tuple[int, ...] = (1,)
     threads: int = 0  # CPU threads of ONNX Runtime, OpenVINO and torch (0 = their default)
     device: str = "auto"
@@ -264,6 +267,7 @@ def describe(runner: Runner) -> dict[str, Any]:
         "decoder_width": info.decoder_width,
         "precision": runner.precision,
         "device": runner.device,
+        "accelerator": accelerator(runner),
         "providers": list(runner.providers),
         "threads": runner.threads,
         "input_size": [int(s) for s in runner.input_shape[2:]],
@@ -271,6 +275,31 @@ def describe(runner: Runner) -> dict[str, Any]:
     if runner.compile_seconds:
         row["compile_s"] = runner.compile_seconds
     return row
+
+
+def accelerator(runner: Runner) -> str:
+    """What runs a row: ``cpu``, ``gpu`` or a Jetson's ``dla:N`` (the engine's DLA core)."""
+    dla = getattr(runner, "dla_core", None)
+    if dla is not None:
+        return f"dla:{dla}"
+    return "gpu" if str(runner.device).startswith("cuda") else "cpu"
+
+
+def trtexec_fields(runner: Any, batch: int, opts: BenchOptions) -> dict[str, Any]:
+    """trtexec's GPU compute summary on the row's engine at ``batch`` (the launch batch),
+    with the command it ran; ``trtexec`` says why there is none when it fails (our own
+    figures stand)."""
+    from bench.trtexec import find_trtexec, run_trtexec, trtexec_command
+
+    shape = (batch, *runner.input_shape[1:]) if runner.dynamic else None
+    cmd = trtexec_command(runner.path, runner.input_name, shape, opts.warmup_ms,
+                          opts.min_time, opts.iters, opts.cuda_graph, runner.dla_core,
+                          bool(runner.sidecar.get("version_compatible")),
+                          find_trtexec())  # fmt: skip
+    try:
+        return run_trtexec(cmd)
+    except DenseDepthError as exc:
+        return {"trtexec": f"failed: {error_line(exc)}", "trtexec_command": " ".join(cmd)}
 
 
 def measured_sha256(path: Path) -> dict[str, str]:
@@ -303,7 +332,12 @@ def measure_row(
             stage = f"latency at batch {batch}"
             power = power_sampler(runner.device) if opts.energy else None
             lat = measure_latency(runner, opts.iters, opts.min_time, opts.warmup, batch,
-                                  power=power)  # fmt: skip
+                                  power=power, warmup_ms=opts.warmup_ms)  # fmt: skip
+            stage = f"GPU compute time at batch {batch}"
+            lat.update(measure_gpu_compute(runner, batch, opts.iters, opts.min_time,
+                                           opts.warmup_ms, opts.cuda_graph))  # fmt: skip
+            if opts.trtexec and "gpu_timing" in lat:
+                lat.update(trtexec_fields(runner, lat["launch_batch"], opts))
             row["throughput"].append(lat)
         row.update(row["throughput"][0])
         if dataset is not None:
@@ -347,6 +381,7 @@ def run_bench(
         raise DenseDepthError(
             f"model {missing[0]} {missing_reason(missing[0])}; pass model files or folders"
         )
+    check_bench_tools(opts)
     t0 = time.perf_counter()
     peaks = measure_peaks(threads=opts.threads, log=log) if opts.peak else None
     dataset = None
@@ -376,6 +411,15 @@ def run_bench(
     }
     result["files"] = [str(p) for p in write_bench_report(result, out)]
     return result
+
+
+def check_bench_tools(opts: BenchOptions) -> None:
+    """The tools a run asks for are here (trtexec for ``trtexec``), before anything is
+    measured or written; one line naming what is missing."""
+    if opts.trtexec:
+        from bench.trtexec import find_trtexec
+
+        find_trtexec()
 
 
 def failed_rows_warning(rows: Sequence[dict[str, Any]]) -> str | None:

@@ -1,7 +1,17 @@
 """Latency of any runner: warm-up, then at least ``iters`` runs and ``min_time`` seconds.
 
-Runners return host arrays, so every timed call has finished its device work (the TensorRT
-runner synchronises its stream before returning; CUDA torch runs copy back to the host).
+Two figures, each labelled in every row:
+
+- host end-to-end (``p50_ms`` ...): wall clock around ``runner(x)``, numpy in and out, so
+  host-device copies and the synchronisation are included (runners return host arrays: the
+  TensorRT runner synchronises its stream, CUDA torch runs copy back);
+- GPU compute (``gpu_p50_ms`` ..., TensorRT rows): CUDA events around each launch on
+  device-resident buffers, no copies: what trtexec reports as "GPU Compute Time"
+  (``engines.tensorrt_runner.TensorRTRunner.time_gpu_compute``), optionally as CUDA graph
+  launches.
+
+Warm-up is by count and by time: at least ``warmup`` runs and ``warmup_ms`` milliseconds
+(trtexec's --warmUp default, 200 ms, is bench's default).
 """
 
 from __future__ import annotations
@@ -19,6 +29,11 @@ from densedepth.util.optional import optional_torch
 # What every latency figure is, so no row reads as a GPU kernel time (trtexec's "GPU Compute
 # Time" excludes the copies this includes).
 TIMING = "host end-to-end: wall clock around runner(x), host-device copies and sync included"
+GPU_TIMING = (
+    "GPU compute: CUDA events around execute_async_v3 on device-resident buffers, no copies "
+    "(trtexec's GPU Compute Time)"
+)
+WARMUP_MS = 200.0  # trtexec's --warmUp default
 
 
 def cuda_synchronizer(runner: Any) -> Callable[[], None]:
@@ -39,19 +54,22 @@ def measure_latency(
     batch: int = 1,
     max_iters: int = 100_000,
     power: PowerSampler | str | None = None,
+    warmup_ms: float = 0.0,
 ) -> dict[str, Any]:
     """Milliseconds per batch: p50/p90/p99, mean and std, and images per second; and the batch
     the engine really ran (``engine_batch``) with the calls it took (``calls_per_batch``): a
     runner whose engine takes at most ``max_batch`` images splits a larger batch. With a
     ``power`` sampler, the energy of the timed runs (bench.power.energy_fields); with a reason
-    string, that reason as ``power``."""
+    string, that reason as ``power``. Warm-up: at least ``warmup`` runs and ``warmup_ms``."""
     _, _, h, w = runner.input_shape
     most = runner.max_batch
     engine_batch = batch if most is None else min(batch, int(most))
     x = parity_input((h, w), batch=batch)
     sync = cuda_synchronizer(runner)
-    for _ in range(warmup):
+    warm_start, warmed = time.perf_counter(), 0
+    while warmed < warmup or (time.perf_counter() - warm_start) * 1e3 < warmup_ms:
         runner(x)
+        warmed += 1
     times: list[float] = []
     sampler = None if power is None or isinstance(power, str) else power
     if sampler is not None:
@@ -87,4 +105,36 @@ def measure_latency(
         "mean_ms": float(ms.mean()),
         "std_ms": float(ms.std()),
         "fps": float(batch * 1e3 / ms.mean()),
+    }
+
+
+def measure_gpu_compute(
+    runner: Any,
+    batch: int = 1,
+    iters: int = 10,
+    min_time: float = 2.0,
+    warmup_ms: float = WARMUP_MS,
+    cuda_graph: bool = False,
+) -> dict[str, Any]:
+    """GPU compute milliseconds per batch (``gpu_p50_ms`` ...) for a runner that times its
+    own GPU work (TensorRT's ``time_gpu_compute``); ``{}`` for the others. A batch above the
+    engine's ``max_batch`` is that many launches, so its time is the launch's times that
+    many; ``cuda_graph`` says whether the launches were graph launches."""
+    timer = getattr(runner, "time_gpu_compute", None)
+    if timer is None:
+        return {}
+    most = runner.max_batch
+    engine_batch = batch if most is None else min(batch, int(most))
+    calls = -(-batch // engine_batch)
+    times, info = timer(engine_batch, iters, min_time, warmup_ms / 1e3, cuda_graph)
+    ms = np.asarray(times) * calls
+    return {
+        "gpu_timing": GPU_TIMING,
+        **info,
+        "gpu_runs": len(ms),
+        "gpu_p50_ms": float(np.percentile(ms, 50)),
+        "gpu_p90_ms": float(np.percentile(ms, 90)),
+        "gpu_p99_ms": float(np.percentile(ms, 99)),
+        "gpu_mean_ms": float(ms.mean()),
+        "gpu_fps": float(batch * 1e3 / ms.mean()),
     }

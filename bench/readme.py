@@ -83,7 +83,7 @@ def row_cells(r: dict[str, Any] | None) -> list[str]:
     if r.get("status") != "ok":
         return [f"{r.get('status', '')}: {r.get('reason', '')}".replace("|", "/"), "", ""]
     speed = f" ({r['speedup_vs_eager']:.2f}x)" if "speedup_vs_eager" in r else ""
-    share = f" ({r['of_peak']:.0%})" if "of_peak" in r else ""
+    share = f" ({r['of_peak']:.0%}{'*' * ('of_peak_note' in r)})" if "of_peak" in r else ""
     gops = number_cell(r.get("gops"), ".0f")
     return [f"{r['p50_ms']:.0f} ms{speed}", f"{gops}{share}" if gops else "",
             number_cell(r.get("delta1_drop"), "+.4f")]  # fmt: skip

@@ -38,12 +38,18 @@ CSV_COLUMNS = (
     "p90_ms",
     "p99_ms",
     "mean_ms",
+    "gpu_p50_ms",
+    "gpu_p99_ms",
+    "cuda_graph",
+    "trtexec_gpu_median_ms",
+    "accelerator",
     "std_ms",
     "fps",
     "speedup_vs_eager",
     "gflops",
     "gops",
     "of_peak",
+    "of_peak_note",
     *METRIC_KEYS,
     "delta1_drop",
     "power_w",
@@ -167,7 +173,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
             speed,
             number_cell(r.get("gflops"), ".2f"),
             number_cell(r.get("gops"), ".1f"),
-            f"{r['of_peak']:.0%}" if "of_peak" in r else "",
+            f"{r['of_peak']:.0%}{'*' * ('of_peak_note' in r)}" if "of_peak" in r else "",
             number_cell(r.get("delta1"), ".4f"),
             number_cell(r.get("delta1_drop"), "+.4f"),
             *(number_cell(r.get(k), ".4f") for k in ("rel", "rms", "log10")),
@@ -180,6 +186,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         for r, t in sweep:
             cells = f"{row_label(r)} | {batch_text(t)} | {t['p50_ms']:.2f} | {t['fps']:.1f}"
             lines.append(f"| {cells} |")
+    lines += gpu_timing_lines(rows)
     lines += energy_lines(rows)
     picks = result.get("recommended") or []
     if picks:
@@ -190,14 +197,38 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         "speed-up: p50 of the PyTorch eager FP32 row of the same backbone and size divided by "
         "this row's. Δδ1: δ1 of the FP32 model minus this row's (positive = lost). GOP/s: the "
         "model's operations (2 per multiply-add, convolutions and matrix products) per second "
-        "at p50. of peak: GOP/s over this machine's GEMM peak of the row's precision "
-        "(`bench --peak`; CPU rows). Files:",
+        "at p50. of peak: GOP/s over this machine's peak of the row's precision (`bench "
+        "--peak`; CPU rows): the larger of its instruction rate (cores x ops/cycle of the "
+        "widest FMA/VNNI/AMX unit x clock) and its best GEMM, the peaks line says which; * "
+        "above 100% (the row's of_peak_note says why). Files:",
         "",
     ]
     lines += [f"- {row_label(r)}: `{r['path']}`" for r in rows if r.get("path")]
     if plot is not None:
         lines += ["", f"![δ1 vs latency]({plot})", ""]
     return "\n".join(lines) + "\n"
+
+
+def gpu_timing_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The GPU timing table (TensorRT rows): host end-to-end and GPU compute p50 side by side
+    per batch, CUDA graph or not, and trtexec's GPU compute median where it ran; nothing when
+    no row has GPU compute time."""
+    timed = [(r, t) for r in rows for t in r.get("throughput", []) if "gpu_p50_ms" in t]
+    if not timed:
+        return []
+    lines = ["", f"GPU timing ({timed[0][1]['gpu_timing']}; host end-to-end beside it):", "",
+             "| model | on | batch | host p50 ms | GPU compute p50 ms | CUDA graph | "
+             "trtexec GPU median ms |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r, t in timed:
+        graph = "yes" if t.get("cuda_graph") else t.get("cuda_graph_note", "no")
+        trtexec = number_cell(t.get("trtexec_gpu_median_ms"), ".3f") or t.get("trtexec", "")
+        cells = [row_label(r), r.get("accelerator", ""), batch_text(t),
+                 number_cell(t["p50_ms"], ".3f"), number_cell(t["gpu_p50_ms"], ".3f"), graph,
+                 trtexec]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    commands = [t["trtexec_command"] for _, t in timed if t.get("trtexec_command")]
+    lines += ["", *(f"- `{c}`" for c in commands)] if commands else []
+    return lines
 
 
 def energy_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from densedepth.util.errors import DenseDepthError
-from densedepth.util.onnx_io import read_sidecar
+from densedepth.util.errors import DenseDepthError, error_line
+from densedepth.util.onnx_io import parity_input, read_sidecar
 from engines.base import RunnerBase, check_batch, model_info
-from export.tensorrt import check_engine_sidecar, import_tensorrt
+from export.cuda import CudaError
+from export.tensorrt import check_engine_sidecar, import_tensorrt, set_dla_core
 
 
 class EngineWarning(UserWarning):
@@ -34,6 +36,7 @@ class EngineWarning(UserWarning):
 # I/O tensor types the runner converts; a quantized type (INT8, FP8, ...) carries a scale set
 # at build time that a serialized engine does not expose, so its codes cannot be made metres.
 FLOAT_IO = ("FLOAT", "HALF", "BF16")
+WARMUP_S = 0.2  # seconds of launches before timing: trtexec's --warmUp default (200 ms)
 
 
 def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -91,6 +94,8 @@ class TensorRTRunner(RunnerBase):
                 EngineWarning,
                 stacklevel=2,
             )
+        self.sidecar = sidecar
+        self.dla_core: int | None = sidecar.get("dla_core")
         self._buffers: dict[str, tuple[np.ndarray, int]] = {}
         self._batch = 0
         self.stream = 0
@@ -98,6 +103,8 @@ class TensorRTRunner(RunnerBase):
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             if sidecar.get("version_compatible"):  # it carries its lean runtime
                 runtime.engine_host_code_allowed = True
+            if self.dla_core is not None:
+                set_dla_core(runtime, self.dla_core, self.path)
             self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise DenseDepthError(f"TensorRT cannot deserialize {self.path}; rebuild it here")
@@ -200,6 +207,82 @@ class TensorRTRunner(RunnerBase):
         if self.output_name in self.bf16:
             return bf16_bits_to_float32(host_out)[:n].copy()
         return np.array(host_out[:n], dtype=np.float32, copy=True)
+
+    def time_gpu_compute(
+        self,
+        batch: int,
+        iters: int = 10,
+        min_time: float = 3.0,
+        warmup_s: float = WARMUP_S,
+        cuda_graph: bool = False,
+        max_iters: int = 100_000,
+    ) -> tuple[list[float], dict[str, Any]]:
+        """GPU compute time of one launch of ``batch`` images (at most ``max_batch``, padded
+        as ``__call__`` pads), in milliseconds: CUDA events recorded on the stream around
+        ``execute_async_v3`` (or the CUDA graph's launch) on device-resident buffers, the input
+        copied once and no copies timed: trtexec's "GPU Compute Time". Launches for
+        ``warmup_s`` seconds first (trtexec's --warmUp, 200 ms), then at least ``iters``
+        launches and ``min_time`` seconds. ``cuda_graph``: capture one launch as a CUDA graph
+        after the warm-up and time its launches; where the capture fails (an engine with ops
+        not permitted under capture, a binding without graphs), time plain launches and say
+        why, as trtexec --useCudaGraph does. Returns the times and what was used."""
+        self._check_open()
+        if not 1 <= batch <= self.max_batch:
+            raise DenseDepthError(f"{self.name}: batch {batch} is outside 1..{self.max_batch}")
+        need = max(batch if self.dynamic else self.max_batch, self.min_batch)
+        x = parity_input(tuple(self.input_shape[2:]), batch=need)
+        info: dict[str, Any] = {"cuda_graph": False, "launch_batch": need}
+        with self.cuda.context():
+            self._run(x)  # buffers for this batch, the input on the device, deferred setup done
+
+            def enqueue() -> bool:
+                return bool(self.context.execute_async_v3(stream_handle=self.stream))
+
+            start = time.perf_counter()
+            while time.perf_counter() - start < warmup_s:
+                if not enqueue():
+                    raise DenseDepthError(f"{self.name}: TensorRT execution failed")
+                self.cuda.synchronize(self.stream)
+            launch, graph = enqueue, None
+            if cuda_graph:
+                try:
+                    graph = self.cuda.capture_graph(self.stream, enqueue)
+                except CudaError as exc:
+                    info["cuda_graph_note"] = f"timed without a CUDA graph: {error_line(exc)}"
+                else:
+                    info["cuda_graph"] = True
+
+                    def launch() -> bool:
+                        self.cuda.graph_launch(graph, self.stream)
+                        return True
+
+            try:
+                times = self._timed_launches(launch, iters, min_time, max_iters)
+            finally:
+                if graph is not None:
+                    self.cuda.graph_free(graph)
+        return times, info
+
+    def _timed_launches(
+        self, launch: Any, iters: int, min_time: float, max_iters: int
+    ) -> list[float]:
+        """Milliseconds between two events around each ``launch()`` (see time_gpu_compute)."""
+        first, last = self.cuda.event(), self.cuda.event()
+        times: list[float] = []
+        try:
+            start = time.perf_counter()
+            while len(times) < max_iters and (
+                len(times) < iters or time.perf_counter() - start < min_time
+            ):
+                self.cuda.record(first, self.stream)
+                if not launch():
+                    raise DenseDepthError(f"{self.name}: TensorRT execution failed")
+                self.cuda.record(last, self.stream)
+                times.append(self.cuda.elapsed_ms(first, last))
+        finally:
+            self.cuda.event_free(first)
+            self.cuda.event_free(last)
+        return times
 
     def _release_resources(self) -> None:
         """Free the device and host buffers, the stream, the execution context and the

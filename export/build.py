@@ -42,6 +42,8 @@ class BuildOptions:
     hardware_compat: str = "none"  # TensorRT: none | ampere_plus | same_compute_capability
     version_compatible: bool = False  # TensorRT: runs on later versions of the same major
     build_log: str | None = None  # TensorRT's verbose build log, to this file
+    dla_core: int | None = None  # TensorRT on a Jetson: build for this DLA core
+    gpu_fallback: bool = False  # and let the layers DLA cannot run fall back to the GPU
     legacy_calibrator: bool = False  # TensorRT < 11: IInt8EntropyCalibrator2 on the fp32 ONNX
     int8_float: str = "fp16"  # TensorRT INT8: precision of the layers left in float
     producer: str = "auto"  # TensorRT Q/DQ writer: auto | modelopt | onnxruntime
@@ -198,7 +200,12 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
         calib=calib,
         int8_float=opts.int8_float,
         knobs=BuilderKnobs(
-            opts.opt_level, opts.hardware_compat, opts.version_compatible, opts.build_log
+            opts.opt_level,
+            opts.hardware_compat,
+            opts.version_compatible,
+            opts.build_log,
+            dla_core=opts.dla_core,
+            gpu_fallback=opts.gpu_fallback,
         ),
     )
 
@@ -346,6 +353,10 @@ def build_summary(
     if "fp32_max_abs_m" in record:
         where = record.get("fp32_diff_input", "the parity input")
         lines.append(f"max |{fmt.key} - fp32| on {where}: {record['fp32_max_abs_m']:.3g} m")
+    if record.get("dla_core") is not None:
+        fallback = record.get("dla_gpu_fallback_layers", 0)
+        on_gpu = f"{fallback} layer(s) fall back to the GPU" if fallback else "all layers on DLA"
+        lines.append(f"DLA core {record['dla_core']}: {on_gpu}")
     if record.get("onnx_only"):
         fp16_floats = opts.int8_float == "fp16"
         flags = {"fp16": "--fp16", "int8": f"--int8{' --fp16' * fp16_floats}"}[fmt.precision]

@@ -20,7 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -160,6 +160,34 @@ class CudaBackend:
         """Wait for everything queued on the stream."""
         raise NotImplementedError
 
+    def event(self) -> int:
+        """A timing event (CU_EVENT_DEFAULT: timing enabled); returns its handle."""
+        raise NotImplementedError
+
+    def event_free(self, event: int) -> None:
+        """Destroy an event from ``event``."""
+
+    def record(self, event: int, stream: int) -> None:
+        """Record ``event`` on ``stream``: it completes when the work queued before it does."""
+        raise NotImplementedError
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        """GPU milliseconds between two recorded events (waits for ``end`` first)."""
+        raise NotImplementedError
+
+    def capture_graph(self, stream: int, enqueue: Callable[[], bool]) -> int:
+        """A CUDA graph of what ``enqueue()`` queues on ``stream``, instantiated (trtexec's
+        protocol: capture thread-local, instantiate, drop the graph); CudaError when the
+        capture fails or ``enqueue`` returns False, the capture ended either way."""
+        raise CudaError(f"CUDA graphs are not offered through {self.name}: pip install cuda-python")
+
+    def graph_launch(self, graph: int, stream: int) -> None:
+        """Launch an instantiated graph from ``capture_graph`` on ``stream``."""
+        raise NotImplementedError
+
+    def graph_free(self, graph: int) -> None:
+        """Destroy an instantiated graph."""
+
 
 class PyCudaBackend(CudaBackend):
     """pycuda.driver: explicit primary context, ``DeviceAllocation`` and ``Stream`` objects
@@ -177,6 +205,7 @@ class PyCudaBackend(CudaBackend):
         self._context: Any = None
         self._allocs: dict[int, Any] = {}
         self._streams: dict[int, Any] = {}
+        self._events: dict[int, Any] = {}
 
     def device_count(self) -> int:
         return int(self.cuda.Device.count())
@@ -228,6 +257,21 @@ class PyCudaBackend(CudaBackend):
     def synchronize(self, handle: int) -> None:
         self._streams[handle].synchronize()
 
+    def event(self) -> int:
+        made = self.cuda.Event()
+        self._events[id(made)] = made
+        return id(made)
+
+    def event_free(self, event: int) -> None:
+        self._events.pop(event, None)
+
+    def record(self, event: int, stream: int) -> None:
+        self._events[event].record(self._streams[stream])
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        self._events[end].synchronize()
+        return float(self._events[end].time_since(self._events[start]))
+
 
 def _check_ordinal(ordinal: int, count: int) -> int:
     """``ordinal`` when such a device exists, else CudaUnavailable saying how many do."""
@@ -265,6 +309,8 @@ class CudaPythonBackend(CudaBackend):
         self._context: Any = None
         self._hosts: dict[int, int] = {}  # id(array) -> pinned address
         self._streams: dict[int, Any] = {}
+        self._events: dict[int, Any] = {}
+        self._graphs: dict[int, Any] = {}
 
     def _check(self, result: Any, what: str) -> Any:
         err, *values = result if isinstance(result, tuple) else (result,)
@@ -344,6 +390,57 @@ class CudaPythonBackend(CudaBackend):
 
     def synchronize(self, handle: int) -> None:
         self._check(self.drv.cuStreamSynchronize(self._streams[handle]), "cuStreamSynchronize")
+
+    def event(self) -> int:
+        made = self._check(self.drv.cuEventCreate(0), "cuEventCreate")  # CU_EVENT_DEFAULT
+        self._events[int(made)] = made
+        return int(made)
+
+    def event_free(self, event: int) -> None:
+        made = self._events.pop(event, None)
+        if made is not None:
+            self._check(self.drv.cuEventDestroy(made), "cuEventDestroy")
+
+    def record(self, event: int, stream: int) -> None:
+        call = self.drv.cuEventRecord(self._events[event], self._streams[stream])
+        self._check(call, "cuEventRecord")
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        self._check(self.drv.cuEventSynchronize(self._events[end]), "cuEventSynchronize")
+        call = self.drv.cuEventElapsedTime(self._events[start], self._events[end])
+        return float(self._check(call, "cuEventElapsedTime"))
+
+    def capture_graph(self, stream: int, enqueue: Callable[[], bool]) -> int:
+        drv, handle = self.drv, self._streams[stream]
+        mode = drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        self._check(drv.cuStreamBeginCapture(handle, mode), "cuStreamBeginCapture")
+        try:
+            queued = enqueue()
+        except Exception:
+            drv.cuStreamEndCapture(handle)  # end it; the graph (if any) is dropped
+            raise
+        ended = drv.cuStreamEndCapture(handle)
+        err, graph = ended if isinstance(ended, tuple) else (ended, None)
+        if not queued or err != drv.CUresult.CUDA_SUCCESS:
+            if err == drv.CUresult.CUDA_SUCCESS and graph is not None:
+                drv.cuGraphDestroy(graph)
+            why = "enqueue failed under capture" if queued is False else getattr(err, "name", err)
+            raise CudaError(f"CUDA graph capture failed: {why}")
+        try:
+            made = self._check(drv.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+        finally:
+            drv.cuGraphDestroy(graph)
+        self._graphs[int(made)] = made
+        return int(made)
+
+    def graph_launch(self, graph: int, stream: int) -> None:
+        call = self.drv.cuGraphLaunch(self._graphs[graph], self._streams[stream])
+        self._check(call, "cuGraphLaunch")
+
+    def graph_free(self, graph: int) -> None:
+        made = self._graphs.pop(graph, None)
+        if made is not None:
+            self._check(self.drv.cuGraphExecDestroy(made), "cuGraphExecDestroy")
 
 
 def _installed(name: str) -> bool:

@@ -16,6 +16,8 @@ Restrictions", 8.6 / 10.x), for the layers a DenseDepth graph holds:
   dynamic-output layer DLA does not take;
 - activations ReLU, Leaky ReLU, Sigmoid, TanH, Clip; element-wise Add, Sub, Mul, Div, Max, Min,
   Pow, Equal, Greater, Less; BatchNormalization (a scale layer);
+- Q/DQ: DLA's INT8 is implicit quantization (calibrator scales) only, so a Q/DQ ONNX does not
+  run there (NVIDIA in NVIDIA/TensorRT#2222 and NVIDIA/Model-Optimizer#1661);
 - anything else is not a DLA layer. Shape arithmetic on constants and static shapes (Shape,
   Slice, Gather, Concat of those) is folded by the builder and needs nothing.
 """
@@ -111,6 +113,10 @@ def check_node(node: Any, name: str, constants: dict[str, Any]) -> list[Finding]
         return []
     if op == "Resize":
         return check_resize(node, name, constants)
+    if op in ("QuantizeLinear", "DequantizeLinear"):
+        return [Finding(name, "dla-qdq",
+                        f"{op}: DLA's INT8 is implicit quantization only (build the FP32 ONNX "
+                        f"with --legacy-calibrator)")]  # fmt: skip
     return [Finding(name, "dla-layer", f"{op} is not a DLA layer (GPU fallback)")]
 
 

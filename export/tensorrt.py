@@ -194,6 +194,8 @@ class BuilderKnobs:
     version_compatible: bool = False  # runs on later TensorRT of the same major (lean runtime)
     build_log: str | None = None  # the builder's verbose log, written to this file
     layer_info: bool = True  # the engine inspector's per-layer JSON beside the engine
+    dla_core: int | None = None  # build for this DLA core (Jetson Orin: 0 or 1)
+    gpu_fallback: bool = False  # with dla_core: layers DLA cannot run go to the GPU
 
 
 def apply_knobs(trt: Any, config: Any, knobs: BuilderKnobs) -> dict[str, Any]:
@@ -221,6 +223,60 @@ def apply_knobs(trt: Any, config: Any, knobs: BuilderKnobs) -> dict[str, Any]:
         "hardware_compatibility": knobs.hardware_compat,
         "version_compatible": knobs.version_compatible,
     }
+
+
+def check_dla_build(
+    onnx_path: Path, knobs: BuilderKnobs, precision: str, plan: BuildPlan
+) -> dict[str, Any]:
+    """Before a DLA build: what DLA cannot run in the ONNX (``export.dla_check``); refused in
+    one line unless GPU fallback is on. DLA's INT8 is implicit quantization only (scales from
+    a calibrator, not Q/DQ: NVIDIA in NVIDIA/TensorRT#2222 and NVIDIA/Model-Optimizer#1661),
+    so an INT8 DLA build needs the calibrator. Returns the sidecar's DLA fields."""
+    import onnx
+
+    from export.dla_check import check_dla
+
+    if knobs.gpu_fallback and knobs.dla_core is None:
+        raise ExportError("--gpu-fallback is for DLA builds: add --dla-core N")
+    if knobs.dla_core is None:
+        return {}
+    if knobs.dla_core < 0:
+        raise ExportError(f"--dla-core is 0 or more (Jetson Orin: 0 or 1), got {knobs.dla_core}")
+    if precision not in ("fp16", "int8"):
+        raise ExportError(f"DLA runs FP16 and INT8 only, not {precision}")
+    if precision == "int8" and not plan.calibrator:
+        raise ExportError(
+            "DLA runs INT8 from calibration scales only (implicit quantization), not from a "
+            "Q/DQ ONNX: add --legacy-calibrator (TensorRT 8.6 / 10.x, JetPack 6)"
+        )
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    findings = [f for f in check_dla(model) if f.rule != "dla-static-shape"]
+    nodes = sorted({f.node for f in findings})
+    if nodes and not knobs.gpu_fallback:
+        shown = "; ".join(f.line() for f in findings[:3])
+        raise ExportError(
+            f"{len(nodes)} layer(s) of {onnx_path.name} cannot run on DLA ({shown}"
+            f"{'; ...' if len(findings) > 3 else ''}): add --gpu-fallback to run them on the "
+            f"GPU, or train and export the DLA variant (train --variant dla); cli.py "
+            f"check-onnx --for dla lists them all"
+        )
+    return {"dla_core": knobs.dla_core, "gpu_fallback": knobs.gpu_fallback,
+            "dla_gpu_fallback_layers": len(nodes)}  # fmt: skip
+
+
+def apply_dla(trt: Any, builder: Any, config: Any, knobs: BuilderKnobs) -> None:
+    """Put the build on DLA core ``knobs.dla_core`` (NVIDIA's API: default_device_type DLA,
+    DLA_core, BuilderFlag.GPU_FALLBACK); one line where this device has no such core."""
+    if knobs.dla_core is None:
+        return
+    count = int(builder.num_DLA_cores)
+    if knobs.dla_core >= count:
+        have = f"{count} DLA core(s)" if count else "no DLA (Jetson AGX Orin / Orin NX have 2)"
+        raise ExportError(f"--dla-core {knobs.dla_core}: this device has {have}")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = knobs.dla_core
+    if knobs.gpu_fallback:
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
 def make_logger(trt: Any, log_path: str | os.PathLike[str] | None) -> tuple[Any, Any]:
@@ -255,11 +311,26 @@ def make_logger(trt: Any, log_path: str | os.PathLike[str] | None) -> tuple[Any,
     return FileLogger(), close
 
 
-def write_layer_info(trt: Any, serialized: Any, out: Path, host_code: bool) -> Path:
+def set_dla_core(runtime: Any, core: int, path: Path) -> None:
+    """Run a DLA engine on DLA ``core`` (set before deserializing, as NVIDIA's samples do);
+    one clear line where this device has no such core (TensorRT ignores the setting where
+    it has none)."""
+    count = int(runtime.num_DLA_cores)
+    if not 0 <= core < count:
+        have = f"{count} DLA core(s)" if count else "no DLA (a Jetson Orin / Xavier has 2)"
+        raise ExportError(f"{path} runs on DLA core {core}, this device has {have}")
+    runtime.DLA_core = core
+
+
+def write_layer_info(
+    trt: Any, serialized: Any, out: Path, host_code: bool, dla_core: int | None = None
+) -> Path:
     """The engine inspector's per-layer JSON (precision, tactic, formats), beside the engine."""
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     if host_code:  # a version-compatible engine carries its lean runtime
         runtime.engine_host_code_allowed = True
+    if dla_core is not None:
+        set_dla_core(runtime, dla_core, out)
     engine = runtime.deserialize_cuda_engine(bytes(serialized))
     if engine is None:
         raise ExportError(f"TensorRT cannot read back the engine it built for {out}")
@@ -337,6 +408,9 @@ def build_engine(
     ``knobs``: optimisation level, hardware / version compatibility, the verbose build log,
     the per-layer JSON (``BuilderKnobs``).
 
+    ``knobs.dla_core``: a Jetson's DLA core runs it (FP16, or INT8 through the calibrator;
+    static batch ``max_batch``; layers DLA cannot run refused unless ``knobs.gpu_fallback``).
+
     ``onnx_path`` must be the kind ``build_plan`` names for this TensorRT (``export.build``
     makes it). ``max_batch`` > 1 needs an ONNX exported with ``--dynamic-batch``: an
     optimisation profile covers batch 1..max_batch, its kernels tuned for ``opt_batch``
@@ -361,6 +435,9 @@ def build_engine(
         )
     check_for_version(onnx_path, version)
     knobs = knobs or BuilderKnobs()
+    dla_record = check_dla_build(onnx_path, knobs, precision, plan)
+    if dla_record:  # DLA: static shapes, the profile min = opt = max
+        opt_batch = max_batch
     t0 = time.perf_counter()
     logger, close_log = make_logger(trt, knobs.build_log)
     with cuda.context():
@@ -377,7 +454,9 @@ def build_engine(
             config.set_flag(getattr(trt.BuilderFlag, flag))
         cache_state = _attach_timing_cache(config, timing_cache)
         knob_record = apply_knobs(trt, config, knobs)
-        shapes, profile = _add_profile(builder, network, config, max_batch, opt_batch)
+        apply_dla(trt, builder, config, knobs)
+        shapes, profile = _add_profile(builder, network, config, max_batch, opt_batch,
+                                       static=bool(dla_record))  # fmt: skip
         calibrator = None
         if plan.calibrator:
             if profile is not None:  # TensorRT calibrates at this profile's opt shape
@@ -406,7 +485,7 @@ def build_engine(
             tmp.write_bytes(bytes(serialized))
         if knobs.layer_info:
             knob_record["layer_info"] = str(
-                write_layer_info(trt, serialized, out, knobs.version_compatible)
+                write_layer_info(trt, serialized, out, knobs.version_compatible, knobs.dla_core)
             )
         if timing_cache:
             with atomic_path(Path(timing_cache)) as tmp:
@@ -424,6 +503,7 @@ def build_engine(
         cuda_binding=cuda.name,
         build_log=knobs.build_log,
         **knob_record,
+        **dla_record,
     )
     return finish_artifact(out, record, t0)
 
@@ -439,10 +519,16 @@ def _network_flags(trt: Any, plan: BuildPlan) -> int:
 
 
 def _add_profile(
-    builder: Any, network: Any, config: Any, max_batch: int, opt_batch: int = 1
+    builder: Any,
+    network: Any,
+    config: Any,
+    max_batch: int,
+    opt_batch: int = 1,
+    static: bool = False,
 ) -> tuple[dict[str, Any], Any]:
     """The optimisation profile batch 1..max_batch, opt ``opt_batch`` (none for a static
-    input); returns the shapes for the sidecar and the profile."""
+    input; ``static``: min = opt = max = max_batch, as DLA needs); returns the shapes for the
+    sidecar and the profile."""
     tensor = network.get_input(0)
     if tensor.name != INPUT_NAME:
         raise ExportError(f"the ONNX input is {tensor.name!r}, expected {INPUT_NAME!r}")
@@ -455,6 +541,8 @@ def _add_profile(
         return {INPUT_NAME: {"min": dims, "opt": dims, "max": dims}}, None
     profile = builder.create_optimization_profile()
     lo, mid, hi = [1, *dims[1:]], [opt_batch, *dims[1:]], [max_batch, *dims[1:]]
+    if static:
+        lo = mid = hi
     profile.set_shape(INPUT_NAME, lo, mid, hi)
     config.add_optimization_profile(profile)
     return {INPUT_NAME: {"min": lo, "opt": mid, "max": hi}}, profile

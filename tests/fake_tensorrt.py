@@ -411,6 +411,50 @@ class FakeTensorRT:
         if logger is not None:
             logger.log(self.classes["ILogger.Severity"].__members__[severity], message)
 
+    def Builder__get_num_DLA_cores(self, builder: Any) -> int:
+        return int(self.options.get("dla_cores", 0))  # 0 on a desktop GPU, 2 on Jetson Orin
+
+    def init_Runtime(self, runtime: Any, bound: dict[str, Any]) -> None:
+        runtime._props["DLA_core"] = -1  # "Defaults to -1" (NvInferRuntime.h setDLACore)
+
+    def Runtime__get_num_DLA_cores(self, runtime: Any) -> int:
+        return int(self.options.get("dla_cores", 0))
+
+    def _dla_refusal(
+        self, builder: Any, network: Any, config: Any, flags: set[str], profile: Any
+    ) -> str:
+        """Why TensorRT will not build this network for DLA ('' when it will), from NVIDIA's
+        DLA rules: a core of this device, FP16 / INT8 only, static shapes, and every layer
+        DLA cannot run (here: Reciprocal, an align_corners or sizes-given bilinear Resize,
+        Q/DQ) needing BuilderFlag.GPU_FALLBACK, which logs each layer that falls back."""
+        import onnx
+
+        core, count = config._props.get("DLA_core", -1), int(self.options.get("dla_cores", 0))
+        if not 0 <= int(core) < count:
+            return f"DLA core {core} requested, this device has {count}"
+        if not network._props["_strongly_typed"] and not flags & {"FP16", "INT8"}:
+            return "DLA runs FP16 and INT8 only (set BuilderFlag.FP16 or INT8)"
+        if profile is not None and not profile[0] == profile[1] == profile[2]:
+            return "DLA needs the optimization profile's min = opt = max"
+        graph = onnx.load_from_string(network._props["_onnx"]).graph
+        refused = []
+        for node in graph.node:
+            coords = [a.s for a in node.attribute if a.name == "coordinate_transformation_mode"]
+            sizes = node.op_type == "Resize" and len(node.input) > 3 and bool(node.input[3])
+            half = coords in ([], [b"half_pixel"])
+            if node.op_type in ("Reciprocal", "QuantizeLinear", "DequantizeLinear") or (
+                node.op_type == "Resize" and (sizes or not half)
+            ):
+                refused.append(node.name or node.op_type)
+        if refused and "GPU_FALLBACK" not in flags:
+            return f"{refused[0]} cannot run on DLA and GPU fallback is not enabled"
+        for name in refused:
+            self._log(
+                builder, "WARNING", f"{name} is not supported on DLA, falling back to GPU"
+            )
+        self.options["dla_fallback_layers"] = refused
+        return ""
+
     def init_OnnxParser(self, parser: Any, bound: dict[str, Any]) -> None:
         parser._props.update(_network=bound["network"], _errors=[])
 
@@ -546,8 +590,16 @@ class FakeTensorRT:
                 config._props["_profiles"][0] if profile is not None else None
             )
             self._calibrate(calibrator, first, calib_profile)
+        on_dla = getattr(config._props.get("default_device_type"), "name", "GPU") == "DLA"
+        if on_dla:
+            refusal = self._dla_refusal(builder, network, config, flags, profile)
+            if refusal:
+                self.calls.append(f"ERROR: {refusal}")
+                self._log(builder, "ERROR", refusal)
+                return None
         output = network._props["_outputs"][0]._props
         header = {
+            "dla_core": int(config._props["DLA_core"]) if on_dla else None,
             "version_compatible": "VERSION_COMPATIBLE" in flags,
             "detailed": getattr(config._props.get("profiling_verbosity"), "name", "") == "DETAILED",
             "version": self.version,
@@ -596,6 +648,10 @@ class FakeTensorRT:
             return None
         header_line, onnx_bytes = data[len(ENGINE_MAGIC) :].split(b"\n", 1)
         header = json.loads(header_line)
+        dla, cores = header.get("dla_core"), int(self.options.get("dla_cores", 0))
+        if dla is not None and not 0 <= int(runtime._props.get("DLA_core", -1)) < cores:
+            self.calls.append("ERROR: a DLA engine needs runtime.DLA_core set to a DLA core")
+            return None
         if header.get("version_compatible") and not runtime._props.get("engine_host_code_allowed"):
             self.calls.append("ERROR: a version-compatible plan needs engine_host_code_allowed")
             return None
@@ -680,6 +736,7 @@ class FakeTensorRT:
         ):
             return False
         context._props["_shapes"][name] = shape
+        context._props["_ready"] = False  # the next enqueue does deferred setup
         return True
 
     def IExecutionContext__get_tensor_shape(self, context: Any, name: Any) -> tuple[int, ...]:
@@ -697,40 +754,68 @@ class FakeTensorRT:
         return True
 
     def IExecutionContext__execute_async_v3(self, context: Any, stream_handle: Any) -> bool:
-        import onnx
-        import onnxruntime as ort
-
+        """Queue the engine's work on the stream (run now, or recorded by a capture): the
+        ONNX through ONNX Runtime, costing ``kernel_ms_per_image`` x batch of GPU time. As
+        TensorRT: the first enqueue after the context is made or reshaped does deferred
+        setup that a CUDA graph capture cannot record (trtexec enqueues once before
+        capturing), and an engine with ops not permitted under capture
+        (``capturable=False``) returns False there."""
         self.gpu.require_context("execute_async_v3")
-        if int(stream_handle) not in self.gpu.streams:
+        stream = int(stream_handle)
+        if stream not in self.gpu.streams:
             raise RuntimeError(f"execute_async_v3: {stream_handle} is not a stream")
         engine = context._props["_engine"]
-        (in_name, _, in_dtype, _), (out_name, _, out_dtype, _) = self._engine_io(engine)
+        (in_name, _, _, _), (out_name, _, _, _) = self._engine_io(engine)
         for name in (in_name, out_name):
             if name not in context._props["_addresses"]:
                 self.calls.append(f"ERROR: no address set for {name!r}")
                 return False
         in_shape = self.IExecutionContext__get_tensor_shape(context, in_name)
-        out_shape = self.IExecutionContext__get_tensor_shape(context, out_name)
         if -1 in in_shape:
             self.calls.append("ERROR: input shape not specified (set_input_shape)")
             return False
+        if stream in self.gpu.capturing:
+            if not context._props.get("_ready") or not self.options.get("capturable", True):
+                self.calls.append("ERROR: enqueue of an operation not permitted under capture")
+                self.gpu.invalidated.add(stream)
+                return False
+        else:
+            context._props["_ready"] = True
+        snapshot = (dict(context._props["_addresses"]), in_shape)
+        cost = float(self.options.get("kernel_ms_per_image", 0.5)) * in_shape[0]
+        work = lambda: self._compute(context, *snapshot)  # noqa: E731
+        self.gpu.enqueue(stream, work, cost, gap_ms=self.gpu.launch_gap_ms)
+        return True
+
+    def _compute(self, context: Any, addresses: dict[str, int], in_shape: tuple) -> None:
+        """What the engine's kernels compute: the ONNX on the input buffer's bytes."""
+        engine = context._props["_engine"]
+        (in_name, _, in_dtype, _), (out_name, _, out_dtype, _) = self._engine_io(engine)
+        out_shape = self.IExecutionContext__get_tensor_shape(context, out_name)
+        out_shape = (in_shape[0], *out_shape[1:])
         np_in, np_out = self._device_type(in_dtype), self._device_type(out_dtype)
         n_in = int(np.prod(in_shape)) * np.dtype(np_in).itemsize
-        raw = self.gpu.read(context._props["_addresses"][in_name], n_in)
+        raw = self.gpu.read(addresses[in_name], n_in)
         x = np.frombuffer(raw, dtype=np_in).reshape(in_shape).astype(np.float32)
         if in_dtype == "INT8":  # the engine reads codes at the scale it was built with
             x = x * self.options["io_scales"].get(in_name, 1.0)
-        model = onnx.load_from_string(engine._props["_onnx"])
-        session = ort.InferenceSession(
-            model.SerializeToString(), providers=["CPUExecutionProvider"]
-        )
-        y = session.run([out_name], {in_name: x})[0].reshape(out_shape)
+        y = self._session(engine).run([out_name], {in_name: x})[0].reshape(out_shape)
         if out_dtype == "INT8":
             y = np.clip(np.rint(y / self.options["io_scales"].get(out_name, 1.0)), -128, 127)
         out = np.ascontiguousarray(y.astype(np_out))
-        self.gpu.write(context._props["_addresses"][out_name], out.tobytes())
+        self.gpu.write(addresses[out_name], out.tobytes())
         self.gpu.launches += 1
-        return True
+
+    @staticmethod
+    def _session(engine: Any) -> Any:
+        """The engine's ONNX in ONNX Runtime (made once per engine)."""
+        if "_session" not in engine._props:
+            import onnxruntime as ort
+
+            engine._props["_session"] = ort.InferenceSession(
+                engine._props["_onnx"], providers=["CPUExecutionProvider"]
+            )
+        return engine._props["_session"]
 
 
 def _flat(name: str) -> str:

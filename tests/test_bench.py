@@ -59,6 +59,18 @@ def test_latency_runs_warmup_iters_and_min_time() -> None:
     assert (m["engine_batch"], m["calls_per_batch"]) == (2, 2)
 
 
+def test_warmup_is_by_count_and_by_time() -> None:
+    """At least ``warmup`` runs and ``warmup_ms`` milliseconds before timing (trtexec's
+    --warmUp): 10 ms runs for 60 ms of warm-up are at least 6 untimed calls."""
+    runner = SleepRunner(0.01)
+    m = measure_latency(runner, iters=2, min_time=0.0, warmup=1, warmup_ms=60.0)
+    assert runner.calls - m["runs"] >= 6
+    runner = SleepRunner(0.0)
+    m = measure_latency(runner, iters=2, min_time=0.0, warmup=3, warmup_ms=0.0)
+    assert runner.calls - m["runs"] == 3
+    assert "gpu_timing" not in m  # no GPU compute time for a runner that cannot time it
+
+
 class FlakyRunner(SleepRunner):
     """Fails on its ``fail_on``-th call (a runner that breaks on one batch)."""
 
@@ -73,7 +85,7 @@ class FlakyRunner(SleepRunner):
         return super().__call__(batch)
 
 
-FAST = {"iters": 3, "min_time": 0.0, "warmup": 1}
+FAST = {"iters": 3, "min_time": 0.0, "warmup": 1, "warmup_ms": 0.0}  # (warm-up by count only)
 TEST_SET = {"n": 6, "height": 64, "width": 64, "seed": 99}
 
 

@@ -423,9 +423,13 @@ def test_fake_cuda_python_matches_the_real_signatures() -> None:
     real = pytest.importorskip("cuda.bindings.driver", reason="needs cuda-python (dev extra)")
     for name, params in fake_cuda.CUDA_PYTHON_SIGNATURES.items():
         first = getattr(real, name).__doc__.splitlines()[0]
-        real_params = tuple(p.split()[-1] for p in first[first.index("(") + 1 : -1].split(",") if p)
+        listed = first[first.index("(") + 1 : -1].split(",")
+        real_params = tuple(p.split(":")[0].split()[-1] for p in listed if p)  # "mode: T"
         assert real_params == params, (name, first)
-    assert int(real.CUresult.CUDA_SUCCESS) == int(fake_cuda.CUresult.CUDA_SUCCESS)
+    for fake_enum in (fake_cuda.CUresult, fake_cuda.CUstreamCaptureMode):  # the same codes
+        real_enum = getattr(real, fake_enum.__name__)
+        for member in fake_enum:
+            assert int(getattr(real_enum, member.name)) == int(member), member
 
 
 def test_cuda_python_without_a_driver_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -740,3 +744,246 @@ def test_bench_builds_the_engine_batch_it_measures(
     assert sidecar["shapes"]["rgb"]["max"][0] == 4 and sidecar["shapes"]["rgb"]["opt"][0] == 1
     sweep = {t["batch"]: (t["engine_batch"], t["calls_per_batch"]) for t in row["throughput"]}
     assert sweep == {1: (1, 1), 4: (4, 1)}
+
+
+# ---------------------------------------------------------------- GPU timing (issue 23 item 3)
+KERNEL_MS = 2.0  # the fake engine's GPU time per image (virtual clock, not this machine's)
+
+
+def fp16_engine(sources: dict, gpu_with, folder: Path, binding: str = "cuda-python", **options):
+    """A static batch-1 FP16 engine of TensorRT 10.16 on a fake GPU, and its runner."""
+    fake, gpu = gpu_with("10.16.1.11", binding, kernel_ms_per_image=KERNEL_MS, **options)
+    fp32 = stage(sources, folder)
+    record = build(get_format("tensorrt", "fp16"), fp32, folder, BuildOptions())
+    return fake, gpu, record, load_runner(record["path"])
+
+
+def test_gpu_compute_time_is_events_around_the_launch_without_copies(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """Events around execute_async_v3 on device-resident buffers time the kernels and the
+    host's launch gap, never the copies (the virtual clock charges each copy its bytes);
+    a CUDA graph (captured after one plain enqueue, trtexec's protocol) removes the gap and
+    still computes: its output buffer holds the engine's answer."""
+    fake, gpu, record, runner = fp16_engine(sources, gpu_with, tmp_path)
+    copies = gpu.copy_ms(3 * 64 * 64 * 4) + gpu.copy_ms(32 * 32 * 4)
+    assert copies > 0.0
+    times, info = runner.time_gpu_compute(1, iters=5, min_time=0.0, warmup_s=0.0)
+    assert len(times) == 5 and info == {"cuda_graph": False, "launch_batch": 1}
+    np.testing.assert_allclose(times, KERNEL_MS + gpu.launch_gap_ms, rtol=1e-9)
+    # end to end on the same stream: copies + gap + kernel, what the host timer includes
+    stream, before = runner.stream, gpu.clock[runner.stream]
+    runner(sources["calib"].images[:1])
+    assert gpu.clock[stream] - before == pytest.approx(KERNEL_MS + gpu.launch_gap_ms + copies)
+
+    enqueues = sum(c.startswith("IExecutionContext.execute_async_v3") for c in fake.calls)
+    times, info = runner.time_gpu_compute(1, iters=4, min_time=0.0, warmup_s=0.0,
+                                          cuda_graph=True)  # fmt: skip
+    assert info["cuda_graph"] is True and "cuda_graph_note" not in info
+    np.testing.assert_allclose(times, KERNEL_MS, rtol=1e-9)  # no launch gap in a graph
+    calls = [c for c in gpu.calls if c.startswith(("cuStreamBeginCapture", "cuGraphLaunch"))]
+    assert calls == ["cuStreamBeginCapture"] + ["cuGraphLaunch"] * 4
+    # one plain enqueue (buffers, deferred setup) + the captured one; the 4 runs were graphs
+    assert sum(c.startswith("IExecutionContext.execute_async_v3") for c in fake.calls) == (
+        enqueues + 2
+    )
+    host_out, device_out = runner._buffers[runner.output_name]
+    x = parity_input_for(runner)
+    gpu.push("test")  # (a device read needs a context, as cuMemcpyDtoH does)
+    got = np.frombuffer(gpu.read(device_out, host_out.nbytes), np.float32).reshape(1, 1, 32, 32)
+    gpu.pop()
+    np.testing.assert_allclose(got, onnx_reference(record["source_onnx"], x), atol=1e-6)
+    runner.close()
+    assert gpu.memory == {} and gpu.events == {} and gpu.capturing == {}
+
+
+def parity_input_for(runner) -> np.ndarray:
+    from densedepth.util.onnx_io import parity_input
+
+    return parity_input(tuple(runner.input_shape[2:]), batch=1)
+
+
+@pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
+def test_a_failed_capture_times_plain_launches_and_says_why(
+    binding: str, sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """trtexec --useCudaGraph's rule: when the capture fails (an engine with ops not
+    permitted under capture; a binding without graphs), the capture is ended and plain
+    launches are timed, with the reason in the row."""
+    _fake, gpu, _record, runner = fp16_engine(sources, gpu_with, tmp_path, binding,
+                                              capturable=False)  # fmt: skip
+    times, info = runner.time_gpu_compute(1, iters=3, min_time=0.0, warmup_s=0.0,
+                                          cuda_graph=True)  # fmt: skip
+    assert info["cuda_graph"] is False
+    reason = "enqueue failed under capture" if binding == "cuda-python" else "not offered"
+    assert reason in info["cuda_graph_note"], info
+    np.testing.assert_allclose(times, KERNEL_MS + gpu.launch_gap_ms, rtol=1e-9)
+    assert gpu.capturing == {} and gpu.invalidated == set()
+    runner.close()
+
+
+def test_the_fake_driver_keeps_cudas_event_and_capture_rules(monkeypatch) -> None:
+    """cuEventElapsedTime before the events complete is NOT_READY, on an event never
+    recorded or made without timing INVALID_HANDLE; a synchronize inside a capture is
+    STREAM_CAPTURE_UNSUPPORTED and the capture ends INVALIDATED (cuda-python's docs)."""
+    gpu = fake_cuda.FakeGPU()
+    fake_cuda.install(monkeypatch, gpu, "cuda-python")
+    import cuda.bindings.driver as drv
+
+    codes = drv.CUresult
+    drv.cuInit(0)
+    _, dev = drv.cuDeviceGet(0)
+    _, ctx = drv.cuDevicePrimaryCtxRetain(dev)
+    drv.cuCtxPushCurrent(ctx)
+    _, stream = drv.cuStreamCreate(0)
+    _, a = drv.cuEventCreate(0)
+    _, b = drv.cuEventCreate(0)
+    _, untimed = drv.cuEventCreate(2)  # CU_EVENT_DISABLE_TIMING
+    assert drv.cuEventElapsedTime(a, b)[0] == codes.CUDA_ERROR_INVALID_HANDLE  # not recorded
+    drv.cuEventRecord(a, stream)
+    drv.cuEventRecord(b, stream)
+    assert drv.cuEventElapsedTime(a, b)[0] == codes.CUDA_ERROR_NOT_READY
+    drv.cuEventSynchronize(b)  # b done: by stream order a (recorded before it) is done too
+    assert drv.cuEventElapsedTime(a, b) == (codes.CUDA_SUCCESS, 0.0)
+    drv.cuEventRecord(untimed, stream)
+    drv.cuStreamSynchronize(stream)
+    assert drv.cuEventElapsedTime(a, untimed)[0] == codes.CUDA_ERROR_INVALID_HANDLE
+    mode = drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+    assert drv.cuStreamBeginCapture(stream, mode) == (codes.CUDA_SUCCESS,)
+    assert drv.cuStreamSynchronize(stream)[0] == codes.CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+    assert drv.cuStreamEndCapture(stream) == (codes.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, None)
+    drv.cuCtxPopCurrent()
+
+
+def test_bench_rows_carry_both_timings_labelled(sources: dict, gpu_with, tmp_path: Path) -> None:
+    """Every TensorRT row: host end-to-end (p50_ms, ``timing``) and GPU compute (gpu_p50_ms,
+    ``gpu_timing``: the fake's kernel time exactly, as CUDA graph launches), the warm-up by
+    time, and what ran it (``accelerator``)."""
+    from bench.harness import BenchOptions, run_bench
+    from bench.latency import GPU_TIMING, TIMING
+
+    _fake, _gpu, record, runner = fp16_engine(sources, gpu_with, tmp_path)
+    runner.close()
+    opts = BenchOptions(iters=3, min_time=0.0, warmup=1, warmup_ms=0.0, data=None,
+                        device="cuda", cuda_graph=True)  # fmt: skip
+    row = run_bench([Path(record["path"])], tmp_path / "b", opts)["rows"][0]
+    assert row["status"] == "ok", row
+    assert row["timing"] == TIMING and row["gpu_timing"] == GPU_TIMING
+    assert row["gpu_p50_ms"] == pytest.approx(KERNEL_MS) and row["cuda_graph"] is True
+    assert row["gpu_runs"] >= 3 and row["accelerator"] == "gpu"
+    assert row["gpu_fps"] == pytest.approx(1e3 / KERNEL_MS)
+
+
+FAKE_TRTEXEC = """#!{python}
+import sys
+args = sys.argv[1:]
+open({log!r}, "w").write(" ".join(args))
+print("[I] === Performance summary ===")
+print("[I] Throughput: 140.021 qps")
+print("[I] GPU Compute Time: min = 5.34595 ms, max = 13.3388 ms, mean = 7.58404 ms, "
+      "median = 7.14139 ms, percentile(90%) = 10.2881 ms, percentile(95%) = 10.8175 ms, "
+      "percentile(99%) = 12.9485 ms")
+sys.exit({code})
+"""
+
+
+def install_trtexec(folder: Path, monkeypatch, code: int = 0) -> Path:
+    """A ``trtexec`` on PATH printing NVIDIA's summary format (the lines of a real run,
+    NVIDIA/TensorRT#4177) and logging its arguments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "args.txt"
+    exe = folder / "trtexec"
+    exe.write_text(FAKE_TRTEXEC.format(python=sys.executable, log=str(log), code=code))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{__import__('os').environ['PATH']}")
+    return log
+
+
+def test_bench_trtexec_puts_nvidias_figure_beside_ours(
+    sources: dict, gpu_with, tmp_path: Path, monkeypatch
+) -> None:
+    """``bench --trtexec``: trtexec --loadEngine on the row's engine, at the row's batch,
+    warm-up, duration and iterations, with --useCudaGraph when graphs are timed; its GPU
+    Compute Time median beside ours, the command in the row. A dynamic engine gets --shapes
+    at the launch batch; without trtexec on PATH, one line before anything is written."""
+    from bench.harness import BenchOptions, run_bench
+    from bench.trtexec import parse_gpu_compute, trtexec_command
+
+    gpu_with("10.16.1.11", kernel_ms_per_image=KERNEL_MS)
+    fp32 = stage(sources, tmp_path / "dyn", "dynamic")
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path / "dyn",
+                   BuildOptions(max_batch=4))  # fmt: skip
+    log = install_trtexec(tmp_path / "bin", monkeypatch)
+    opts = BenchOptions(iters=3, min_time=0.5, warmup=1, warmup_ms=200.0, batches=(4,),
+                        data=None, device="cuda", cuda_graph=True, trtexec=True)  # fmt: skip
+    row = run_bench([Path(record["path"])], tmp_path / "b", opts)["rows"][0]
+    assert row["status"] == "ok", row
+    assert row["trtexec_gpu_median_ms"] == 7.14139 and row["trtexec_throughput_qps"] == 140.021
+    expected = (f"--loadEngine={record['path']} --warmUp=200 --duration=1 --iterations=3 "
+                f"--avgRuns=10 --shapes=rgb:4x3x64x64 --useCudaGraph")  # fmt: skip
+    assert log.read_text() == expected
+    assert row["trtexec_command"].endswith(expected)
+    cmd = trtexec_command("m.engine", "rgb", None, 200.0, 3.0, 10, dla_core=1,
+                          version_compatible=True)  # fmt: skip
+    assert cmd == [
+        "trtexec",
+        "--loadEngine=m.engine",
+        "--warmUp=200",
+        "--duration=3",
+        "--iterations=10",
+        "--avgRuns=10",
+        "--useDLACore=1",
+        "--versionCompatible",
+    ]
+    with pytest.raises(DenseDepthError, match="printed no GPU Compute Time summary"):
+        parse_gpu_compute("[E] Engine deserialization failed")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(DenseDepthError, match="trtexec is not on PATH"):
+        run_bench([Path(record["path"])], tmp_path / "c", opts)
+    assert not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------- DLA (issue 23 item 5)
+def test_dla_builds_refuse_what_dla_cannot_run_and_fall_back_when_asked(
+    sources: dict, gpu_with, tmp_path: Path
+) -> None:
+    """--dla-core on a Jetson Orin (2 DLA cores, TensorRT 10.x weakly typed as JetPack 6):
+    the align_corners model's 5 layers DLA cannot run refuse the build in one line (before
+    TensorRT is asked); with --gpu-fallback TensorRT puts the same 5 on the GPU (the fake
+    counts them from NVIDIA's rules, our check from its own), the runtime runs the engine
+    on its core and bench says dla:1. A device without DLA, INT8 from Q/DQ and a dynamic
+    profile are refused or made static."""
+    from bench.harness import BenchOptions, run_bench
+
+    fake, _gpu = gpu_with("10.8.0.43", dla_cores=2)
+    fp32 = stage(sources, tmp_path)
+    with pytest.raises(ExportError, match=r"5 layer\(s\) of .* cannot run on DLA .*--gpu-fallback"):
+        build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions(dla_core=1))
+    assert not any(c.startswith("Builder.build_serialized_network") for c in fake.calls)
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path,
+                   BuildOptions(dla_core=1, gpu_fallback=True))  # fmt: skip
+    assert (record["dla_core"], record["dla_gpu_fallback_layers"]) == (1, 5)
+    assert len(fake.options["dla_fallback_layers"]) == 5
+    assert "IBuilderConfig.default_device_type = DeviceType.DLA" in fake.calls
+    assert "IBuilderConfig.DLA_core = 1" in fake.calls
+    assert "IBuilderConfig.set_flag(flag=BuilderFlag.GPU_FALLBACK)" in fake.calls
+    opts = BenchOptions(iters=2, min_time=0.0, warmup=1, data=None, device="cuda")
+    row = run_bench([Path(record["path"])], tmp_path / "b", opts)["rows"][0]
+    assert row["status"] == "ok" and row["accelerator"] == "dla:1", row
+    assert "Runtime.DLA_core = 1" in fake.calls
+
+    gpu_with("10.8.0.43", dla_cores=0)  # a desktop GPU
+    with pytest.raises(ExportError, match="--dla-core 0: this device has no DLA"):
+        build(get_format("tensorrt", "fp16"), fp32, tmp_path / "x",
+              BuildOptions(dla_core=0, gpu_fallback=True))  # fmt: skip
+    with pytest.raises(DenseDepthError, match="runs on DLA core 1, this device has no DLA"):
+        load_runner(record["path"])
+    with pytest.raises(ExportError, match="DLA runs INT8 from calibration scales only"):
+        build(get_format("tensorrt", "int8"), fp32, tmp_path / "y",
+              BuildOptions(dla_core=0, gpu_fallback=True, calib=sources["calib"]))  # fmt: skip
+
+    fake, _gpu = gpu_with("10.8.0.43", dla_cores=2)
+    dynamic = stage(sources, tmp_path / "dyn", "dynamic")
+    record = build(get_format("tensorrt", "fp16"), dynamic, tmp_path / "dyn",
+                   BuildOptions(dla_core=0, gpu_fallback=True, max_batch=2))  # fmt: skip
+    assert record["shapes"]["rgb"]["min"] == record["shapes"]["rgb"]["opt"] == [2, 3, 64, 64]

@@ -449,9 +449,7 @@ class FakeTensorRT:
         if refused and "GPU_FALLBACK" not in flags:
             return f"{refused[0]} cannot run on DLA and GPU fallback is not enabled"
         for name in refused:
-            self._log(
-                builder, "WARNING", f"{name} is not supported on DLA, falling back to GPU"
-            )
+            self._log(builder, "WARNING", f"{name} is not supported on DLA, falling back to GPU")
         self.options["dla_fallback_layers"] = refused
         return ""
 

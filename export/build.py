@@ -167,12 +167,27 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
     """A TensorRT engine at ``precision`` written to ``out``: makes and checks the ONNX its
     version parses (beside ``out``), then builds the engine (or, with ``onnx_only``, stops
     there: no TensorRT or GPU needed)."""
-    from export.tensorrt import BuilderKnobs, build_engine, build_plan, check_for_version
+    from export.tensorrt import (
+        BuilderKnobs,
+        build_engine,
+        build_plan,
+        check_dla_options,
+        check_for_version,
+    )
     from export.tensorrt_versions import NEWEST_PLANNED, version_label
 
     version = tensorrt_version_here(opts)
     planned = version or NEWEST_PLANNED
     plan = build_plan(planned, precision, opts.legacy_calibrator, opts.int8_float)
+    knobs = BuilderKnobs(
+        opts.opt_level,
+        opts.hardware_compat,
+        opts.version_compatible,
+        opts.build_log,
+        dla_core=opts.dla_core,
+        gpu_fallback=opts.gpu_fallback,
+    )
+    check_dla_options(knobs, precision, plan.calibrator)  # before anything is written
     if opts.onnx_only and plan.calibrator:
         raise ExportError("--legacy-calibrator builds from the fp32 ONNX itself: no --onnx-only")
     if plan.onnx_kind == "fp32":
@@ -199,14 +214,7 @@ def build_tensorrt(precision: str, fp32: Path, out: Path, opts: BuildOptions) ->
         opt_batch=opts.opt_batch,
         calib=calib,
         int8_float=opts.int8_float,
-        knobs=BuilderKnobs(
-            opts.opt_level,
-            opts.hardware_compat,
-            opts.version_compatible,
-            opts.build_log,
-            dla_core=opts.dla_core,
-            gpu_fallback=opts.gpu_fallback,
-        ),
+        knobs=knobs,
     )
 
 
@@ -361,6 +369,8 @@ def build_summary(
         fp16_floats = opts.int8_float == "fp16"
         flags = {"fp16": "--fp16", "int8": f"--int8{' --fp16' * fp16_floats}"}[fmt.precision]
         lines.append(f"checked for {record['planned_for']}: 0 violations")
+        dla = f" --dla-core {opts.dla_core}" if opts.dla_core is not None else ""
+        dla += " --gpu-fallback" if opts.gpu_fallback else ""
         lines.append(f"on the GPU machine: cli.py build-engine {source} --target tensorrt "
-                     f"{flags} --calib ...")  # fmt: skip
+                     f"{flags}{dla} --calib ...")  # fmt: skip
     return lines

@@ -225,30 +225,38 @@ def apply_knobs(trt: Any, config: Any, knobs: BuilderKnobs) -> dict[str, Any]:
     }
 
 
-def check_dla_build(
-    onnx_path: Path, knobs: BuilderKnobs, precision: str, plan: BuildPlan
-) -> dict[str, Any]:
-    """Before a DLA build: what DLA cannot run in the ONNX (``export.dla_check``); refused in
-    one line unless GPU fallback is on. DLA's INT8 is implicit quantization only (scales from
-    a calibrator, not Q/DQ: NVIDIA in NVIDIA/TensorRT#2222 and NVIDIA/Model-Optimizer#1661),
-    so an INT8 DLA build needs the calibrator. Returns the sidecar's DLA fields."""
-    import onnx
-
-    from export.dla_check import check_dla
-
+def check_dla_options(knobs: BuilderKnobs, precision: str, calibrator: bool) -> None:
+    """The DLA options make sense together (before anything is written): a core for
+    --gpu-fallback, FP16 or INT8, and DLA's INT8 through the calibrator only (implicit
+    quantization, not Q/DQ: NVIDIA in NVIDIA/TensorRT#2222 and NVIDIA/Model-Optimizer#1661)."""
     if knobs.gpu_fallback and knobs.dla_core is None:
         raise ExportError("--gpu-fallback is for DLA builds: add --dla-core N")
     if knobs.dla_core is None:
-        return {}
+        return
     if knobs.dla_core < 0:
         raise ExportError(f"--dla-core is 0 or more (Jetson Orin: 0 or 1), got {knobs.dla_core}")
     if precision not in ("fp16", "int8"):
         raise ExportError(f"DLA runs FP16 and INT8 only, not {precision}")
-    if precision == "int8" and not plan.calibrator:
+    if precision == "int8" and not calibrator:
         raise ExportError(
             "DLA runs INT8 from calibration scales only (implicit quantization), not from a "
             "Q/DQ ONNX: add --legacy-calibrator (TensorRT 8.6 / 10.x, JetPack 6)"
         )
+
+
+def check_dla_build(
+    onnx_path: Path, knobs: BuilderKnobs, precision: str, plan: BuildPlan
+) -> dict[str, Any]:
+    """Before a DLA build: the options (``check_dla_options``) and what DLA cannot run in the
+    ONNX (``export.dla_check``), refused in one line unless GPU fallback is on. Returns the
+    sidecar's DLA fields ({} for a GPU build)."""
+    import onnx
+
+    from export.dla_check import check_dla
+
+    check_dla_options(knobs, precision, plan.calibrator)
+    if knobs.dla_core is None:
+        return {}
     model = onnx.load(str(onnx_path), load_external_data=False)
     findings = [f for f in check_dla(model) if f.rule != "dla-static-shape"]
     nodes = sorted({f.node for f in findings})

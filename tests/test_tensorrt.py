@@ -987,3 +987,18 @@ def test_dla_builds_refuse_what_dla_cannot_run_and_fall_back_when_asked(
     record = build(get_format("tensorrt", "fp16"), dynamic, tmp_path / "dyn",
                    BuildOptions(dla_core=0, gpu_fallback=True, max_batch=2))  # fmt: skip
     assert record["shapes"]["rgb"]["min"] == record["shapes"]["rgb"]["opt"] == [2, 3, 64, 64]
+
+
+def test_dla_options_are_refused_before_anything_is_written(sources: dict, tmp_path: Path) -> None:
+    """--gpu-fallback without --dla-core and DLA INT8 from Q/DQ are one line each, with no
+    TensorRT here (--onnx-only) and no file written."""
+    fp32 = stage(sources, tmp_path / "src")
+    for precision, opts, message in (
+        ("fp16", BuildOptions(gpu_fallback=True, onnx_only=True), "add --dla-core N"),
+        ("int8", BuildOptions(dla_core=0, onnx_only=True, calib=sources["calib"]),
+         "add --legacy-calibrator"),
+    ):  # fmt: skip
+        out = tmp_path / precision
+        with pytest.raises(ExportError, match=message):
+            build(get_format("tensorrt", precision), fp32, out, opts)
+        assert not out.exists() or not any(out.iterdir())

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import range_lines
 from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset, protocol_for
 from densedepth.metrics import METRIC_KEYS
@@ -135,6 +136,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     for r in report["measured"]:
         vals = " | ".join(f"{r[k]:.3f}" for k in METRIC_KEYS)
         lines.append(f"| {r['model']} | {vals} | {r.get('n_images', '')} |")
+    lines += range_lines(report["measured"], report["protocol"])
     if report["published"]:
         lines += [
             "",

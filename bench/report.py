@@ -186,6 +186,7 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
         for r, t in sweep:
             cells = f"{row_label(r)} | {batch_text(t)} | {t['p50_ms']:.2f} | {t['fps']:.1f}"
             lines.append(f"| {cells} |")
+    lines += range_lines(rows, opts.get("protocol", ""))
     lines += gpu_timing_lines(rows)
     lines += energy_lines(rows)
     picks = result.get("recommended") or []
@@ -207,6 +208,65 @@ def markdown_bench(result: dict[str, Any], plot: str | None, heading: str = "# B
     if plot is not None:
         lines += ["", f"![δ1 vs latency]({plot})", ""]
     return "\n".join(lines) + "\n"
+
+
+def range_text(bounds: list[float]) -> str:
+    """``0-2 m`` for a ``range_m`` of [0, 2]."""
+    return f"{bounds[0]:g}-{bounds[1]:g} m"
+
+
+def fp32_reference(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The FP32 row that ``row``'s δ1 drop is taken against, by ``bench.recommend.add_ratios``'s
+    rule (same backbone, decoder width and input size; the torch one first), among the rows
+    with per-range figures; None without one."""
+
+    def same_model(r: dict[str, Any]) -> tuple:
+        return (r.get("backbone"), r.get("decoder_width"), tuple(r.get("input_size", ())))
+
+    fp32 = [e for e in rows if e.get("status") == "ok" and "p50_ms" in e and "by_range" in e
+            and e.get("precision") == "fp32" and same_model(e) == same_model(row)]  # fmt: skip
+    return next((e for e in fp32 if e.get("engine") == "torch"), fp32[0] if fp32 else None)
+
+
+def range_cells(row: dict[str, Any], ref: dict[str, Any] | None, ranges: list) -> list[str]:
+    """δ1, rel and Δδ1 against ``ref`` for each of ``ranges`` (empty where a range has no
+    pixels, or the row or its reference lacks it)."""
+    mine = {tuple(e["range_m"]): e for e in row["by_range"]}
+    theirs = {tuple(e["range_m"]): e for e in (ref or {}).get("by_range", [])}
+    cells = []
+    for bounds in ranges:
+        entry, base = mine.get(bounds, {}), theirs.get(bounds, {})
+        d1, base_d1 = entry.get("delta1"), base.get("delta1")
+        drop = base_d1 - d1 if d1 is not None and base_d1 is not None else None
+        cells += [number_cell(d1, ".4f"), number_cell(entry.get("rel"), ".4f"),
+                  number_cell(drop, "+.4f")]  # fmt: skip
+    return cells
+
+
+def range_lines(rows: list[dict[str, Any]], protocol: str) -> list[str]:
+    """The per-depth-range table (δ1, rel, Δδ1 vs FP32 per ground-truth range, one line per
+    row with ``by_range``), with the pixels per range; nothing when no row has them."""
+    ranged = [r for r in rows if r.get("by_range")]
+    if not ranged:
+        return []
+    ranges = [tuple(e["range_m"]) for e in ranged[0]["by_range"]]
+    head = [f"{range_text(b)} {k}" for b in ranges for k in ("δ1", "rel", "Δδ1")]
+    lines = ["", "δ1 and rel by depth range (ground truth):", "",
+             "| model | input | " + " | ".join(head) + " |",
+             "|---|---|" + "---|" * len(head)]  # fmt: skip
+    for r in ranged:
+        cells = [row_label(r), size_text(r), *range_cells(r, fp32_reference(r, rows), ranges)]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = ", ".join(f"{range_text(e['range_m'])} {e['pixels']:,}" for e in ranged[0]["by_range"])
+    pooled = ("each image's figures averaged over the images with a pixel in the range, as "
+              "the KITTI protocol averages" if protocol.startswith("kitti")
+              else "pooled over every pixel in the range, as δ1 and rel above")  # fmt: skip
+    lines += ["", f"Pixels are binned by their ground-truth depth (each range includes its lower "
+              f"edge, the last also its upper), never by the prediction, so every row is scored "
+              f"on the same pixels per range: {counts} pixels. Figures are {pooled}; Δδ1 is the "
+              f"FP32 row's δ1 in the range minus this row's (positive = lost); an empty range "
+              f"has no figures."]  # fmt: skip
+    return lines
 
 
 def gpu_timing_lines(rows: list[dict[str, Any]]) -> list[str]:

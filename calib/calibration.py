@@ -102,10 +102,12 @@ def load_calibration_set(
     n: int = DEFAULT_IMAGES,
     batch_size: int = 1,
     split: str = "train",
+    exclude: Sequence[int] = (),
     **dataset_kwargs: Any,
 ) -> CalibrationSet:
     """``n`` calibration images from a dataset (any ``open_dataset`` format or 'synthetic') or
-    a folder of RGB images; unreadable images are skipped and counted.
+    a folder of RGB images; unreadable images are skipped and counted. ``exclude``: indices
+    of the dataset never to take (the held-out images an INT8 build is judged on).
 
     Warns below 300 images; refuses fewer than one batch.
     """
@@ -113,7 +115,8 @@ def load_calibration_set(
     if str(source) != "synthetic" and path.is_dir() and _is_image_folder(path):
         images, names, skipped = _from_image_folder(path, input_size, n)
     else:
-        images, names, skipped = _from_dataset(source, input_size, n, split, dataset_kwargs)
+        images, names, skipped = _from_dataset(source, input_size, n, split, dataset_kwargs,
+                                               set(exclude))  # fmt: skip
     kept = len(images)
     if kept < batch_size or kept == 0:
         detail = f" ({len(skipped)} unreadable skipped)" if skipped else ""
@@ -164,13 +167,16 @@ def _from_dataset(
     n: int,
     split: str,
     kwargs: dict[str, Any],
+    exclude: set[int] | None = None,
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
     dataset = open_dataset(source, split, **kwargs)
+    allowed = [i for i in range(len(dataset)) if i not in (exclude or set())]
     scene = getattr(dataset, "scene", None)
     if callable(scene):
-        indices = spread_indices([scene(i) for i in range(len(dataset))], n)
+        picked = spread_indices([scene(i) for i in allowed], n)
     else:
-        indices = even_indices(len(dataset), n)
+        picked = even_indices(len(allowed), n)
+    indices = [allowed[k] for k in picked]
     images, names, skipped = [], [], []
     with progress("reading calibration images", len(indices)) as advance:
         for i in indices:

@@ -12,18 +12,23 @@ did (``densedepth.depth.authors_target_to_depth``: invert, then clip) wherever t
 offers it (``predict_target``: checkpoints, our float ONNX files); a graph that converts
 inside (INT8 ONNX, OpenVINO, TensorRT) is scored as is, and the result says which
 (``depth_conversion``; ``conversion_note`` is the line to print).
+
+The result also gives delta1 and rel per range of ground-truth depth (``by_range``; NYU 0-2,
+2-5, 5-10 m, KITTI 0-10, 10-20, 20-40, 40-80 m: ``densedepth.metrics.protocol_ranges``), since
+quantization error grows with distance and one pooled number can hide a far-range collapse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from densedepth.data.preprocess import resize_rgb
 from densedepth.data.readers import Sample
 from densedepth.depth import authors_target_to_depth
-from densedepth.metrics import EIGEN_CROP, eigen_evaluate
+from densedepth.metrics import EIGEN_CROP, eigen_evaluate, protocol_ranges
 from densedepth.util.progress import progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -69,12 +74,20 @@ def evaluate_dataset(
     protocol: str = "auto",
     limit: int = 0,
     batch_size: int | None = None,
-) -> dict[str, float]:
+    ranges: Sequence[Sequence[float]] | None = None,
+) -> dict[str, Any]:
     """Metrics of ``predict`` on ``dataset`` under ``protocol`` (``"auto"``: ``protocol_for``;
-    see the module docstring); the result names the protocol used."""
+    see the module docstring); the result names the protocol used.
+
+    ``by_range``: one entry per range of ground-truth depth (``ranges`` in metres, None: the
+    protocol's, ``protocol_ranges``), ``{"range_m": [low, high], "pixels", "images", "delta1",
+    "rel"}``, pooled as the six metrics are (``densedepth.metrics.RangeSums``); an empty range
+    has 0 pixels and None for its metrics.
+    """
     rgb, depth, crop = evaluation_arrays(dataset, input_size, limit)
-    kwargs = {} if batch_size is None else {"batch_size": batch_size}
+    kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     chosen = protocol_for(dataset, protocol)
+    kwargs["ranges"] = protocol_ranges(chosen) if ranges is None else ranges
     extra = {}
     if chosen == "densedepth":
         predict, extra["depth_conversion"] = authors_predictor(predict)

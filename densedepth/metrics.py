@@ -47,11 +47,18 @@ at half resolution) over a test set batch by batch. Two protocols:
   brought to the ground truth's resolution, the metrics are computed per image and averaged
   over the images that have a valid pixel (the pixels of an image are not pooled with other
   images'); ``rel`` divides by the ground truth.
+
+Depth ranges: with ``ranges`` (``protocol_ranges``: NYU 0-2, 2-5, 5-10 m; KITTI 0-10, 10-20,
+20-40, 40-80 m) ``eigen_evaluate`` also gives delta1 and rel per range of the GROUND-TRUTH depth
+(``by_range``), accumulated as the pooled metrics are: pixel-pooled over the set under eigen and
+densedepth, per image and averaged over the images with a pixel in the range under KITTI.
+``metrics_by_range(gt, pred)`` does the same, pixel-pooled, for arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +77,12 @@ KITTI_CROPS = {
     "kitti-eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),  # Eigen et al., NIPS 2014
 }
 
+# ground-truth depth bins in metres: [low, high), the last one [low, high]
+NYU_RANGES = ((0.0, 2.0), (2.0, 5.0), (5.0, 10.0))
+KITTI_RANGES = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))
+
 Crop = tuple[int, int, int, int]
+DepthRange = tuple[float, float]
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
@@ -114,6 +126,14 @@ def _finish(sums: np.ndarray) -> dict[str, float]:
 
 def _valid_sums(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Checked ``_sums`` over the valid pixels of ``gt`` (> 0, finite, and ``mask``)."""
+    return _sums(*_valid_pairs(gt, pred, mask))
+
+
+def _valid_pairs(
+    gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The valid pixels of ``gt`` (> 0, finite, and ``mask``) and their predictions, 1-D
+    float64; shapes and predictions checked."""
     gt = np.asarray(gt)
     pred = np.asarray(pred)
     if gt.shape != pred.shape:
@@ -139,7 +159,7 @@ def _valid_sums(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None
             f"{bad} predictions at valid pixels are NaN, infinite or <= 0; clamp predictions "
             f"to the valid range [{MIN_DEPTH}, {MAX_DEPTH}] m before computing metrics"
         )
-    return _sums(g, p)
+    return g, p
 
 
 def compute_metrics(
@@ -158,6 +178,114 @@ def compute_metrics(
             "check the depth maps and the mask"
         )
     return _finish(sums)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics per depth range
+
+
+def protocol_ranges(protocol: str) -> tuple[DepthRange, ...]:
+    """The default ground-truth depth ranges of ``protocol``: NYU's 0-2, 2-5, 5-10 m (eigen,
+    densedepth), KITTI's 0-10, 10-20, 20-40, 40-80 m (kitti-garg, kitti-eigen)."""
+    return KITTI_RANGES if protocol.startswith("kitti") else NYU_RANGES
+
+
+def check_ranges(ranges: Sequence[Sequence[float]]) -> tuple[DepthRange, ...]:
+    """``ranges`` as float pairs, checked: at least one, each low < high, in increasing order
+    and not overlapping (so every pixel falls in at most one)."""
+    try:
+        pairs = tuple((float(lo), float(hi)) for lo, hi in ranges)
+    except (TypeError, ValueError):
+        raise DataError(f"depth ranges {ranges!r} are not (low, high) pairs of metres") from None
+    ends = [e for pair in pairs for e in pair]
+    ok = bool(pairs) and all(np.isfinite(ends)) and all(lo < hi for lo, hi in pairs)
+    if not ok or any(a > b for a, b in zip(ends[1::2], ends[2::2], strict=False)):
+        raise DataError(
+            f"depth ranges {ranges!r} must be finite (low, high) pairs in metres, low < high, "
+            "in increasing order without overlap, e.g. ((0, 2), (2, 5), (5, 10))"
+        )
+    return pairs
+
+
+def _range_masks(depth: np.ndarray, ranges: Sequence[DepthRange]) -> list[np.ndarray]:
+    """Which pixels of ``depth`` (the ground truth) fall in each range: low <= d < high, the
+    last range closed (low <= d <= high, so NYU's 10 m cap is in 5-10 m)."""
+    last = len(ranges) - 1
+    return [
+        (depth >= lo) & ((depth <= hi) if i == last else (depth < hi))
+        for i, (lo, hi) in enumerate(ranges)
+    ]
+
+
+def _range_sums(
+    first: np.ndarray, second: np.ndarray, depth: np.ndarray, ranges: Sequence[DepthRange]
+) -> np.ndarray:
+    """``_sums(first, second)`` of the pixels in each range of ``depth``: (ranges, 7)."""
+    return np.stack([_sums(first[m], second[m]) for m in _range_masks(depth, ranges)])
+
+
+class RangeSums:
+    """delta1 and rel per ground-truth depth range, accumulated image by image as the pooled
+    metrics are: pixel-pooled sums over the set, or (``per_image``, the KITTI protocols) each
+    image's figures averaged over the images with a pixel in the range.
+
+    Binned by the ground truth, never the prediction: a pixel stays in its range whatever the
+    model predicts, so rows of one test set compare range by range.
+    """
+
+    def __init__(self, ranges: Sequence[Sequence[float]], per_image: bool = False) -> None:
+        self.ranges = check_ranges(ranges)
+        self.per_image = per_image
+        self.sums = np.zeros((len(self.ranges), 7), dtype=np.float64)
+        self.image_means = np.zeros((len(self.ranges), 2), dtype=np.float64)  # delta1, rel
+        self.images = np.zeros(len(self.ranges), dtype=np.int64)
+
+    def add(self, first: np.ndarray, second: np.ndarray, depth: np.ndarray) -> None:
+        """One image's scored pixels: the pair ``_sums`` takes, and the ground truth binning
+        them (``first`` itself except under densedepth, whose pair is swapped)."""
+        image = _range_sums(first, second, depth, self.ranges)
+        self.sums += image
+        for i in np.flatnonzero(image[:, 0]):
+            scores = _finish(image[i])
+            self.image_means[i] += (scores["delta1"], scores["rel"])
+            self.images[i] += 1
+
+    def result(self) -> list[dict[str, Any]]:
+        """JSON-able, one entry per range: ``range_m`` [low, high], ``pixels``, ``images``
+        (with a pixel in the range), ``delta1`` and ``rel`` (None for an empty range)."""
+        out = []
+        for i, (lo, hi) in enumerate(self.ranges):
+            entry: dict[str, Any] = {
+                "range_m": [lo, hi],
+                "pixels": int(self.sums[i, 0]),
+                "images": int(self.images[i]),
+                "delta1": None,
+                "rel": None,
+            }
+            if self.images[i]:
+                if self.per_image:
+                    d1, rel = self.image_means[i] / self.images[i]
+                else:
+                    scores = _finish(self.sums[i])
+                    d1, rel = scores["delta1"], scores["rel"]
+                entry.update(delta1=float(d1), rel=float(rel))
+            out.append(entry)
+        return out
+
+
+def metrics_by_range(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    ranges: Sequence[Sequence[float]] = NYU_RANGES,
+    mask: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """delta1 and rel per range of the ground truth ``gt``, pooled over its valid pixels as
+    ``compute_metrics`` pools them (``RangeSums.result``'s entries); pixels outside every range
+    count in none."""
+    g, p = _valid_pairs(gt, pred, mask)
+    sums = RangeSums(ranges)
+    sums.add(g, p, g)
+    return sums.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +474,8 @@ def eigen_evaluate(
     crop: Crop | None = EIGEN_CROP,
     batch_size: int | None = None,
     protocol: str = "eigen",
-) -> dict[str, float | int | str]:
+    ranges: Sequence[Sequence[float]] | None = None,
+) -> dict[str, Any]:
     """Metrics of ``predict`` on a test set under ``protocol`` (see the module docstring).
 
     ``predict``: float32 NCHW RGB in [0,1] -> metres at half resolution, (N,1,h,w) or (N,h,w).
@@ -357,6 +486,10 @@ def eigen_evaluate(
     ``crop``: inclusive (top, bottom, left, right) in ground-truth pixels, or None (the KITTI
     protocols use their own crop, ``kitti_crop``, and ignore it).
     ``batch_size``: None for the protocol's default (eigen 8, densedepth 4).
+    ``ranges``: (low, high) metres of ground-truth depth (e.g. ``protocol_ranges(protocol)``);
+    where given, ``by_range`` holds delta1 and rel per range (``RangeSums``), binned by the
+    ground truth and pooled as the protocol pools (pixels under eigen and densedepth, images
+    under KITTI).
     Returns the six metrics plus ``n_images`` (images scored) and ``protocol``.
     """
     if protocol not in PROTOCOLS:
@@ -380,6 +513,7 @@ def eigen_evaluate(
 
     sums = np.zeros(7, dtype=np.float64)
     per_image: list[np.ndarray] = []  # KITTI: each image's metrics, averaged at the end
+    by_range = None if ranges is None else RangeSums(ranges, per_image=kitti)
     depth_range = protocol_depth_range(protocol)
     with progress("evaluating", n_scored) as advance:
         for start in range(0, n_scored, bs):
@@ -390,19 +524,17 @@ def eigen_evaluate(
                 gt = np.asarray(depth[start + k], dtype=np.float64)
                 if pred.shape != gt.shape:
                     pred = resize_bilinear(pred, gt.shape)
-                if kitti:
-                    top, bottom, left, right = kitti_crop(protocol, *gt.shape)
-                    image = _kitti_sums(pred[top:bottom, left:right], gt[top:bottom, left:right])
-                    if image[0]:
-                        scores = _finish(image)
-                        per_image.append(np.array([scores[k] for k in METRIC_KEYS]))
-                    continue
-                if crop is not None:
-                    top, bottom, left, right = _check_crop(crop, *gt.shape)
-                    pred = pred[top : bottom + 1, left : right + 1]
-                    gt = gt[top : bottom + 1, left : right + 1]
-                sums += _score(pred, gt, protocol, start + k)
+                first, second, truth = _image_pairs(pred, gt, protocol, crop, start + k)
+                image = _sums(first, second)
+                if by_range is not None:
+                    by_range.add(first, second, truth)
+                if not kitti:
+                    sums += image
+                elif image[0]:
+                    scores = _finish(image)
+                    per_image.append(np.array([scores[k] for k in METRIC_KEYS]))
             advance(stop - start)
+    extra = {} if by_range is None else {"by_range": by_range.result()}
 
     if kitti:
         if not per_image:
@@ -412,31 +544,51 @@ def eigen_evaluate(
             )
         means = np.mean(per_image, axis=0)
         return {**dict(zip(METRIC_KEYS, map(float, means), strict=True)),
-                "n_images": len(per_image), "protocol": protocol}  # fmt: skip
+                "n_images": len(per_image), "protocol": protocol, **extra}  # fmt: skip
     if sums[0] == 0:
         raise DataError(
             "no valid ground-truth pixels in the crop of any image (none finite and > 0); "
             "check the depth maps and the crop"
         )
-    return {**_finish(sums), "n_images": n_scored, "protocol": protocol}
+    return {**_finish(sums), "n_images": n_scored, "protocol": protocol, **extra}
 
 
-def _kitti_sums(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """The metric sums of one cropped KITTI image: pixels with 0.001 < gt < 80 m, the
-    prediction clamped to that range."""
+def _image_pairs(
+    pred: np.ndarray, gt: np.ndarray, protocol: str, crop: Crop | None, index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What one image (at ground-truth resolution) is scored on under ``protocol``: the 1-D
+    pair ``_sums`` takes and the ground truth of those pixels (what ``RangeSums`` bins)."""
+    if protocol.startswith("kitti"):
+        top, bottom, left, right = kitti_crop(protocol, *gt.shape)
+        g, p = _kitti_pairs(pred[top:bottom, left:right], gt[top:bottom, left:right])
+        return g, p, g
+    if crop is not None:
+        top, bottom, left, right = _check_crop(crop, *gt.shape)
+        pred = pred[top : bottom + 1, left : right + 1]
+        gt = gt[top : bottom + 1, left : right + 1]
+    return _score_pairs(pred, gt, protocol, index)
+
+
+def _kitti_pairs(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scored pixels of one cropped KITTI image, (gt, pred): pixels with
+    0.001 < gt < 80 m, the prediction clamped to that range."""
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(gt) & (gt > KITTI_MIN_DEPTH) & (gt < KITTI_MAX_DEPTH)
-    return _sums(gt[valid], np.clip(pred[valid], KITTI_MIN_DEPTH, KITTI_MAX_DEPTH))
+    return gt[valid], np.clip(pred[valid], KITTI_MIN_DEPTH, KITTI_MAX_DEPTH)
 
 
-def _score(pred: np.ndarray, gt: np.ndarray, protocol: str, index: int) -> np.ndarray:
-    """The metric sums of one cropped image under ``protocol``."""
+def _score_pairs(
+    pred: np.ndarray, gt: np.ndarray, protocol: str, index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One cropped NYU image under ``protocol``: the pair ``_sums`` takes and the ground
+    truth of its pixels (eigen: clamped to 0.1..10 m as scored; densedepth: as is)."""
     if protocol == "eigen":
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(gt) & (gt > 0)
         gt = np.clip(gt, MIN_DEPTH, MAX_DEPTH)
         pred = np.clip(pred, MIN_DEPTH, MAX_DEPTH)
-        return _valid_sums(gt, pred, valid)
+        g, p = _valid_pairs(gt, pred, valid)
+        return g, p, g
     bad = np.count_nonzero(~(np.isfinite(gt) & (gt > 0)))
     if bad:
         raise DataError(
@@ -450,18 +602,24 @@ def _score(pred: np.ndarray, gt: np.ndarray, protocol: str, index: int) -> np.nd
             "and its inputs"
         )
     # compute_errors(gt=predictions, pred=ground truth): rel divides by the prediction.
-    return _sums(pred.ravel(), gt.ravel())
+    return pred.ravel(), gt.ravel(), gt.ravel()
 
 
 __all__ = [
     "EIGEN_CROP",
+    "KITTI_RANGES",
     "METRIC_KEYS",
+    "NYU_RANGES",
     "PROTOCOLS",
+    "RangeSums",
+    "check_ranges",
     "compute_metrics",
     "eigen_crop",
     "eigen_evaluate",
     "kitti_crop",
+    "metrics_by_range",
     "protocol_depth_range",
+    "protocol_ranges",
     "resize_bilinear",
     "upsample2x",
     "upsample2x_skimage",

@@ -23,6 +23,7 @@ from densedepth.util.optional import optional_torch
 from export.artifact import saved_line
 from export.formats import Format, get_format, module_found, require
 from export.fp16 import convert_fp16
+from export.int8_budget import AccuracyBudget, HeldOut
 from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
 
 
@@ -52,6 +53,7 @@ class BuildOptions:
     calib_source: str | None = None  # INT8 calibration data (None: the model's training data)
     calib_images: int = 500
     calib_kwargs: dict[str, Any] = field(default_factory=dict)
+    budget: AccuracyBudget | None = None  # INT8: judged on held-out images (export.int8_budget)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -319,21 +321,46 @@ class BuildJob:
             raise ExportError(f"{source} is not the fp32 ONNX from `cli.py export`")
         return source, meta
 
+    def held_out(self) -> HeldOut:
+        """The images INT8 builds are judged on (``export.int8_budget.held_out_set``)."""
+        from export.int8_budget import held_out_set
+
+        budget = self.opts.budget or AccuracyBudget()
+        return self._once("held_out", lambda: held_out_set(
+            self.fp32(), budget, **self.opts.calib_kwargs
+        ))  # fmt: skip
+
     def calibration(self) -> CalibrationSet:
-        """The INT8 calibration set (``opts.calib_source``, else the model's training data)."""
+        """The INT8 calibration set (``opts.calib_source``, else the model's training data),
+        without the held-out images when it is drawn from the same data."""
         o = self.opts
+        source = o.calib_source or default_calibration_source(self.fp32())
+        exclude = ()
+        if o.budget is not None and str(source) == self.held_out().source:
+            exclude = tuple(self.held_out().exclude)
         return self._once("calib", lambda: calibration_for(
-            self.fp32(), o.calib_source, o.calib_images, self.log, self.warn, **o.calib_kwargs
+            self.fp32(), source, o.calib_images, self.log, self.warn, exclude=exclude,
+            **o.calib_kwargs
         ))  # fmt: skip
 
     def build(self, fmt: Format) -> dict[str, Any]:
-        """Build ``fmt``; its record (the fp32 ONNX's own for ``onnx-fp32``)."""
+        """Build ``fmt``; its record (the fp32 ONNX's own for ``onnx-fp32``). An INT8 build
+        with a budget is then judged (``export.int8_budget``): its line logged, a miss raised."""
+        from export.int8_budget import budget_line, enforce_budget, measure_budget
+
         fp32 = self.fp32()
         stem = fp32.stem.removesuffix("_fp32")
         calib = self.calibration() if fmt.precision == "int8" else None
+        if calib is not None and self.opts.budget is not None:
+            self.held_out()  # (a missing held-out set is one line before the build)
         record = build(fmt, fp32, self.out_dir, replace(self.opts, stem=stem, calib=calib))
         if fmt.builder != "export.build:build_onnx_fp32" or fp32 == self.source:
             self.log(saved_line(record))  # (an fp32 ONNX exported here was announced then)
+        if calib is not None and self.opts.budget is not None:
+            result = measure_budget(fp32, record, self.held_out(), self.opts.budget)
+            if result["verdict"] != "missed":  # (a miss is the error's line)
+                self.log(budget_line(result))
+            record = enforce_budget(record, result)
         return record
 
 

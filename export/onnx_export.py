@@ -128,11 +128,22 @@ def export_onnx(
     return finish_artifact(out, record, t0)
 
 
-def training_data(ckpt: dict[str, Any]) -> dict[str, str]:
+def training_data(ckpt: dict[str, Any]) -> dict[str, Any]:
     """``{"training_data": ...}``: the data the checkpoint was trained on, as its config names
-    it (an INT8 build's default calibration source), or {} when it names none."""
-    data = (ckpt.get("config") or {}).get("data")
-    return {"training_data": str(data)} if data else {}
+    it (an INT8 build's default calibration source), with its validation split (share, seed,
+    or the separate ``val_data``: what an INT8 build's accuracy budget is judged on), or {}
+    when it names none."""
+    config = ckpt.get("config") or {}
+    data = config.get("data")
+    if not data:
+        return {}
+    found: dict[str, Any] = {"training_data": str(data)}
+    if config.get("val_data"):
+        found["training_val_data"] = str(config["val_data"])
+    for key in ("val_split", "seed"):
+        if config.get(key) is not None:
+            found[f"training_{key}"] = config[key]
+    return found
 
 
 def _torch_export(

@@ -1,0 +1,153 @@
+"""The accuracy budget of an INT8 build: its depth metrics against the FP32 ONNX's on held-out
+images that are not calibration images, through the CPU runtimes, and a verdict.
+
+Held-out images: ``--val-data`` (its train split) when given, else the validation split of
+the model's training data, the scenes ``train`` held out (its share and seed, which the
+export records; TrainConfig's defaults for an older export). Drawn from the training data,
+they are excluded from the calibration set (``calib.calibration.load_calibration_set``'s
+``exclude``), so an INT8 model is never judged on the frames it was calibrated on.
+
+What is measured for each INT8 format: the ONNX Runtime Q/DQ ONNX itself; a TensorRT build's
+Q/DQ ONNX through ONNX Runtime on the CPU (what TensorRT computes, up to its kernels'
+rounding; an engine from the implicit calibrator keeps its scales inside and is left
+unmeasured); an OpenVINO INT8 IR through OpenVINO on the CPU. fp32 and int8 δ1 / rel / rms
+are recorded in the artifact's sidecar (``int8_budget``) with the budget and the verdict; a
+missed budget is one line and a non-zero exit, the artifact kept (complete, marked missed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from densedepth.util.errors import ExportError
+from densedepth.util.onnx_io import read_metadata, read_sidecar, write_sidecar
+
+DEFAULT_MAX_DROP = 0.01  # δ1 points against FP32
+DEFAULT_IMAGES = 64  # held-out images scored (ORT on 2 cores: about a second each at 480x640)
+DEFAULT_VAL_SPLIT, DEFAULT_SEED = 0.02, 0  # train.config.TrainConfig's, for older exports
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """What an INT8 build must keep: at most ``max_drop`` δ1 lost (and, when set, rel risen
+    by at most ``max_rel_rise``) on ``images`` held-out images."""
+
+    max_drop: float = DEFAULT_MAX_DROP
+    max_rel_rise: float | None = None
+    val_data: str | None = None
+    images: int = DEFAULT_IMAGES
+
+
+@dataclass
+class HeldOut:
+    """The images an INT8 build is judged on, where they come from, and the indices of
+    ``source``'s train split the calibration set must leave out (empty: another dataset)."""
+
+    dataset: Any
+    label: str
+    source: str
+    exclude: list[int]
+
+
+def held_out_set(fp32_onnx: Path, budget: AccuracyBudget, **dataset_kwargs: Any) -> HeldOut:
+    """``budget.val_data``'s train split, else the validation split of the training data the
+    ONNX records (one clear line when it records none)."""
+    from densedepth.data.readers import open_dataset
+    from densedepth.data.splits import Subset, split_by_scene
+
+    meta = read_metadata(fp32_onnx)
+    val_data = budget.val_data or meta.get("training_val_data")
+    if val_data:
+        dataset = open_dataset(val_data, "train", **dataset_kwargs)
+        return HeldOut(dataset, f"{val_data} (train split)", str(val_data), [])
+    data = meta.get("training_data")
+    if not data:
+        raise ExportError(
+            f"{fp32_onnx} records no training data to hold images out of: pass --val-data "
+            f"PATH (images not used for calibration), or --no-budget"
+        )
+    base = open_dataset(data, "train", **dataset_kwargs)
+    share = float(meta.get("training_val_split", DEFAULT_VAL_SPLIT))
+    split = split_by_scene(base, share, int(meta.get("training_seed", DEFAULT_SEED)))
+    label = (f"validation split {share:g} of {data} ({split.val_groups} {split.grouped_by}s, "
+             f"{len(split.val)} images)")  # fmt: skip
+    return HeldOut(Subset(base, split.val, label), label, str(data), list(split.val))
+
+
+def measured_file(record: dict[str, Any]) -> tuple[Path | None, str]:
+    """The file whose INT8 arithmetic the CPU can run for this build's record, and how."""
+    path = Path(record["path"])
+    if path.suffix == ".xml":
+        return path, "OpenVINO on the CPU"
+    if path.suffix == ".onnx":
+        return path, "ONNX Runtime on the CPU"
+    if record.get("calibrator"):  # a TensorRT engine from the implicit calibrator
+        return None, "not measured: the implicit calibrator's scales live in the engine only"
+    return Path(record["source_onnx"]), "its Q/DQ ONNX through ONNX Runtime on the CPU"
+
+
+def measure_budget(
+    fp32_onnx: Path, record: dict[str, Any], held: HeldOut, budget: AccuracyBudget
+) -> dict[str, Any]:
+    """fp32 and int8 δ1 / rel / rms on the held-out images, the drop, and the verdict
+    (met | missed | unmeasured)."""
+    from densedepth.evaluation import evaluate_dataset
+    from engines import load_runner
+
+    target, how = measured_file(record)
+    result: dict[str, Any] = {**asdict(budget), "held_out": held.label, "measured": how}
+    if target is None:
+        return {**result, "verdict": "unmeasured"}
+    size = tuple(read_metadata(fp32_onnx)["input_size"])
+    scores = {}
+    for name, path in (("fp32", fp32_onnx), ("int8", target)):
+        runner = load_runner(path, device="cpu")
+        try:
+            m = evaluate_dataset(runner, held.dataset, size, limit=budget.images)
+        finally:
+            runner.close()
+        scores[name] = {k: m[k] for k in ("delta1", "rel", "rms", "by_range") if k in m}
+        result["n_images"] = m.get("n_images")
+    drop = scores["fp32"]["delta1"] - scores["int8"]["delta1"]
+    rise = scores["int8"]["rel"] - scores["fp32"]["rel"]
+    met = drop <= budget.max_drop and (budget.max_rel_rise is None or rise <= budget.max_rel_rise)
+    return {**result, **scores, "delta1_drop": drop, "rel_rise": rise,
+            "verdict": "met" if met else "missed"}  # fmt: skip
+
+
+def budget_line(result: dict[str, Any]) -> str:
+    """e.g. ``INT8 budget met: δ1 0.8123 -> 0.8087 (drop 0.0036 <= 0.01), rel ... on 64
+    held-out images (validation split ...; ONNX Runtime on the CPU)``."""
+    if result["verdict"] == "unmeasured":
+        return f"INT8 budget unmeasured ({result['measured']}): bench the engine on the GPU"
+    f32, i8 = result["fp32"], result["int8"]
+    limit = f" and rel rise <= {result['max_rel_rise']:g}" if result["max_rel_rise"] else ""
+    return (
+        f"INT8 budget {result['verdict']}: δ1 {f32['delta1']:.4f} -> {i8['delta1']:.4f} (drop "
+        f"{signed(result['delta1_drop'])}, budget {result['max_drop']:g}{limit}), rel "
+        f"{f32['rel']:.4f} -> {i8['rel']:.4f}, rms {f32['rms']:.3f} -> {i8['rms']:.3f} m on "
+        f"{result['n_images']} held-out images ({result['held_out']}; {result['measured']})"
+    )
+
+
+def signed(value: float) -> str:
+    """``+0.0036``; a value that rounds to zero is ``+0.0000``, never ``-0.0000``."""
+    text = f"{value:+.4f}"
+    return "+0.0000" if float(text) == 0 else text
+
+
+def enforce_budget(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Record ``result`` in the artifact's sidecar (and the record); a missed budget is then
+    one line (what was reached, the ways out)."""
+    record["int8_budget"] = result
+    path = Path(record["path"])
+    write_sidecar(path, {**read_sidecar(path), "int8_budget": result})
+    if result["verdict"] == "missed":
+        raise ExportError(
+            f"{budget_line(result)}; {path.name} is kept, marked missed in its sidecar: leave "
+            f"layers in float (--keep-float), calibrate on more or other images (--calib), or "
+            f"allow more (--max-drop)"
+        )
+    return record

@@ -1,0 +1,84 @@
+"""The INT8 accuracy budget: judged on held-out images that calibration never saw."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from calib.calibration import load_calibration_set
+from cli import app
+from densedepth.data.readers import open_dataset
+from densedepth.data.splits import split_by_scene
+from densedepth.evaluation import evaluate_dataset
+from densedepth.util.onnx_io import read_metadata, read_sidecar
+from engines import load_runner
+from export.int8_budget import AccuracyBudget, held_out_set
+
+cli = CliRunner()
+
+
+def staged_onnx(trained_tiny: dict, folder: Path) -> Path:
+    """The tiny model's fp32 ONNX (and sidecar) in a folder of its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "model_fp32.onnx"
+    shutil.copy(trained_tiny["onnx"], onnx)
+    shutil.copy(str(trained_tiny["onnx"]) + ".json", str(onnx) + ".json")
+    return onnx
+
+
+def test_the_held_out_images_are_the_training_runs_validation_split(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """The export records the run's split (share, seed); the budget's images are exactly the
+    scenes split_by_scene holds out with them, and a calibration set from the same data
+    leaves every one of them out."""
+    onnx = staged_onnx(trained_tiny, tmp_path)
+    meta = read_metadata(onnx)
+    assert (meta["training_data"], meta["training_val_split"], meta["training_seed"]) == (
+        "synthetic", 0.125, 0)  # fmt: skip
+    kwargs = {"height": 64, "width": 64}  # (synthetic's 1000 training scenes, one file each)
+    held = held_out_set(onnx, AccuracyBudget(), **kwargs)
+    expected = split_by_scene(open_dataset("synthetic", "train", **kwargs), 0.125, 0).val
+    assert held.exclude == expected and len(held.dataset) == len(expected) == 125
+    calib = load_calibration_set("synthetic", (64, 64), n=300, exclude=held.exclude, **kwargs)
+    assert len(calib) == 300 and not set(map(int, calib.names)) & set(expected)
+    plain = load_calibration_set("synthetic", (64, 64), n=300, **kwargs)
+    assert set(map(int, plain.names)) & set(expected)  # (without the exclusion they overlap)
+
+
+def test_a_collapsed_int8_misses_its_budget_in_one_line(trained_tiny: dict, tmp_path: Path) -> None:
+    """Calibrated on white frames (another distribution: every range far too wide for real
+    scenes), the INT8 model loses δ1 and rel on the held-out scenes: build-engine exits 1 with
+    what was reached; the file is kept, marked missed; its sidecar's int8 metrics are those
+    of an independent evaluate of the written file on the same images."""
+    onnx = staged_onnx(trained_tiny, tmp_path / "m")
+    white = tmp_path / "white"
+    white.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(white / f"{i}.png"), np.full((64, 64, 3), 255, np.uint8))
+    args = ["build-engine", str(onnx), "--int8", "--calib", str(white), "--calib-images", "4",
+            "--val-images", "8", "--max-rel-rise", "0.05"]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "INT8 budget missed" in error[0] and "--keep-float" in error[0]
+    int8 = tmp_path / "m" / "model_int8.onnx"
+    budget = read_sidecar(int8)["int8_budget"]
+    assert budget["verdict"] == "missed" and budget["n_images"] == 8
+    assert budget["delta1_drop"] > 0.01 or budget["rel_rise"] > 0.05
+    held = held_out_set(onnx, AccuracyBudget())
+    for name, path in (("int8", int8), ("fp32", onnx)):
+        runner = load_runner(path, device="cpu")
+        m = evaluate_dataset(runner, held.dataset, (64, 64), limit=8)
+        runner.close()
+        assert m["delta1"] == pytest.approx(budget[name]["delta1"], abs=1e-12)
+        assert m["rel"] == pytest.approx(budget[name]["rel"], rel=1e-9)
+    # the same build without the gate writes the same file and says nothing about a budget
+    again = cli.invoke(app, [*args, "--no-budget", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert "INT8 budget" not in again.output and "int8_budget" not in read_sidecar(int8)

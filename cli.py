@@ -384,6 +384,14 @@ def train(
         typer.Option(help="Network input HEIGHTxWIDTH (default 480x640; KITTI data 384x1248)."),
     ] = None,
     decoder_width: Annotated[float, typer.Option(min=0.01, help="Decoder width factor.")] = 1.0,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="Model variant: default (the paper's align_corners resizes) or dla (half-pixel "
+            "x2 resizes and a Div, which Jetson's DLA runs whole); the data's depth range. "
+            "Default: default, or with --resume the run's own."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run folder (checkpoints, config, logs).")] = Path(
         "runs/train"
     ),
@@ -410,13 +418,24 @@ def train(
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
     values = plain_options(locals(), drop=("resume",))
     with user_errors():
+        import json
+
         from densedepth.model import check_decoder_width
+        from densedepth.variant import training_variant
         from train.config import TrainConfig
         from train.loop import TrainingInterrupted, fit
 
         values["kitti_split"] = values.pop("split")
         values["input_size"] = parse_size(input_size) if input_size else None
         check_decoder_width(values["backbone"], decoder_width)
+        recorded = None  # --resume: the run's own variant (config.json), kept
+        if resume and (out / "config.json").is_file():
+            recorded = json.loads((out / "config.json").read_text()).get("variant") or {}
+        kind = "nyu"  # the data's depth range, for a preset other than the default
+        if variant not in (None, "default"):
+            probe = open_dataset(data, "train", kitti_split=values["kitti_split"], n=1)
+            kind = getattr(probe, "depth_kind", "nyu")
+        values["variant"] = training_variant(variant, kind, recorded)
         try:
             summary = fit(TrainConfig(**values), resume=resume, console=console)
         except TrainingInterrupted as exc:
@@ -447,6 +466,16 @@ def metrics_table(title: str, rows: list[dict]) -> Table:
         vals = [f"{r[k]:.4f}" for k in METRIC_KEYS]
         table.add_row(r["model"], *vals, str(r.get("n_images", "")))
     return table
+
+
+def range_summary(by_range: list[dict]) -> list[str]:
+    """One line per depth range of ground truth: its pixels, δ1 and rel."""
+    lines = []
+    for e in by_range:
+        lo, hi = e["range_m"]
+        figures = f"δ1 {e['delta1']:.4f}  rel {e['rel']:.4f}" if e["pixels"] else "no pixels"
+        lines.append(f"  {lo:g}-{hi:g} m (ground truth): {e['pixels']:,} px, {figures}")
+    return lines
 
 
 def is_metrics_file(path: Path) -> bool:
@@ -499,6 +528,8 @@ def evaluate(
         if out is not None:  # before printing: a terminal that fails must not lose the result
             write_text_atomic(out, json.dumps(row, indent=2, default=float) + "\n")
         console.print(metrics_table(f"{row['data']} ({metrics['protocol']} protocol)", [row]))
+        for line in range_summary(metrics.get("by_range", [])):
+            console.print(line)
         if out is not None:
             console.print(f"saved {out}")
 
@@ -729,6 +760,17 @@ def build_engine(
             help="TensorRT < 11: IInt8EntropyCalibrator2 instead of Q/DQ (10.x: deprecated)."
         ),
     ] = False,
+    dla_core: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="TensorRT on Jetson Orin: run on this DLA core (FP16, or INT8 with "
+            "--legacy-calibrator; static batch --max-batch).",
+        ),
+    ] = None,
+    gpu_fallback: Annotated[
+        bool, typer.Option(help="With --dla-core: layers DLA cannot run go to the GPU.")
+    ] = False,
     from_bench: Annotated[
         Path | None, typer.Option(help="--target auto: take the pick of this bench.json.")
     ] = None,
@@ -737,8 +779,27 @@ def build_engine(
     ] = "synthetic",
     limit: Annotated[int, typer.Option(min=1, help="--target auto: test images.")] = 32,
     max_drop: Annotated[
-        float, typer.Option(min=0.0, help="--target auto: the largest δ1 loss against FP32.")
+        float,
+        typer.Option(
+            min=0.0,
+            help="The largest δ1 loss against FP32: every INT8 build's accuracy budget "
+            "on held-out images, and --target auto's pick.",
+        ),
     ] = 0.01,
+    max_rel_rise: Annotated[
+        float | None, typer.Option(min=0.0, help="INT8 budget: and at most this rise of rel.")
+    ] = None,
+    val_data: Annotated[
+        str | None,
+        typer.Option(
+            help="INT8 budget: held-out images (default: the training data's "
+            "validation split, left out of calibration)."
+        ),
+    ] = None,
+    val_images: Annotated[int, typer.Option(min=1, help="INT8 budget: images scored.")] = 64,
+    budget: Annotated[
+        bool, typer.Option(help="INT8: judge the build on held-out images (exit 1 on a miss).")
+    ] = True,
     overwrite: Annotated[
         bool, typer.Option(help="Replace files build-engine wrote before in the folder.")
     ] = False,
@@ -748,6 +809,7 @@ def build_engine(
         from bench.choose import AutoSettings, build_auto
         from export.build import BuildOptions, build_from, build_summary
         from export.formats import format_for_flags
+        from export.int8_budget import AccuracyBudget
 
         fmt, int8_float = format_for_flags(target.value, int8, fp16, bf16, onnx_only)
         opts = BuildOptions(
@@ -756,10 +818,12 @@ def build_engine(
             workspace_gb=workspace, timing_cache=str(timing_cache) if timing_cache else None,
             max_batch=max_batch, opt_batch=opt_batch, opt_level=opt_level,
             hardware_compat=hardware_compat, version_compatible=version_compatible,
-            build_log=str(build_log) if build_log else None,
-            legacy_calibrator=legacy_calibrator, int8_float=int8_float, producer=quantizer.value,
+            build_log=str(build_log) if build_log else None, dla_core=dla_core,
+            gpu_fallback=gpu_fallback, legacy_calibrator=legacy_calibrator,
+            int8_float=int8_float, producer=quantizer.value,
             trt_version=parse_trt_version(trt_version), onnx_only=onnx_only, calib_source=calib,
-            calib_images=calib_images,
+            calib_images=calib_images, budget=AccuracyBudget(max_drop, max_rel_rise, val_data,
+                                                             val_images) if budget else None,
         )  # fmt: skip
         out = out_dir or source.parent
         if fmt is None:
@@ -854,8 +918,10 @@ def bench_table(rows: list[dict]) -> Table:
 
     table = Table(title="bench: p50 of one batch, speed-up vs PyTorch eager FP32")
     energy = any("power_w" in r for r in rows)
-    columns = ["model", "input", "batch", "status", "p50 ms", "FPS", "speed-up", "GOP/s", "δ1",
-               "Δδ1", *(["W", "mJ/img"] if energy else [])]  # fmt: skip
+    gpu = any("gpu_p50_ms" in r for r in rows)
+    columns = ["model", "input", "batch", "status", "p50 ms", *(["GPU ms"] if gpu else []),
+               "FPS", "speed-up", "GOP/s", "δ1", "Δδ1",
+               *(["W", "mJ/img"] if energy else [])]  # fmt: skip
     for col in columns:
         table.add_column(col, overflow="fold")
     notes = []
@@ -868,6 +934,7 @@ def bench_table(rows: list[dict]) -> Table:
             number_cell(r.get(k), fmt)
             for k, fmt in (
                 ("p50_ms", ".2f"),
+                *((("gpu_p50_ms", ".3f"),) if gpu else ()),
                 ("fps", ".1f"),
                 ("speedup_vs_eager", ".2f"),
                 ("gops", ".1f"),
@@ -902,6 +969,18 @@ def bench(
     iters: Annotated[int, typer.Option(min=1, help="At least this many timed runs.")] = 20,
     min_time: Annotated[float, typer.Option(min=0.0, help="And at least this many seconds.")] = 2.0,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    warmup_ms: Annotated[
+        float, typer.Option(min=0.0, help="And at least this long (trtexec's --warmUp: 200).")
+    ] = 200.0,
+    cuda_graph: Annotated[
+        bool, typer.Option(help="TensorRT: time GPU compute as CUDA graph launches.")
+    ] = False,
+    trtexec: Annotated[
+        bool,
+        typer.Option(
+            "--trtexec", help="TensorRT: also run trtexec --loadEngine on each engine, beside ours."
+        ),
+    ] = False,
     batch: Annotated[
         list[int] | None, typer.Option(help="Batch size; repeat for a throughput sweep.")
     ] = None,
@@ -972,7 +1051,7 @@ def bench(
     check_threads(threads)
     with user_errors():
         from bench.camera import camera_bench
-        from bench.harness import BenchOptions, failed_rows_warning, run_bench
+        from bench.harness import BenchOptions, check_bench_tools, failed_rows_warning, run_bench
         from bench.peak import measure_peaks, peaks_line
         from export.formats import formats_for_keys
 
@@ -982,8 +1061,9 @@ def bench(
             result, files = camera_bench(models or [], source, out, overwrite, device.value,
                                          threads, live, console_log, stderr_line)  # fmt: skip
             return print_camera(result, files)
-        opts = BenchOptions(iters=iters, min_time=min_time, warmup=warmup,
-                            batches=parse_batches(batch), threads=threads, device=device.value,
+        opts = BenchOptions(iters=iters, min_time=min_time, warmup=warmup, warmup_ms=warmup_ms,
+                            cuda_graph=cuda_graph, trtexec=trtexec, batches=parse_batches(batch),
+                            threads=threads, device=device.value,
                             data=data if accuracy else None, protocol=protocol.value,
                             limit=limit, build=formats_for_keys(build),
                             input_sizes=tuple(dict.fromkeys(map(parse_size, input_size or ()))),
@@ -994,6 +1074,7 @@ def bench(
         if not models:
             raise DenseDepthError("bench needs at least one MODEL (file or folder)")
         require_files(models)
+        check_bench_tools(opts)  # (trtexec) before the report folder is made
         with output_folder(out, overwrite, "bench", models) as folder:
             result = run_bench(models, folder, opts, log=console_log)
         print_bench(result)

@@ -14,7 +14,9 @@ five feature maps, highest resolution first, taken from torchvision's DenseNet b
     transition2  16      256
     norm5        32      1664 / 1024 / 1920
 
-The decoder is built from those channel counts only.
+The decoder is built from those channel counts only. Its four bilinear upsamplings are the
+variant's ``resize``: to the skip's size with aligned corners (the paper's), or x2 with
+half-pixel centres (the ``dla`` preset, which Jetson Orin's DLA runs).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torchvision.models import (
 
 from densedepth.depth import target_to_depth
 from densedepth.util.errors import ModelError, WeightsNotFoundError
-from densedepth.variant import DEFAULT, ModelVariant, check_input_size
+from densedepth.variant import DEFAULT, SIZE_MULTIPLE, ModelVariant, check_input_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -241,31 +243,63 @@ class DenseNetEncoder(nn.Module):
 
 class UpBlock(nn.Module):
     """Resize to the skip's size (bilinear), concatenate, two 3x3 convs with LeakyReLU 0.2
-    (after convA only when ``leaky_after_conv_a``; the released Keras files have none there)."""
+    (after convA only when ``leaky_after_conv_a``; the released Keras files have none there).
+
+    ``resize`` (``densedepth.variant.RESIZE_MODES``): ``align_corners`` resizes to the skip's
+    size with corner-aligned coordinates (the paper's; ONNX Resize given ``sizes``);
+    ``half_pixel`` doubles with half-pixel centres (ONNX Resize with constant scales [1, 1, 2, 2],
+    what Jetson's DLA runs), so the skip must be exactly twice ``x`` (inputs multiples of 32)."""
 
     def __init__(
-        self, in_channels: int, skip_channels: int, out_channels: int, leaky_after_conv_a: bool
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        leaky_after_conv_a: bool,
+        resize: str = "align_corners",
     ) -> None:
         super().__init__()
         self.conv_a = nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1)
         self.conv_b = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.act = nn.LeakyReLU(0.2)
         self.leaky_after_conv_a = leaky_after_conv_a
+        self.resize = resize
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """Upsample ``x`` to ``skip``'s size and fuse them."""
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+        if self.resize == "half_pixel":
+            x = upsample_half_pixel(x, skip)
+        else:
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
         x = self.conv_a(torch.cat([x, skip], dim=1))
         if self.leaky_after_conv_a:
             x = self.act(x)
         return self.act(self.conv_b(x))
 
 
+def upsample_half_pixel(x: Tensor, skip: Tensor) -> Tensor:
+    """Bilinear x2 with half-pixel centres; a one-line error unless ``skip`` is twice ``x``
+    (checked outside tracing, where sizes are fixed by the input's multiple of 32)."""
+    if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+        h, w = (int(s) for s in x.shape[-2:])
+        if tuple(int(s) for s in skip.shape[-2:]) != (2 * h, 2 * w):
+            raise ModelError(
+                f"half_pixel resize doubles {h}x{w}, but the skip is "
+                f"{skip.shape[-2]}x{skip.shape[-1]}; use an input size that is a multiple of "
+                f"{SIZE_MULTIPLE}"
+            )
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
 class Decoder(nn.Module):
     """DenseDepth decoder built from the encoder's channel counts (highest resolution first)."""
 
     def __init__(
-        self, channels: tuple[int, ...], decoder_width: float = 1.0, leaky_after_conv_a: bool = True
+        self,
+        channels: tuple[int, ...],
+        decoder_width: float = 1.0,
+        leaky_after_conv_a: bool = True,
+        resize: str = "align_corners",
     ) -> None:
         super().__init__()
         *skips, deepest = channels
@@ -281,7 +315,7 @@ class Decoder(nn.Module):
         in_ch = width
         for i, skip_ch in enumerate(reversed(skips), start=1):
             out_ch = width // 2**i
-            blocks.append(UpBlock(in_ch, skip_ch, out_ch, leaky_after_conv_a))
+            blocks.append(UpBlock(in_ch, skip_ch, out_ch, leaky_after_conv_a, resize))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.conv_out = nn.Conv2d(in_ch, 1, 3, padding=1)
@@ -301,7 +335,7 @@ class DenseDepth(nn.Module):
     ``weights``: ``None`` (random init, train from scratch), ``"imagenet"`` (torchvision's file
     from torch hub's cache, never downloaded) or a path to a torchvision DenseNet state dict.
     ``variant`` (``densedepth.variant``): input normalisation, the convA activation, BatchNorm
-    epsilon and the depth range; the default is the toolkit's own.
+    epsilon, the depth range and the decoder's resize; the default is the toolkit's own.
     """
 
     def __init__(
@@ -319,11 +353,15 @@ class DenseDepth(nn.Module):
         for module in self.encoder.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eps = variant.bn_eps
-        self.decoder = Decoder(self.encoder.channels, decoder_width, variant.leaky_after_conv_a)
+        self.decoder = Decoder(
+            self.encoder.channels, decoder_width, variant.leaky_after_conv_a, variant.resize
+        )
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+        numerator = torch.tensor(variant.depth.numerator)  # the half_pixel variant's Div
+        self.register_buffer("numerator", numerator, persistent=False)
         if weights is not None and str(weights) != "none":
             self.encoder.load_weights(resolve_weights_file(backbone, weights))
 
@@ -338,8 +376,15 @@ class DenseDepth(nn.Module):
         return self.decoder(self.encoder(x))
 
     def predict_depth(self, x: Tensor) -> Tensor:
-        """RGB in [0, 1] -> depth in metres at half resolution, clamped to the valid range."""
-        return target_to_depth(self(x), self.variant.depth)
+        """RGB in [0, 1] -> depth in metres at half resolution, clamped to the valid range.
+
+        The half_pixel (DLA) variant divides the ``numerator`` buffer by the clamped target,
+        which ONNX writes as Div (a DLA layer) of an initializer; ``numerator / target`` (the
+        default's graph, unchanged) exports as Reciprocal and Mul, which DLA cannot run."""
+        if self.variant.resize == "align_corners":
+            return target_to_depth(self(x), self.variant.depth)
+        lo, hi = self.variant.depth.target_range
+        return torch.div(self.numerator, self(x).clamp(lo, hi))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,12 +5,19 @@ the network, apply LeakyReLU(0.2) after both convolutions of each up-block, use 
 BatchNorm epsilon (1e-5) and learn ``10 / depth`` for NYU's 0.1..10 m. The authors' released
 Keras files differ in each (``PRESETS``): no normalisation (RGB / 255 goes in), LeakyReLU after
 ``convB`` only, Keras' epsilon 1.001e-5; ``kitti.h5`` learns ``80 / depth`` over 1..80 m.
+
+``resize`` is how the decoder upsamples: ``align_corners`` (the paper's and every preset but
+one: bilinear to the skip's size with corner-aligned coordinates) or ``half_pixel`` (the
+``dla`` preset: bilinear by a constant 2 with half-pixel centres, and metres as ``numerator /
+target`` through an ONNX Div, which Jetson Orin's DLA runs; it cannot run the default graph's
+align_corners Resizes given output sizes, nor its Reciprocal). The two are different networks:
+weights trained with one lose accuracy under the other (``docs/dla_variant_delta.py``).
 Numpy only: the runtime reads these from metadata without torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from densedepth.depth import DepthRange
@@ -20,6 +27,7 @@ SIZE_MULTIPLE = 32
 BACKBONE_NAMES = ("densenet169", "densenet121", "densenet201")  # densedepth.model.BACKBONES
 KERAS_BN_EPS = 1.001e-5
 TORCHVISION_BN_EPS = 1e-5
+RESIZE_MODES = ("align_corners", "half_pixel")  # the decoder's bilinear upsampling
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,13 @@ class ModelVariant:
     bn_eps: float = TORCHVISION_BN_EPS
     depth: DepthRange = field(default_factory=DepthRange)
     preset: str = "default"  # the name it came from (informational)
+    resize: str = "align_corners"  # RESIZE_MODES; half_pixel: DLA-friendly (x2, Div)
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ModelError(
+                f"unknown resize {self.resize!r}; choose one of: {', '.join(RESIZE_MODES)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (checkpoint config, ONNX metadata, sidecars)."""
@@ -38,10 +53,11 @@ class ModelVariant:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ModelVariant:
-        """Inverse of ``to_dict``; ``None`` or ``{}`` is the default (older checkpoints)."""
+        """Inverse of ``to_dict``; ``None`` or ``{}`` is the default (older checkpoints); a dict
+        without ``resize`` (written before it existed) is align_corners."""
         if not d:
             return cls()
-        known = {"normalize_input", "leaky_after_conv_a", "bn_eps", "depth", "preset"}
+        known = {"normalize_input", "leaky_after_conv_a", "bn_eps", "depth", "preset", "resize"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelError(f"unknown model variant fields {unknown}; upgrade the toolkit")
@@ -60,7 +76,10 @@ PRESETS: dict[str, ModelVariant] = {
     "keras-released": ModelVariant(False, False, KERAS_BN_EPS, NYU, "keras-released"),
     # the repository's later decoder (LeakyReLU after both convs)
     "keras-head": ModelVariant(False, True, KERAS_BN_EPS, NYU, "keras-head"),
+    # the toolkit's model as Jetson Orin's DLA runs it whole (half-pixel x2 resizes, Div)
+    "dla": replace(DEFAULT, preset="dla", resize="half_pixel"),
 }
+TRAINABLE_PRESETS = ("default", "dla")  # the keras-* presets describe imported weights
 
 
 def preset(name: str, dataset: str = "nyu") -> ModelVariant:
@@ -69,10 +88,30 @@ def preset(name: str, dataset: str = "nyu") -> ModelVariant:
         raise ModelError(f"unknown model variant {name!r}; choose one of: {', '.join(PRESETS)}")
     if dataset not in DEPTH_RANGES:
         raise ModelError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DEPTH_RANGES)}")
-    base = PRESETS[name]
-    return ModelVariant(
-        base.normalize_input, base.leaky_after_conv_a, base.bn_eps, DEPTH_RANGES[dataset], name
-    )
+    return replace(PRESETS[name], depth=DEPTH_RANGES[dataset], preset=name)
+
+
+def training_variant(
+    name: str | None, depth_kind: str = "nyu", recorded: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The variant a training run's config records for ``--variant name``: ``{}`` for the
+    default (the data's conventions then apply: KITTI's range), else the preset with the depth
+    range of ``depth_kind`` (nyu | kitti). On ``--resume``, ``recorded`` (the run's own) is
+    kept, and a ``name`` naming another variant is an error."""
+    if name is not None and name not in TRAINABLE_PRESETS:
+        raise ModelError(
+            f"--variant {name!r} cannot be trained; choose one of: {', '.join(TRAINABLE_PRESETS)}"
+        )
+    wanted = {} if name in (None, "default") else preset(name, depth_kind).to_dict()
+    if recorded is None:
+        return wanted
+    theirs = ModelVariant.from_dict(recorded)
+    if name is not None and replace(theirs, depth=NYU) != preset(name):  # the run's data's range
+        raise ModelError(
+            f"--resume: the run is the {theirs.preset} variant ({theirs.resize} resize) but "
+            f"--variant {name} was given; leave --variant out to continue it"
+        )
+    return dict(recorded)
 
 
 def check_input_size(height: int, width: int) -> None:

@@ -154,6 +154,11 @@ def dla_summary(model: Any, findings: list[Finding]) -> str:
     counted = ", ".join(f"{r} x{n}" for r, n in sorted(rules.items()))
     if not findings:
         return f"all {len(layers)} layers can run on DLA (build FP16 or INT8, static batch)"
+    if not nodes:  # only the dynamic batch
+        return (
+            f"all {len(layers)} layers can run on DLA once the batch is static (export "
+            f"without --dynamic-batch, or build with --max-batch N: DLA's min = opt = max)"
+        )
     return (
         f"{len(nodes)} of {len(layers)} layers cannot run on DLA ({counted}): they need GPU "
         f"fallback, and the DLA graph splits at each"

@@ -1002,3 +1002,19 @@ def test_dla_options_are_refused_before_anything_is_written(sources: dict, tmp_p
         with pytest.raises(ExportError, match=message):
             build(get_format("tensorrt", precision), fp32, out, opts)
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_dla_variant_builds_whole_on_dla(gpu_with, tmp_path: Path) -> None:
+    """The DLA variant's export needs no GPU fallback: the build without --gpu-fallback
+    passes our check and TensorRT's (the fake's own rules find no layer to fall back)."""
+    from test_dla_variant import tiny_checkpoint
+
+    from densedepth.variant import preset
+
+    fake, _gpu = gpu_with("10.8.0.43", dla_cores=2)
+    ckpt = tiny_checkpoint(tmp_path / "dla.pt", preset("dla"))
+    fp32 = Path(export_onnx(ckpt, tmp_path / "model_fp32.onnx")["path"])
+    record = build(get_format("tensorrt", "fp16"), fp32, tmp_path, BuildOptions(dla_core=0))
+    assert (record["dla_core"], record["dla_gpu_fallback_layers"]) == (0, 0)
+    assert fake.options["dla_fallback_layers"] == []
+    assert "IBuilderConfig.set_flag(flag=BuilderFlag.GPU_FALLBACK)" not in fake.calls

@@ -842,6 +842,50 @@ class CheckFor(str, Enum):
     dla = "dla"
 
 
+@app.command("int8-report")
+def int8_report(
+    model: Annotated[Path, typer.Argument(help="The fp32 ONNX from `export`.")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/int8-report"),
+    overwrite: Annotated[bool, typer.Option(help="Replace a report folder it wrote.")] = False,
+    calib: Annotated[
+        str | None, typer.Option(help="Calibration data (default: the training data).")
+    ] = None,
+    calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 500,
+    method: Annotated[CalibMethod, typer.Option(help="Calibration method.")] = CalibMethod.minmax,
+    flavour: Annotated[
+        str, typer.Option(help="Q/DQ flavour: cpu (ONNX Runtime) or tensorrt (run on the CPU).")
+    ] = "cpu",
+    val_data: Annotated[
+        str | None,
+        typer.Option(help="Held-out images (default: the training data's validation split)."),
+    ] = None,
+    images: Annotated[int, typer.Option(min=1, help="Held-out images scored per group.")] = 8,
+    groups: Annotated[int, typer.Option(min=0, help="Only the first N Conv groups (0: all).")] = 0,
+    top: Annotated[int, typer.Option(min=1, help="Groups in the table and the plot.")] = 20,
+) -> None:
+    """Per-layer INT8 sensitivity: each Conv group alone left in float, ranked by δ1 gain."""
+    with user_errors():
+        from export.build import BuildOptions
+        from export.int8_budget import AccuracyBudget
+        from export.sensitivity import int8_report as make_report
+
+        require_files([model])
+        opts = BuildOptions(method=method.value, calib_source=calib, calib_images=calib_images,
+                            budget=AccuracyBudget(val_data=val_data))  # fmt: skip
+        with output_folder(out, overwrite, "int8-report", [model]) as folder:
+            result, files = make_report(model, folder, opts, images, flavour, groups, top,
+                                        console_log)  # fmt: skip
+        table = Table(title=f"INT8 sensitivity (full INT8 δ1 {result['int8']['delta1']:.4f}, "
+                            f"fp32 {result['fp32']['delta1']:.4f})")  # fmt: skip
+        for col in ("rank", "group (Conv)", "δ1 gain", "err drop m"):
+            table.add_column(col, overflow="fold")
+        for rank, r in enumerate(result["ranked"][:top], 1):
+            table.add_row(str(rank), r["node"], f"{r['delta1_gain']:+.4f}",
+                          f"{r['abs_err_drop_m']:+.4f}")  # fmt: skip
+        console.print(table)
+        console.print(f"saved {', '.join(map(str, files))}")
+
+
 @app.command("check-onnx")
 def check_onnx(
     file: Annotated[Path, typer.Argument(help="ONNX file to check.")],

@@ -1,0 +1,234 @@
+"""Which INT8 layers cost the depth: per-group sensitivity on held-out images.
+
+A group is one quantized Conv with its Q/DQ inputs (activation and weights), named by the
+Conv node. Each group is measured by leaving ONLY it in float, everything else INT8, through
+the same writer, calibration ranges (cached: calibrated once) and keep-float base as the full
+INT8 build: its δ1 gain and output-error reduction against the full INT8 model, on a small
+fixed set of held-out images (``export.int8_budget.held_out_set``). Leave-one-in-float, not
+quantize-one-only: it measures what each group costs inside the INT8 model, upstream errors
+included, which is what leaving it in float buys (the fallback's question); quantize-one-only
+would measure each group against a float neighbourhood that the deployed model does not have.
+
+Results are cached beside the report by (fp32 ONNX hash, calibration set hash, held-out images,
+flavour, method, keep-float base), so a second report, or a fallback run, reads them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densedepth.util.files import file_sha256
+from densedepth.util.onnx_io import read_metadata
+from densedepth.util.outputs import (
+    record_written,
+    reusable_cache,
+    scratch_beside,
+    write_text_atomic,
+)
+
+Log = Callable[[str], None]
+
+
+def conv_groups(fp32_onnx: Path) -> list[str]:
+    """The Conv node names of the fp32 graph, in graph order (the quantized groups)."""
+    import onnx
+
+    model = onnx.load(str(fp32_onnx), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type == "Conv"]
+
+
+def _score(path: Path, held: Any, size: tuple[int, int], rgb: np.ndarray, ref: np.ndarray | None,
+           images: int) -> dict[str, Any]:  # fmt: skip
+    """δ1 / rel of ``path`` on the held-out images, and its mean |depth - ref| in metres."""
+    from densedepth.evaluation import evaluate_dataset
+    from engines import load_runner
+
+    runner = load_runner(path, device="cpu")
+    try:
+        m = evaluate_dataset(runner, held.dataset, size, limit=images)
+        depth = np.concatenate([runner(rgb[i : i + 1]) for i in range(len(rgb))])
+    finally:
+        runner.close()
+    score = {"delta1": m["delta1"], "rel": m["rel"], "by_range": m.get("by_range", []),
+             "depth": depth}  # fmt: skip
+    if ref is not None:
+        score["abs_err_m"] = float(np.mean(np.abs(depth - ref)))
+    return score
+
+
+def cache_key(fp32_onnx: Path, calib: Any, held: Any, images: int, **settings: Any) -> str:
+    """What a sensitivity result depends on, hashed."""
+    text = json.dumps({"onnx": file_sha256(fp32_onnx), "calib": calib.sha256,
+                       "held_out": held.label, "images": images, **settings},
+                      sort_keys=True, default=str)  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def measure_sensitivity(
+    fp32_onnx: Path,
+    calib: Any,
+    held: Any,
+    out_dir: Path,
+    images: int = 8,
+    flavour: str = "cpu",
+    method: str = "minmax",
+    keep_float: Sequence[str] = ("depth-out",),
+    groups: Sequence[str] | None = None,
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """fp32, full INT8 and every group left alone in float (``groups``: a subset, default all
+    Conv groups), ranked by δ1 gain then output-error reduction; read from / written to the
+    cache in ``out_dir``."""
+    from densedepth.data.preprocess import rgb_to_input
+    from densedepth.evaluation import evaluation_arrays
+    from export.quantize import quantize_int8
+
+    size = tuple(read_metadata(fp32_onnx)["input_size"])
+    chosen = list(groups) if groups is not None else conv_groups(fp32_onnx)
+    settings = {"flavour": flavour, "method": method, "keep_float": list(keep_float),
+                "groups": chosen}  # fmt: skip
+    cache = (
+        out_dir / f"int8_sensitivity_{cache_key(fp32_onnx, calib, held, images, **settings)}.json"
+    )
+    if reusable_cache(cache):
+        log(f"sensitivity reused: {cache}")
+        return json.loads(cache.read_text())
+    raw, _, _ = evaluation_arrays(held.dataset, size, images)
+    rgb = np.concatenate([rgb_to_input(r, size) for r in raw])
+    fp32 = _score(fp32_onnx, held, size, rgb, None, images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with scratch_beside(cache) as work:
+
+        def quantized(name: str, keep: Sequence[str]) -> dict[str, Any]:
+            path = work / f"{name}.onnx"
+            quantize_int8(fp32_onnx, calib, path, flavour, method, keep, cache_dir=out_dir)
+            return _score(path, held, size, rgb, fp32["depth"], images)
+
+        full = quantized("full", keep_float)
+        rows, started = [], time.perf_counter()
+        for i, node in enumerate(chosen, 1):
+            s = quantized(f"g{i}", [*keep_float, node])
+            rows.append({"node": node, "delta1": s["delta1"], "rel": s["rel"],
+                         "abs_err_m": s["abs_err_m"],
+                         "delta1_gain": s["delta1"] - full["delta1"],
+                         "abs_err_drop_m": full["abs_err_m"] - s["abs_err_m"]})  # fmt: skip
+            left = (time.perf_counter() - started) / i * (len(chosen) - i)
+            log(f"group {i}/{len(chosen)} {node}: δ1 {s['delta1']:.4f} "
+                f"(gain {rows[-1]['delta1_gain']:+.4f}); about {left:.0f} s left")  # fmt: skip
+    rows.sort(key=lambda r: (-r["delta1_gain"], -r["abs_err_drop_m"]))
+    result = {
+        "fp32": {k: fp32[k] for k in ("delta1", "rel", "by_range")},
+        "int8": {k: full[k] for k in ("delta1", "rel", "abs_err_m", "by_range")},
+        "held_out": held.label, "images": images, **settings, "ranked": rows,
+    }  # fmt: skip
+    write_text_atomic(cache, json.dumps(result, indent=2) + "\n")
+    record_written(cache)
+    return result
+
+
+def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = None) -> str:
+    """The ranked table (the ``top`` groups) as Markdown."""
+    f32, i8 = result["fp32"], result["int8"]
+    lines = [
+        "# INT8 sensitivity", "",
+        f"{result['images']} held-out images ({result['held_out']}); {result['flavour']} "
+        f"flavour, {result['method']} calibration; fp32 δ1 {f32['delta1']:.4f}, full INT8 δ1 "
+        f"{i8['delta1']:.4f} (mean |Δdepth| {i8['abs_err_m']:.4f} m). Each row: that Conv "
+        "group alone left in float, everything else INT8.", "",
+        "| rank | group (Conv) | δ1 | δ1 gain | rel | mean abs err m | err drop m |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for rank, r in enumerate(result["ranked"][:top], 1):
+        cells = (
+            f"{rank} | {r['node']} | {r['delta1']:.4f} | {r['delta1_gain']:+.4f} | "
+            f"{r['rel']:.4f} | {r['abs_err_m']:.4f} | {r['abs_err_drop_m']:+.4f}"
+        )
+        lines.append(f"| {cells} |")
+    lines += range_table(f32.get("by_range", []), i8.get("by_range", []))
+    if plot:
+        lines += ["", f"![top groups]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def range_table(fp32: list[dict[str, Any]], int8: list[dict[str, Any]]) -> list[str]:
+    """fp32 and full-INT8 δ1 / rel per ground-truth depth range (nothing without ranges)."""
+    if not fp32 or not int8:
+        return []
+    lines = ["", "By ground-truth depth range (full INT8):", "",
+             "| range | pixels | fp32 δ1 | int8 δ1 | Δδ1 | fp32 rel | int8 rel |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a, b in zip(fp32, int8, strict=True):
+        lo, hi = a["range_m"]
+        if not a["pixels"]:
+            lines.append(f"| {lo:g}-{hi:g} m | 0 | | | | | |")
+            continue
+        lines.append(f"| {lo:g}-{hi:g} m | {a['pixels']} | {a['delta1']:.4f} | "
+                     f"{b['delta1']:.4f} | {a['delta1'] - b['delta1']:+.4f} | {a['rel']:.4f} | "
+                     f"{b['rel']:.4f} |")  # fmt: skip
+    return lines
+
+
+def bar_plot(result: dict[str, Any], path: Path, top: int = 20) -> Path:
+    """The ``top`` groups' δ1 gain as horizontal bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    rows = result["ranked"][:top][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5), dpi=110)
+    ax.barh([r["node"] for r in rows], [r["delta1_gain"] for r in rows], color="tab:blue")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.set_xlabel("δ1 gain when this group alone stays in float")
+    ax.set_title(f"INT8 sensitivity (full INT8 δ1 {result['int8']['delta1']:.4f})")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    with scratch_beside(path) as work:
+        tmp = work / path.name
+        fig.savefig(tmp)
+        plt.close(fig)
+        tmp.replace(path)
+    record_written(path)
+    return path
+
+
+def int8_report(
+    fp32_onnx: Path,
+    out: Path,
+    opts: Any,
+    images: int = 8,
+    flavour: str = "cpu",
+    groups: int = 0,
+    top: int = 20,
+    log: Log = lambda s: None,
+) -> tuple[dict[str, Any], list[Path]]:
+    """``cli.py int8-report``: the sensitivity of every Conv group (``groups``: the first N,
+    0 = all) of ``fp32_onnx`` on ``images`` held-out images, calibrated as ``build-engine``
+    does (``opts``: an ``export.build.BuildOptions`` with its budget's held-out source); the
+    cache beside the ONNX, ``int8_report.json`` / ``.md`` / ``int8_sensitivity.png`` in
+    ``out``."""
+    from export.build import BuildJob
+
+    job = BuildJob(fp32_onnx, fp32_onnx.parent, opts, log=log)
+    held, calib = job.held_out(), job.calibration()
+    chosen = conv_groups(fp32_onnx)
+    chosen = chosen[:groups] if groups > 0 else chosen
+    result = measure_sensitivity(fp32_onnx, calib, held, fp32_onnx.parent, images, flavour,
+                                 opts.method, opts.keep_float, chosen, log)  # fmt: skip
+    plot = bar_plot(result, out / "int8_sensitivity.png", top)
+    files = [
+        write_text_atomic(out / "int8_report.json", json.dumps(result, indent=2) + "\n"),
+        write_text_atomic(out / "int8_report.md", report_markdown(result, top, plot.name)),
+        plot,
+    ]
+    record_written(*files)
+    return result, files

@@ -1,0 +1,58 @@
+"""INT8 sensitivity: each Conv group alone in float, measured as the writer builds it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from densedepth.evaluation import evaluate_dataset
+from engines import load_runner
+from export.build import BuildJob, BuildOptions
+from export.int8_budget import AccuracyBudget
+from export.quantize import quantize_int8
+from export.sensitivity import conv_groups, int8_report
+
+
+def test_each_group_is_what_the_writer_builds_with_it_in_float(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """The report's δ1 for a group equals an independent build of that keep-float (the
+    writer, the same calibration) scored on the same held-out images; the ranking is by δ1
+    gain; a second report reads the cache; the plot and the Markdown are written."""
+    model = tmp_path / "m" / "model_fp32.onnx"
+    model.parent.mkdir()
+    shutil.copy(trained_tiny["onnx"], model)
+    shutil.copy(str(trained_tiny["onnx"]) + ".json", str(model) + ".json")
+    opts = BuildOptions(calib_images=16, budget=AccuracyBudget())
+    logged: list[str] = []
+    result, files = int8_report(model, tmp_path / "r", opts, images=4, groups=3,
+                                log=logged.append)  # fmt: skip
+    assert [r["node"] for r in result["ranked"]] != [] and len(result["ranked"]) == 3
+    assert {r["node"] for r in result["ranked"]} == set(conv_groups(model)[:3])
+    gains = [r["delta1_gain"] for r in result["ranked"]]
+    assert gains == sorted(gains, reverse=True)
+    assert any("about" in line and "s left" in line for line in logged)  # progress, estimate
+    # brute force, independently: the writer with that one group in float, scored here
+    job = BuildJob(model, model.parent, opts)
+    held, calib = job.held_out(), job.calibration()
+    pick = result["ranked"][-1]
+    alone = tmp_path / "alone.onnx"
+    quantize_int8(model, calib, alone, "cpu", "minmax", ["depth-out", pick["node"]])
+    runner = load_runner(alone, device="cpu")
+    m = evaluate_dataset(runner, held.dataset, (64, 64), limit=4)
+    runner.close()
+    assert m["delta1"] == pytest.approx(pick["delta1"], abs=1e-12)
+    assert m["delta1"] - result["int8"]["delta1"] == pytest.approx(pick["delta1_gain"])
+    saved = json.loads((tmp_path / "r" / "int8_report.json").read_text())
+    assert saved["ranked"] == result["ranked"]
+    assert "| 1 | " in (tmp_path / "r" / "int8_report.md").read_text()
+    assert cv2.imread(str(tmp_path / "r" / "int8_sensitivity.png")) is not None
+    again: list[str] = []
+    result2, _ = int8_report(model, tmp_path / "r2", opts, images=4, groups=3, log=again.append)
+    assert result2["ranked"] == result["ranked"]
+    assert any(line.startswith("sensitivity reused") for line in again)
+    assert len(files) == 3

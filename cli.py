@@ -724,6 +724,12 @@ def build_engine(
         list[str] | None,
         typer.Option(help="Keep in float: input-norm, first-conv, last-conv, depth-out, NODE."),
     ] = None,
+    keep_float_from_sidecar: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep-float-from", help="Keep in float what this INT8 build's sidecar lists."
+        ),
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Folder (default: beside SOURCE).")] = None,
     onnx_only: Annotated[
         bool,
@@ -807,14 +813,14 @@ def build_engine(
     """Build a deployable engine: ONNX INT8/FP16, TensorRT FP16/INT8, OpenVINO FP32/BF16/INT8."""
     with user_errors(), replacing(overwrite):
         from bench.choose import AutoSettings, build_auto
-        from export.build import BuildOptions, build_from, build_summary
+        from export.build import BuildOptions, build_from, build_summary, keep_float_from
         from export.formats import format_for_flags
         from export.int8_budget import AccuracyBudget
 
         fmt, int8_float = format_for_flags(target.value, int8, fp16, bf16, onnx_only)
         opts = BuildOptions(
             method=method.value,
-            keep_float=tuple(keep_float) if keep_float else BuildOptions().keep_float,
+            keep_float=keep_float_from(keep_float, keep_float_from_sidecar),
             workspace_gb=workspace, timing_cache=str(timing_cache) if timing_cache else None,
             max_batch=max_batch, opt_batch=opt_batch, opt_level=opt_level,
             hardware_compat=hardware_compat, version_compatible=version_compatible,

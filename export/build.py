@@ -99,6 +99,28 @@ def calibration_for(
     return calib
 
 
+def keep_float_from(
+    names: Sequence[str] | None, sidecar_of: str | os.PathLike[str] | None
+) -> tuple[str, ...]:
+    """The layers an INT8 build leaves in float: ``names``, else the list an earlier INT8
+    build recorded in its sidecar (``--keep-float-from``: a reproducible rebuild), else the
+    default. One line when both are given or the sidecar records none."""
+    if sidecar_of is None:
+        return tuple(names) if names else DEFAULT_KEEP_FLOAT
+    if names:
+        raise ExportError("--keep-float and --keep-float-from: give one of them")
+    path = Path(sidecar_of)
+    if path.suffix != ".json":
+        path = path.with_name(path.name + ".json")
+    recorded = read_sidecar(path.with_suffix("")) if path.is_file() else None
+    if not recorded or not isinstance(recorded.get("keep_float"), list):
+        raise ExportError(
+            f"{path} is not the sidecar of an INT8 build (no keep_float list); pass the "
+            f"model_int8*.onnx.json an earlier build-engine --int8 wrote"
+        )
+    return tuple(recorded["keep_float"])
+
+
 def _need_calib(opts: BuildOptions, what: str) -> CalibrationSet:
     if opts.calib is None:
         raise ExportError(f"{what} needs calibration images: pass --calib PATH|synthetic")

@@ -82,3 +82,25 @@ def test_a_collapsed_int8_misses_its_budget_in_one_line(trained_tiny: dict, tmp_
     again = cli.invoke(app, [*args, "--no-budget", "--overwrite"])
     assert again.exit_code == 0, again.output
     assert "INT8 budget" not in again.output and "int8_budget" not in read_sidecar(int8)
+
+
+def test_keep_float_from_an_earlier_builds_sidecar(tmp_path: Path) -> None:
+    """--keep-float-from takes the list an INT8 build recorded (artifact or sidecar path);
+    a sidecar without one, or both options together, is one line."""
+    import json
+
+    from densedepth.util.errors import ExportError
+    from export.build import keep_float_from
+    from export.quantize import DEFAULT_KEEP_FLOAT
+
+    int8 = tmp_path / "model_int8.onnx"
+    (tmp_path / "model_int8.onnx.json").write_text(json.dumps({"keep_float": ["a", "b"]}))
+    (tmp_path / "model_fp32.onnx.json").write_text(json.dumps({"precision": "fp32"}))
+    assert keep_float_from(None, int8) == ("a", "b")
+    assert keep_float_from(None, tmp_path / "model_int8.onnx.json") == ("a", "b")
+    assert keep_float_from(["first-conv"], None) == ("first-conv",)
+    assert keep_float_from(None, None) == DEFAULT_KEEP_FLOAT
+    with pytest.raises(ExportError, match="not the sidecar of an INT8 build"):
+        keep_float_from(None, tmp_path / "model_fp32.onnx")
+    with pytest.raises(ExportError, match="give one of them"):
+        keep_float_from(["x"], int8)

@@ -806,6 +806,10 @@ def build_engine(
     budget: Annotated[
         bool, typer.Option(help="INT8: judge the build on held-out images (exit 1 on a miss).")
     ] = True,
+    fallback: Annotated[
+        bool,
+        typer.Option(help="INT8 budget missed: leave the fewest groups in float that meet it."),
+    ] = True,
     overwrite: Annotated[
         bool, typer.Option(help="Replace files build-engine wrote before in the folder.")
     ] = False,
@@ -828,8 +832,9 @@ def build_engine(
             gpu_fallback=gpu_fallback, legacy_calibrator=legacy_calibrator,
             int8_float=int8_float, producer=quantizer.value,
             trt_version=parse_trt_version(trt_version), onnx_only=onnx_only, calib_source=calib,
-            calib_images=calib_images, budget=AccuracyBudget(max_drop, max_rel_rise, val_data,
-                                                             val_images) if budget else None,
+            calib_images=calib_images,
+            budget=AccuracyBudget(max_drop, max_rel_rise, val_data, val_images, fallback)
+            if budget else None,
         )  # fmt: skip
         out = out_dir or source.parent
         if fmt is None:

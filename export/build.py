@@ -113,6 +113,9 @@ def keep_float_from(
     if path.suffix != ".json":
         path = path.with_name(path.name + ".json")
     recorded = read_sidecar(path.with_suffix("")) if path.is_file() else None
+    fallback = ((recorded or {}).get("int8_budget") or {}).get("fallback")
+    if isinstance(fallback, dict):  # (an engine's sidecar: what the fallback kept)
+        return tuple(fallback["keep_float"])
     if not recorded or not isinstance(recorded.get("keep_float"), list):
         raise ExportError(
             f"{path} is not the sidecar of an INT8 build (no keep_float list); pass the "
@@ -380,10 +383,38 @@ class BuildJob:
             self.log(saved_line(record))  # (an fp32 ONNX exported here was announced then)
         if calib is not None and self.opts.budget is not None:
             result = measure_budget(fp32, record, self.held_out(), self.opts.budget)
+            if result["verdict"] == "missed" and self.opts.budget.fallback:
+                record, result = self._fall_back(fmt, record, result, calib)
             if result["verdict"] != "missed":  # (a miss is the error's line)
                 self.log(budget_line(result))
             record = enforce_budget(record, result)
         return record
+
+    def _fall_back(
+        self, fmt: Format, record: dict[str, Any], missed: dict[str, Any], calib: CalibrationSet
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A missed INT8 budget: find the groups to leave in float (``export.fallback``),
+        rebuild ``fmt`` with them and judge it again; unchanged where the format has no Q/DQ
+        file to rewrite (OpenVINO, the implicit calibrator)."""
+        from densedepth.util.outputs import replacing
+        from export.fallback import find_fallback, qdq_settings
+        from export.int8_budget import budget_line, measure_budget
+
+        settings = qdq_settings(record)
+        if settings is None:
+            return record, {**missed, "fallback": "not offered for this format"}
+        self.log(f"{budget_line(missed)}; searching for the groups to leave in float")
+        found = find_fallback(self.fp32(), calib, self.held_out(), self.opts.budget, settings,
+                              self.out_dir, self.log)  # fmt: skip
+        stem = self.fp32().stem.removesuffix("_fp32")
+        again = replace(self.opts, stem=stem, calib=calib, keep_float=tuple(found["keep_float"]))
+        with replacing(True):  # the file this run just wrote, replaced by its fallback
+            record = build(fmt, self.fp32(), self.out_dir, again)
+        self.log(saved_line(record))
+        result = measure_budget(self.fp32(), record, self.held_out(), self.opts.budget)
+        summary = {k: found[k] for k in ("count", "of", "keep_float", "tries")}
+        return record, {**result, "fallback": summary, "full_int8": {
+            k: missed[k] for k in ("int8", "delta1_drop", "rel_rise")}}  # fmt: skip
 
 
 def build_from(

@@ -38,6 +38,7 @@ class AccuracyBudget:
     max_rel_rise: float | None = None
     val_data: str | None = None
     images: int = DEFAULT_IMAGES
+    fallback: bool = True  # on a miss, leave the fewest groups in float that meet it
 
 
 @dataclass
@@ -89,10 +90,15 @@ def measured_file(record: dict[str, Any]) -> tuple[Path | None, str]:
 
 
 def measure_budget(
-    fp32_onnx: Path, record: dict[str, Any], held: HeldOut, budget: AccuracyBudget
+    fp32_onnx: Path,
+    record: dict[str, Any],
+    held: HeldOut,
+    budget: AccuracyBudget,
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """fp32 and int8 δ1 / rel / rms on the held-out images, the drop, and the verdict
-    (met | missed | unmeasured)."""
+    (met | missed | unmeasured); ``reference``: a dict keeping the fp32 scores between calls
+    (the fallback's many candidates are judged against one fp32 run)."""
     from densedepth.evaluation import evaluate_dataset
     from engines import load_runner
 
@@ -101,8 +107,10 @@ def measure_budget(
     if target is None:
         return {**result, "verdict": "unmeasured"}
     size = tuple(read_metadata(fp32_onnx)["input_size"])
-    scores = {}
+    scores = dict(reference or {})
     for name, path in (("fp32", fp32_onnx), ("int8", target)):
+        if name in scores:
+            continue
         runner = load_runner(path, device="cpu")
         try:
             m = evaluate_dataset(runner, held.dataset, size, limit=budget.images)
@@ -110,6 +118,8 @@ def measure_budget(
             runner.close()
         scores[name] = {k: m[k] for k in ("delta1", "rel", "rms", "by_range") if k in m}
         result["n_images"] = m.get("n_images")
+    if reference is not None:
+        reference["fp32"] = scores["fp32"]
     drop = scores["fp32"]["delta1"] - scores["int8"]["delta1"]
     rise = scores["int8"]["rel"] - scores["fp32"]["rel"]
     met = drop <= budget.max_drop and (budget.max_rel_rise is None or rise <= budget.max_rel_rise)
@@ -122,11 +132,15 @@ def budget_line(result: dict[str, Any]) -> str:
     held-out images (validation split ...; ONNX Runtime on the CPU)``."""
     if result["verdict"] == "unmeasured":
         return f"INT8 budget unmeasured ({result['measured']}): bench the engine on the GPU"
+    fallback = result.get("fallback")
+    kept = ""
+    if isinstance(fallback, dict):
+        kept = f" with {fallback['count']} of {fallback['of']} quantized groups in float"
     f32, i8 = result["fp32"], result["int8"]
     limit = f" and rel rise <= {result['max_rel_rise']:g}" if result["max_rel_rise"] else ""
     return (
-        f"INT8 budget {result['verdict']}: δ1 {f32['delta1']:.4f} -> {i8['delta1']:.4f} (drop "
-        f"{signed(result['delta1_drop'])}, budget {result['max_drop']:g}{limit}), rel "
+        f"INT8 budget {result['verdict']}{kept}: δ1 {f32['delta1']:.4f} -> {i8['delta1']:.4f} "
+        f"(drop {signed(result['delta1_drop'])}, budget {result['max_drop']:g}{limit}), rel "
         f"{f32['rel']:.4f} -> {i8['rel']:.4f}, rms {f32['rms']:.3f} -> {i8['rms']:.3f} m on "
         f"{result['n_images']} held-out images ({result['held_out']}; {result['measured']})"
     )

@@ -1,16 +1,18 @@
 """Which INT8 layers cost the depth: per-group sensitivity on held-out images.
 
-A group is one quantized Conv with its Q/DQ inputs (activation and weights), named by the
-Conv node. Each group is measured by leaving ONLY it in float, everything else INT8, through
-the same writer, calibration ranges (cached: calibrated once) and keep-float base as the full
-INT8 build: its δ1 gain and output-error reduction against the full INT8 model, on a small
-fixed set of held-out images (``export.int8_budget.held_out_set``). Leave-one-in-float, not
-quantize-one-only: it measures what each group costs inside the INT8 model, upstream errors
-included, which is what leaving it in float buys (the fallback's question); quantize-one-only
-would measure each group against a float neighbourhood that the deployed model does not have.
+A group is one node the writer quantizes with its Q/DQ inputs (a Conv with its activation and
+weights; a Concat, BatchNormalization, pooling or Resize where the writer quantizes one), named
+as in the fp32 graph. Each group is measured by leaving ONLY it in float, everything else INT8,
+through the same writer, calibration ranges (cached: calibrated once) and keep-float base as
+the full INT8 build: its δ1 gain and output-error reduction against the full INT8 model, on a
+small fixed set of held-out images (``export.int8_budget.held_out_set``). Leave-one-in-float,
+not quantize-one-only: it measures what each group costs inside the INT8 model, upstream
+errors included, which is what leaving it in float buys (the fallback's question);
+quantize-one-only would measure each group against a float neighbourhood that the deployed
+model does not have.
 
 Results are cached beside the report by (fp32 ONNX hash, calibration set hash, held-out images,
-flavour, method, keep-float base), so a second report, or a fallback run, reads them again.
+flavour, method, keep-float base, groups), so a second report reads them again.
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ from densedepth.util.outputs import (
 Log = Callable[[str], None]
 
 
-def conv_groups(fp32_onnx: Path) -> list[str]:
-    """The Conv node names of the fp32 graph, in graph order (the quantized groups)."""
+def quantized_groups(int8_onnx: Path) -> list[str]:
+    """The groups a Q/DQ model quantizes, in graph order: every node (not Q/DQ itself) with an
+    input the writer dequantizes (Conv, and the Concat / BatchNormalization / pooling / Resize
+    neighbourhoods where it quantizes one), named as in the fp32 graph."""
     import onnx
 
-    model = onnx.load(str(fp32_onnx), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type == "Conv"]
+    model = onnx.load(str(int8_onnx), load_external_data=False)
+    made_by = {out: n.op_type for n in model.graph.node for out in n.output}
+    return [n.name for n in model.graph.node
+            if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(made_by.get(i) == "DequantizeLinear" for i in n.input)]  # fmt: skip
 
 
 def _score(path: Path, held: Any, size: tuple[int, int], rgb: np.ndarray, ref: np.ndarray | None,
@@ -82,18 +89,19 @@ def measure_sensitivity(
     keep_float: Sequence[str] = ("depth-out",),
     groups: Sequence[str] | None = None,
     log: Log = lambda s: None,
+    limit: int = 0,
 ) -> dict[str, Any]:
-    """fp32, full INT8 and every group left alone in float (``groups``: a subset, default all
-    Conv groups), ranked by δ1 gain then output-error reduction; read from / written to the
-    cache in ``out_dir``."""
+    """fp32, full INT8 and every group left alone in float (``groups``: those, default every
+    group the writer quantizes, ``quantized_groups``; ``limit``: the first N), ranked by δ1
+    gain then output-error reduction; read from / written to the cache in ``out_dir``."""
     from densedepth.data.preprocess import rgb_to_input
     from densedepth.evaluation import evaluation_arrays
     from export.quantize import quantize_int8
 
     size = tuple(read_metadata(fp32_onnx)["input_size"])
-    chosen = list(groups) if groups is not None else conv_groups(fp32_onnx)
+    chosen_spec = list(groups) if groups is not None else "all"
     settings = {"flavour": flavour, "method": method, "keep_float": list(keep_float),
-                "groups": chosen}  # fmt: skip
+                "groups": chosen_spec, "limit": limit}  # fmt: skip
     cache = (
         out_dir / f"int8_sensitivity_{cache_key(fp32_onnx, calib, held, images, **settings)}.json"
     )
@@ -112,6 +120,8 @@ def measure_sensitivity(
             return _score(path, held, size, rgb, fp32["depth"], images)
 
         full = quantized("full", keep_float)
+        chosen = list(groups) if groups is not None else quantized_groups(work / "full.onnx")
+        chosen = chosen[:limit] if limit > 0 else chosen
         rows, started = [], time.perf_counter()
         for i, node in enumerate(chosen, 1):
             s = quantized(f"g{i}", [*keep_float, node])
@@ -126,7 +136,8 @@ def measure_sensitivity(
     result = {
         "fp32": {k: fp32[k] for k in ("delta1", "rel", "by_range")},
         "int8": {k: full[k] for k in ("delta1", "rel", "abs_err_m", "by_range")},
-        "held_out": held.label, "images": images, **settings, "ranked": rows,
+        "held_out": held.label, "images": images, **settings, "measured_groups": chosen,
+        "ranked": rows,
     }  # fmt: skip
     write_text_atomic(cache, json.dumps(result, indent=2) + "\n")
     record_written(cache)
@@ -140,9 +151,9 @@ def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = No
         "# INT8 sensitivity", "",
         f"{result['images']} held-out images ({result['held_out']}); {result['flavour']} "
         f"flavour, {result['method']} calibration; fp32 δ1 {f32['delta1']:.4f}, full INT8 δ1 "
-        f"{i8['delta1']:.4f} (mean |Δdepth| {i8['abs_err_m']:.4f} m). Each row: that Conv "
-        "group alone left in float, everything else INT8.", "",
-        "| rank | group (Conv) | δ1 | δ1 gain | rel | mean abs err m | err drop m |",
+        f"{i8['delta1']:.4f} (mean |Δdepth| {i8['abs_err_m']:.4f} m). Each row: that group "
+        "alone left in float, everything else INT8.", "",
+        "| rank | group (node) | δ1 | δ1 gain | rel | mean abs err m | err drop m |",
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for rank, r in enumerate(result["ranked"][:top], 1):
@@ -211,7 +222,7 @@ def int8_report(
     top: int = 20,
     log: Log = lambda s: None,
 ) -> tuple[dict[str, Any], list[Path]]:
-    """``cli.py int8-report``: the sensitivity of every Conv group (``groups``: the first N,
+    """``cli.py int8-report``: the sensitivity of every quantized group (``groups``: the first N,
     0 = all) of ``fp32_onnx`` on ``images`` held-out images, calibrated as ``build-engine``
     does (``opts``: an ``export.build.BuildOptions`` with its budget's held-out source); the
     cache beside the ONNX, ``int8_report.json`` / ``.md`` / ``int8_sensitivity.png`` in
@@ -220,10 +231,8 @@ def int8_report(
 
     job = BuildJob(fp32_onnx, fp32_onnx.parent, opts, log=log)
     held, calib = job.held_out(), job.calibration()
-    chosen = conv_groups(fp32_onnx)
-    chosen = chosen[:groups] if groups > 0 else chosen
     result = measure_sensitivity(fp32_onnx, calib, held, fp32_onnx.parent, images, flavour,
-                                 opts.method, opts.keep_float, chosen, log)  # fmt: skip
+                                 opts.method, opts.keep_float, None, log, groups)  # fmt: skip
     plot = bar_plot(result, out / "int8_sensitivity.png", top)
     files = [
         write_text_atomic(out / "int8_report.json", json.dumps(result, indent=2) + "\n"),

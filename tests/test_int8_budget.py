@@ -57,12 +57,9 @@ def test_a_collapsed_int8_misses_its_budget_in_one_line(trained_tiny: dict, tmp_
     what was reached; the file is kept, marked missed; its sidecar's int8 metrics are those
     of an independent evaluate of the written file on the same images."""
     onnx = staged_onnx(trained_tiny, tmp_path / "m")
-    white = tmp_path / "white"
-    white.mkdir()
-    for i in range(4):
-        cv2.imwrite(str(white / f"{i}.png"), np.full((64, 64, 3), 255, np.uint8))
+    white = white_frames(tmp_path / "white")
     args = ["build-engine", str(onnx), "--int8", "--calib", str(white), "--calib-images", "4",
-            "--val-images", "8", "--max-rel-rise", "0.05"]  # fmt: skip
+            "--val-images", "8", "--max-rel-rise", "0.05", "--no-fallback"]  # fmt: skip
     result = cli.invoke(app, args)
     assert result.exit_code == 1, result.output
     error = [line for line in result.output.splitlines() if line.startswith("error:")]
@@ -82,6 +79,44 @@ def test_a_collapsed_int8_misses_its_budget_in_one_line(trained_tiny: dict, tmp_
     again = cli.invoke(app, [*args, "--no-budget", "--overwrite"])
     assert again.exit_code == 0, again.output
     assert "INT8 budget" not in again.output and "int8_budget" not in read_sidecar(int8)
+
+
+def white_frames(folder: Path) -> Path:
+    """Four white frames: a calibration set from another distribution."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((64, 64, 3), 255, np.uint8))
+    return folder
+
+
+def test_the_fallback_meets_the_budget_with_fewer_than_all_groups_in_float(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """The white-calibrated INT8 model misses; the fallback bisects the writer's quantized
+    groups and meets the budget with fewer than all of them in float; the file written is
+    scored again independently here; its sidecar lists what it kept, and --keep-float-from
+    rebuilds the same model (same δ1) without searching."""
+    onnx = staged_onnx(trained_tiny, tmp_path / "m")
+    args = ["build-engine", str(onnx), "--int8", "--calib", str(white_frames(tmp_path / "w")),
+            "--calib-images", "4", "--val-images", "8", "--max-rel-rise", "0.05"]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fallback try 1:" in result.output and "quantized groups in float" in result.output
+    int8 = tmp_path / "m" / "model_int8.onnx"
+    budget = read_sidecar(int8)["int8_budget"]
+    fallback = budget["fallback"]
+    assert budget["verdict"] == "met" and 1 <= fallback["count"] < fallback["of"]
+    assert budget["full_int8"]["delta1_drop"] > 0.01 or budget["full_int8"]["rel_rise"] > 0.05
+    assert budget["delta1_drop"] <= 0.01 and budget["rel_rise"] <= 0.05
+    assert read_sidecar(int8)["keep_float"] == fallback["keep_float"]
+    assert len(fallback["tries"]) <= 2 * fallback["of"].bit_length() + 1  # bisection, not a scan
+    runner = load_runner(int8, device="cpu")
+    m = evaluate_dataset(runner, held_out_set(onnx, AccuracyBudget()).dataset, (64, 64), limit=8)
+    runner.close()
+    assert m["delta1"] == pytest.approx(budget["int8"]["delta1"], abs=1e-12)
+    again = cli.invoke(app, [*args, "--keep-float-from", str(int8), "--overwrite"])
+    assert again.exit_code == 0 and "fallback try" not in again.output, again.output
+    assert read_sidecar(int8)["int8_budget"]["int8"]["delta1"] == budget["int8"]["delta1"]
 
 
 def test_keep_float_from_an_earlier_builds_sidecar(tmp_path: Path) -> None:

@@ -362,6 +362,12 @@ class BuildJob:
         source = o.calib_source or default_calibration_source(self.fp32())
         exclude = ()
         if o.budget is not None and str(source) == self.held_out().source:
+            if not self.held_out().exclude:  # --val-data: all of it is held out
+                raise ExportError(
+                    f"--calib and --val-data are both {source}: the budget would judge INT8 on "
+                    f"its calibration images; give another --val-data (or leave it out: the "
+                    f"training data's validation split is held out of calibration)"
+                )
             exclude = tuple(self.held_out().exclude)
         return self._once("calib", lambda: calibration_for(
             self.fp32(), source, o.calib_images, self.log, self.warn, exclude=exclude,

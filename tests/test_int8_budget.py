@@ -139,3 +139,18 @@ def test_keep_float_from_an_earlier_builds_sidecar(tmp_path: Path) -> None:
         keep_float_from(None, tmp_path / "model_fp32.onnx")
     with pytest.raises(ExportError, match="give one of them"):
         keep_float_from(["x"], int8)
+
+
+def test_calibrating_on_the_held_out_data_is_refused(trained_tiny: dict, tmp_path: Path) -> None:
+    """--calib and --val-data naming the same data would judge INT8 on its calibration
+    images: one line, before any file is written."""
+    from densedepth.util.errors import ExportError
+    from export.build import BuildJob, BuildOptions
+
+    onnx = staged_onnx(trained_tiny, tmp_path / "m")
+    opts = BuildOptions(calib_source="synthetic", calib_images=4,
+                        budget=AccuracyBudget(val_data="synthetic"))  # fmt: skip
+    with pytest.raises(ExportError, match="would judge INT8 on its calibration images"):
+        BuildJob(onnx, tmp_path / "m", opts).calibration()
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "model_fp32.onnx", "model_fp32.onnx.json"]  # fmt: skip

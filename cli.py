@@ -878,7 +878,7 @@ def int8_report(
     with user_errors():
         from export.build import BuildOptions
         from export.int8_budget import AccuracyBudget
-        from export.sensitivity import int8_report as make_report
+        from export.int8_report import int8_report as make_report
 
         require_files([model])
         opts = BuildOptions(method=method.value, calib_source=calib, calib_images=calib_images,

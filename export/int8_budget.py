@@ -17,12 +17,22 @@ missed budget is one line and a non-zero exit, the artifact kept (complete, mark
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from densedepth.util.errors import ExportError
-from densedepth.util.onnx_io import read_metadata, read_sidecar, write_sidecar
+import numpy as np
+
+from densedepth.util.errors import DataError, ExportError, error_line
+from densedepth.util.onnx_io import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ort_session,
+    read_metadata,
+    read_sidecar,
+    write_sidecar,
+)
 
 DEFAULT_MAX_DROP = 0.01  # δ1 points against FP32
 DEFAULT_IMAGES = 64  # held-out images scored (ORT on 2 cores: about a second each at 480x640)
@@ -69,12 +79,43 @@ def held_out_set(fp32_onnx: Path, budget: AccuracyBudget, **dataset_kwargs: Any)
             f"{fp32_onnx} records no training data to hold images out of: pass --val-data "
             f"PATH (images not used for calibration), or --no-budget"
         )
-    base = open_dataset(data, "train", **dataset_kwargs)
+    try:
+        base = open_dataset(data, "train", **dataset_kwargs)
+    except DataError as exc:
+        raise ExportError(
+            f"the training data {fp32_onnx.name} records ({data}) cannot be opened here "
+            f"({error_line(exc, with_type=False)}): pass --val-data PATH (images not used for "
+            f"calibration), or --no-budget"
+        ) from None
     share = float(meta.get("training_val_split", DEFAULT_VAL_SPLIT))
     split = split_by_scene(base, share, int(meta.get("training_seed", DEFAULT_SEED)))
     label = (f"validation split {share:g} of {data} ({split.val_groups} {split.grouped_by}s, "
              f"{len(split.val)} images)")  # fmt: skip
     return HeldOut(Subset(base, split.val, label), label, str(data), list(split.val))
+
+
+def cpu_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """``batch -> metres`` on the CPU, one image at a time (static or dynamic batch alike):
+    ONNX Runtime for an .onnx, OpenVINO's CPU plugin for an .xml (export's own sessions; the
+    runners of ``engines`` sit above this layer)."""
+    if path.suffix == ".xml":
+        from export.openvino import compile_ir
+
+        request = compile_ir(
+            path, read_sidecar(path).get("precision", "int8")
+        ).create_infer_request()
+
+        def one(x: np.ndarray) -> np.ndarray:
+            request.infer({0: x})
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    else:
+        session = ort_session(path)
+
+        def one(x: np.ndarray) -> np.ndarray:
+            return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    return lambda batch: np.concatenate([one(batch[i : i + 1]) for i in range(len(batch))])
 
 
 def measured_file(record: dict[str, Any]) -> tuple[Path | None, str]:
@@ -100,7 +141,6 @@ def measure_budget(
     (met | missed | unmeasured); ``reference``: a dict keeping the fp32 scores between calls
     (the fallback's many candidates are judged against one fp32 run)."""
     from densedepth.evaluation import evaluate_dataset
-    from engines import load_runner
 
     target, how = measured_file(record)
     result: dict[str, Any] = {**asdict(budget), "held_out": held.label, "measured": how}
@@ -111,11 +151,7 @@ def measure_budget(
     for name, path in (("fp32", fp32_onnx), ("int8", target)):
         if name in scores:
             continue
-        runner = load_runner(path, device="cpu")
-        try:
-            m = evaluate_dataset(runner, held.dataset, size, limit=budget.images)
-        finally:
-            runner.close()
+        m = evaluate_dataset(cpu_predictor(Path(path)), held.dataset, size, limit=budget.images)
         scores[name] = {k: m[k] for k in ("delta1", "rel", "rms", "by_range") if k in m}
         result["n_images"] = m.get("n_images")
     if reference is not None:

@@ -55,14 +55,11 @@ def _score(path: Path, held: Any, size: tuple[int, int], rgb: np.ndarray, ref: n
            images: int) -> dict[str, Any]:  # fmt: skip
     """δ1 / rel of ``path`` on the held-out images, and its mean |depth - ref| in metres."""
     from densedepth.evaluation import evaluate_dataset
-    from engines import load_runner
+    from export.int8_budget import cpu_predictor
 
-    runner = load_runner(path, device="cpu")
-    try:
-        m = evaluate_dataset(runner, held.dataset, size, limit=images)
-        depth = np.concatenate([runner(rgb[i : i + 1]) for i in range(len(rgb))])
-    finally:
-        runner.close()
+    predict = cpu_predictor(path)
+    m = evaluate_dataset(predict, held.dataset, size, limit=images)
+    depth = predict(rgb)
     score = {"delta1": m["delta1"], "rel": m["rel"], "by_range": m.get("by_range", []),
              "depth": depth}  # fmt: skip
     if ref is not None:
@@ -210,34 +207,3 @@ def bar_plot(result: dict[str, Any], path: Path, top: int = 20) -> Path:
         tmp.replace(path)
     record_written(path)
     return path
-
-
-def int8_report(
-    fp32_onnx: Path,
-    out: Path,
-    opts: Any,
-    images: int = 8,
-    flavour: str = "cpu",
-    groups: int = 0,
-    top: int = 20,
-    log: Log = lambda s: None,
-) -> tuple[dict[str, Any], list[Path]]:
-    """``cli.py int8-report``: the sensitivity of every quantized group (``groups``: the first N,
-    0 = all) of ``fp32_onnx`` on ``images`` held-out images, calibrated as ``build-engine``
-    does (``opts``: an ``export.build.BuildOptions`` with its budget's held-out source); the
-    cache beside the ONNX, ``int8_report.json`` / ``.md`` / ``int8_sensitivity.png`` in
-    ``out``."""
-    from export.build import BuildJob
-
-    job = BuildJob(fp32_onnx, fp32_onnx.parent, opts, log=log)
-    held, calib = job.held_out(), job.calibration()
-    result = measure_sensitivity(fp32_onnx, calib, held, fp32_onnx.parent, images, flavour,
-                                 opts.method, opts.keep_float, None, log, groups)  # fmt: skip
-    plot = bar_plot(result, out / "int8_sensitivity.png", top)
-    files = [
-        write_text_atomic(out / "int8_report.json", json.dumps(result, indent=2) + "\n"),
-        write_text_atomic(out / "int8_report.md", report_markdown(result, top, plot.name)),
-        plot,
-    ]
-    record_written(*files)
-    return result, files

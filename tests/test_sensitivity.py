@@ -1,4 +1,4 @@
-"""INT8 sensitivity: each Conv group alone in float, measured as the writer builds it."""
+"""INT8 sensitivity: each quantized group alone in float, measured as the writer builds it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from densedepth.evaluation import evaluate_dataset
 from engines import load_runner
 from export.build import BuildJob, BuildOptions
 from export.int8_budget import AccuracyBudget
+from export.int8_report import int8_report
 from export.quantize import quantize_int8
-from export.sensitivity import int8_report
 
 
 def test_each_group_is_what_the_writer_builds_with_it_in_float(

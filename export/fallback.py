@@ -27,8 +27,8 @@ Log = Callable[[str], None]
 
 
 def qdq_settings(record: dict[str, Any]) -> dict[str, Any] | None:
-    """How the measured Q/DQ file of a build was written (flavour, producer, method, float
-    precision, keep-float), from its metadata; None where there is no Q/DQ file to rewrite
+    """The measured Q/DQ file of a build and how it was written (flavour, producer, method,
+    float precision, keep-float), from its metadata; None where there is no Q/DQ file to rewrite
     (OpenVINO's IR, TensorRT's implicit calibrator)."""
     path = Path(record["path"])
     if path.suffix != ".onnx":
@@ -41,6 +41,7 @@ def qdq_settings(record: dict[str, Any]) -> dict[str, Any] | None:
     if meta.get("precision") != "int8":
         return None
     return {
+        "path": str(path),
         "flavour": meta.get("int8_flavour", "cpu"),
         "producer": meta.get("int8_producer", "auto"),
         "method": meta.get("calibration_method", "minmax"),
@@ -80,11 +81,7 @@ def find_fallback(
                 f"{signed(r['delta1_drop'])}: {r['verdict']}")  # fmt: skip
             return r["verdict"] == "met"
 
-        full = work / "full.onnx"
-        quantize_int8(fp32_onnx, calib, full, settings["flavour"], settings["method"], base,
-                      cache_dir=cache_dir, producer=settings["producer"],
-                      float_precision=settings["float_precision"])  # fmt: skip
-        groups = quantized_groups(full)
+        groups = quantized_groups(Path(settings["path"]))  # the missed build's own Q/DQ file
         if not judge(groups):
             last = tries[-1]
             raise ExportError(

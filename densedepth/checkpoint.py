@@ -114,6 +114,10 @@ def model_from_checkpoint(
     variant = ModelVariant.from_dict(config.get("variant"))
     width = float(config.get("decoder_width", 1.0))
     model = DenseDepth(config["backbone"], decoder_width=width, variant=variant)
+    if ckpt.get("qat"):  # quantization-aware fine-tuned: its fake-quant layers and ranges
+        from densedepth.fake_quant import insert_fake_quant
+
+        insert_fake_quant(model)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:

@@ -87,3 +87,47 @@ def constant_tensors(graph: Any) -> dict[str, Any]:
                 if attr.name == "value":
                     found[node.output[0]] = attr.t
     return found
+
+
+def fold_weight_quantizers(model: Any) -> int:
+    """Replace each QuantizeLinear of a float initializer (a weight) by its int8 result, so the
+    weight reaches its DequantizeLinear as an int8 initializer (the DQ-only weight form
+    TensorRT and ModelOpt use); ONNX's rounding (half to even) and saturation. Returns how many
+    were folded."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consts = constant_tensors(graph)
+    folded, drop = 0, []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] not in inits:
+            continue
+        x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(consts[node.input[1]]).astype(np.float64)
+        zero_t = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+        zero = numpy_helper.to_array(zero_t).astype(np.int64) if zero_t is not None else 0
+        if zero_t is not None and zero_t.data_type != onnx.TensorProto.INT8:
+            continue  # only the signed int8 weight form
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if np.ndim(scale) == 1:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        q = np.clip(np.rint(x / scale) + zero, -128, 127).astype(np.int8)
+        name = f"{node.output[0]}_int8"
+        graph.initializer.append(numpy_helper.from_array(q, name))
+        for other in graph.node:
+            for i, inp in enumerate(other.input):
+                if inp == node.output[0]:
+                    other.input[i] = name
+        drop.append(node)
+        folded += 1
+    for node in drop:
+        graph.node.remove(node)
+    used = {i for n in graph.node for i in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+    return folded

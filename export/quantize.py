@@ -261,7 +261,7 @@ def quantize_int8(
             set_metadata(quantized, {k: v for k, v in record.items() if k != "float_nodes"})
             onnx.save(quantized, str(tmp))
             if flavour == "tensorrt":
-                _require_tensorrt_rules(tmp, out)
+                require_tensorrt_rules(tmp, out)
             images = calib.images[:8]
             diff = output_difference(
                 ort_predictor(src), ort_predictor(tmp), images, f"{len(images)} calibration images"
@@ -423,7 +423,7 @@ def lower_opset(model: Any, target: int) -> None:
         ) from None
 
 
-def _require_tensorrt_rules(path: Path, out: Path) -> None:
+def require_tensorrt_rules(path: Path, out: Path) -> None:
     """Refuse to keep a TensorRT-flavour file that breaks TensorRT's rules (a producer bug)."""
     from export.trt_check import check_onnx_file
 

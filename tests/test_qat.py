@@ -1,0 +1,114 @@
+"""Quantization-aware fine-tuning: fake INT8 in the TensorRT flavour, trained, exported as a
+Q/DQ ONNX that passes TensorRT's rules and runs in ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
+from densedepth.fake_quant import calibrate, fake_quant_layers, insert_fake_quant
+from densedepth.util.onnx_io import ort_predictor
+from export.onnx_export import export_onnx
+from export.onnx_graph import constant_tensors
+from export.trt_check import check_onnx_file
+from train.qat import run_qat
+
+
+def test_fake_quant_matches_int8_formula() -> None:
+    """One conv: the fake-quantized output equals a conv of the int8 values computed here
+    from the formula (round half to even, saturate, scale = amax / 127 per tensor / channel)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    net = torch.nn.Sequential(conv)
+    assert insert_fake_quant(net) == 1
+    x = torch.randn(2, 3, 8, 8)
+    assert calibrate(net, [x[:1], x[1:]]) == 2
+    layer = fake_quant_layers(net)[0]
+    assert float(layer.input_amax) == pytest.approx(float(x.abs().max()))
+    s_in = x.abs().max().double() / 127
+    w = conv.weight.detach().double()
+    s_w = w.abs().amax(dim=(1, 2, 3)) / 127
+    xq = torch.clamp(torch.round(x.double() / s_in), -128, 127) * s_in
+    s_w4 = s_w[:, None, None, None]
+    wq = torch.clamp(torch.round(w / s_w4), -128, 127) * s_w4
+    want = torch.nn.functional.conv2d(xq, wq, conv.bias.detach().double(), padding=1)
+    with torch.no_grad():
+        got = net(x).double()
+    step = float(s_in * s_w.max()) * 27  # one level of one product, over the 27 taps
+    assert float((got - want).abs().max()) <= step
+    float_out = conv(x).detach().double()
+    assert float((float_out - want).abs().max()) > 0  # quantization changed something
+
+
+def test_qat_trains_exports_and_passes_tensorrt_rules(trained_tiny, tmp_path) -> None:
+    """``run_qat`` lowers the fake-INT8 model's loss on the data it trains on (gradients pass
+    the fake quantization), and the exported file: int8 weights per output channel, per-tensor
+    activations, TensorRT's rules, and ONNX Runtime runs it. (ONNX Runtime vs the torch fake
+    quantization of the whole model is not yet bounded: see docs/training.md.)"""
+    before = insert_and_calibrate(model_from_checkpoint(trained_tiny["ckpt"]))
+    out = tmp_path / "qat.pt"
+    record = run_qat(trained_tiny["ckpt"], out, steps=12, calib_images=16, lr=1e-3)
+    assert record["quantized_convs"] == 130 and record["calibration_images"] == 16
+    ckpt = load_checkpoint(out)
+    assert ckpt["qat"]["steps"] == 12
+    with pytest.raises(Exception, match="already quantization-aware"):
+        run_qat(out, tmp_path / "again.pt", steps=1)
+
+    onnx_path = tmp_path / "model_qat_int8.onnx"
+    meta = export_onnx(out, onnx_path)
+    assert meta["precision"] == "int8" and meta["int8_producer"] == "qat"
+    assert check_onnx_file(onnx_path) == []
+    model = onnx.load(str(onnx_path))
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = constant_tensors(model.graph)
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    weights = [n for n in dq if n.input[0] in inits]
+    acts = [n for n in dq if n.input[0] not in inits]
+    assert len(weights) == len(acts) == 130
+    for n in weights:
+        assert inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        assert numpy_helper.to_array(consts[n.input[1]]).ndim == 1
+    for n in acts:
+        assert numpy_helper.to_array(consts[n.input[1]]).size == 1
+
+    assert training_loss(model_from_checkpoint(ckpt)) < training_loss(before)
+    x = trained_tiny["calib"].images[:2]
+    got = np.concatenate([ort_predictor(onnx_path)(x[i : i + 1]) for i in range(len(x))])
+    lo, hi = meta["min_depth"], meta["max_depth"]
+    assert np.isfinite(got).all() and got.min() >= lo and got.max() <= hi
+
+
+def training_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 16 training scenes of the fixture's run, unaugmented, at 64x64."""
+    from densedepth.data.readers import open_dataset
+    from train.dataset import TorchDepthDataset
+
+    data = open_dataset("synthetic", "train", n=64, seed=0, height=64, width=64)
+    view = TorchDepthDataset(data, (64, 64), train=False)
+    pairs = [view[i] for i in range(16)]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def insert_and_calibrate(model: torch.nn.Module) -> torch.nn.Module:
+    """The float model with fake INT8 calibrated on the training images: QAT's step 0."""
+    insert_fake_quant(model)
+    calibrate(model, [training_images()[0]])
+    return model.eval()
+
+
+@torch.no_grad()
+def training_loss(model: torch.nn.Module) -> float:
+    """The paper's loss of ``model`` (eval mode) on the training images."""
+    from densedepth.depth import depth_to_target
+    from densedepth.loss import DepthLoss
+
+    model.eval()
+    x, depth = training_images()
+    valid = depth > 0
+    target = depth_to_target(depth, model.variant.depth)
+    loss_fn = DepthLoss(max_val=model.variant.depth.target_range[1])
+    return float(loss_fn(model(x), target, valid))

@@ -675,7 +675,11 @@ class CalibMethod(str, Enum):
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
     out: Annotated[
-        Path | None, typer.Option(help="ONNX file (default: RUN/export/model_fp32.onnx).")
+        Path | None,
+        typer.Option(
+            help="ONNX file (default: RUN/export/model_fp32.onnx, or model_qat_int8.onnx for a "
+            "QAT checkpoint)."
+        ),
     ] = None,
     input_size: Annotated[
         str | None, typer.Option(help="HEIGHTxWIDTH (default: the training size).")
@@ -691,9 +695,9 @@ def export(
     """Checkpoint -> deployable ONNX (RGB [0,1] in, metres out), checked against PyTorch."""
     with user_errors(), replacing(overwrite):
         from export.artifact import saved_line
-        from export.onnx_export import export_onnx
+        from export.onnx_export import default_onnx_path, export_onnx
 
-        target = out or checkpoint.parent / "export" / "model_fp32.onnx"
+        target = out or default_onnx_path(checkpoint)
         size = parse_size(input_size) if input_size else None
         record = export_onnx(
             checkpoint, target, size, opset, exporter.value, dynamic_batch, tolerance
@@ -701,7 +705,10 @@ def export(
         console.print(saved_line(record))
         bound = f"tolerance {tolerance:g}"
         if record.get("int8_producer") == "qat":
-            bound = "INT8 from QAT vs its fake quantization: rounding ties differ, not bounded"
+            bound = (
+                "INT8 from QAT vs its fake quantization, not bounded: float differences "
+                "upstream of a quantizer cross rounding boundaries"
+            )
         console.print(
             f"parity: max |ONNX Runtime - PyTorch| = {record['parity_max_abs_m']:.2e} m "
             f"({bound}); {record['backbone']}, input "

@@ -24,7 +24,7 @@ from export.artifact import saved_line
 from export.formats import Format, get_format, module_found, require
 from export.fp16 import convert_fp16
 from export.int8_budget import AccuracyBudget, HeldOut
-from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8, resolve_keep_float
+from export.quantize import DEFAULT_KEEP_FLOAT, quantize_int8
 
 
 @dataclass
@@ -262,15 +262,10 @@ def build_openvino_int8(fp32: Path, out: Path, opts: BuildOptions) -> dict[str, 
 
 def build_openvino(precision: str, fp32: Path, out: Path, opts: BuildOptions) -> dict[str, Any]:
     """OpenVINO IR at ``precision`` (fp32, bf16, or int8 through NNCF)."""
-    import onnx
-
     from export.openvino import export_openvino
 
     calib = _need_calib(opts, "INT8") if precision == "int8" else None
-    ignored: list[str] = []
-    if precision == "int8" and opts.keep_float:
-        ignored = resolve_keep_float(onnx.load(str(fp32)), opts.keep_float)
-    return export_openvino(fp32, out, precision, calib, ignored)
+    return export_openvino(fp32, out, precision, calib, opts.keep_float)
 
 
 def build(
@@ -400,13 +395,13 @@ class BuildJob:
         self, fmt: Format, record: dict[str, Any], missed: dict[str, Any], calib: CalibrationSet
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A missed INT8 budget: find the groups to leave in float (``export.fallback``),
-        rebuild ``fmt`` with them and judge it again; unchanged where the format has no Q/DQ
-        file to rewrite (OpenVINO, the implicit calibrator)."""
+        rebuild ``fmt`` with them and judge it again; unchanged for TensorRT's implicit
+        calibrator (no file to rewrite)."""
         from densedepth.util.outputs import replacing
-        from export.fallback import find_fallback, qdq_settings
+        from export.fallback import fallback_settings, find_fallback
         from export.int8_budget import budget_line, measure_budget
 
-        settings = qdq_settings(record)
+        settings = fallback_settings(record)
         if settings is None:
             return record, {**missed, "fallback": "not offered for this format"}
         self.log(f"{budget_line(missed)}; searching for the groups to leave in float")

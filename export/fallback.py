@@ -1,13 +1,14 @@
 """Automatic float fallback: an INT8 build that misses its accuracy budget keeps the fewest
 quantized groups in float that meet it.
 
-The groups are the nodes the writer quantizes (``export.sensitivity.quantized_groups``), in
-graph order. The search is a bisection over contiguous halves (delta debugging, as Polygraphy's
+The groups are the nodes the writer quantizes (``export.sensitivity.quantized_groups``; for
+OpenVINO the fp32 ONNX nodes whose ops NNCF quantized, ``export.openvino.quantized_onnx_nodes``,
+left in float through its ignored scope), in graph order. The search is a bisection over contiguous halves (delta debugging, as Polygraphy's
 ``debug reduce`` narrows a failing model): all groups in float must meet the budget (else the
 loss is not in the groups, and that is one line); then, while one half alone in float meets
 it, keep that half; stop when neither half does (the loss is spread over both). It takes about
 2 log2(groups) builds, each re-quantized through the same writer and cached calibration ranges
-and judged on the budget's held-out images, instead of measuring every group; the result is a
+(NNCF: the same calibration images) and judged on the budget's held-out images, instead of measuring every group; the result is a
 sufficient set, not always the smallest. What it found, and every try, go into the sidecar;
 the keep-float list rebuilds it (``build-engine --keep-float-from``).
 """
@@ -26,11 +27,14 @@ from export.int8_budget import AccuracyBudget, HeldOut, measure_budget, signed
 Log = Callable[[str], None]
 
 
-def qdq_settings(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The measured Q/DQ file of a build and how it was written (flavour, producer, method,
-    float precision, keep-float), from its metadata; None where there is no Q/DQ file to rewrite
-    (OpenVINO's IR, TensorRT's implicit calibrator)."""
+def fallback_settings(record: dict[str, Any]) -> dict[str, Any] | None:
+    """How a missed INT8 build can be rebuilt with groups in float: its measured Q/DQ file and
+    how it was written (flavour, producer, method, float precision, keep-float), or its
+    OpenVINO IR (NNCF's ignored scope); None for TensorRT's implicit calibrator (no file)."""
     path = Path(record["path"])
+    if path.suffix == ".xml":
+        return {"kind": "openvino", "path": str(path),
+                "keep_float": list(record.get("keep_float") or [])}  # fmt: skip
     if path.suffix != ".onnx":
         if record.get("calibrator") or not record.get("source_onnx"):
             return None
@@ -41,6 +45,7 @@ def qdq_settings(record: dict[str, Any]) -> dict[str, Any] | None:
     if meta.get("precision") != "int8":
         return None
     return {
+        "kind": "qdq",
         "path": str(path),
         "flavour": meta.get("int8_flavour", "cpu"),
         "producer": meta.get("int8_producer", "auto"),
@@ -61,19 +66,14 @@ def find_fallback(
 ) -> dict[str, Any]:
     """The groups to leave in float (see the module docstring); one clear line when even all
     of them in float miss the budget."""
-    from export.quantize import quantize_int8
-    from export.sensitivity import quantized_groups
-
     base = settings["keep_float"]
     reference: dict[str, Any] = {}
     tries: list[dict[str, Any]] = []
     with scratch_beside(cache_dir / "int8_fallback") as work:
 
         def judge(keep: Sequence[str]) -> bool:
-            path = work / f"try{len(tries)}.onnx"
-            quantize_int8(fp32_onnx, calib, path, settings["flavour"], settings["method"],
-                          [*base, *keep], cache_dir=cache_dir, producer=settings["producer"],
-                          float_precision=settings["float_precision"])  # fmt: skip
+            path = rebuild(fp32_onnx, calib, settings, [*base, *keep], work / f"try{len(tries)}",
+                           cache_dir)  # fmt: skip
             r = measure_budget(fp32_onnx, {"path": str(path)}, held, budget, reference)
             tries.append({"groups_in_float": len(keep), "verdict": r["verdict"],
                           "delta1_drop": r["delta1_drop"], "rel_rise": r["rel_rise"]})  # fmt: skip
@@ -81,7 +81,7 @@ def find_fallback(
                 f"{signed(r['delta1_drop'])}: {r['verdict']}")  # fmt: skip
             return r["verdict"] == "met"
 
-        groups = quantized_groups(Path(settings["path"]))  # the missed build's own Q/DQ file
+        groups = groups_of(fp32_onnx, settings)  # what the missed build itself quantized
         if not judge(groups):
             last = tries[-1]
             raise ExportError(
@@ -102,3 +102,42 @@ def find_fallback(
                 break
     return {"groups": chosen, "count": len(chosen), "of": len(groups),
             "keep_float": [*base, *chosen], "tries": tries}  # fmt: skip
+
+
+def groups_of(fp32_onnx: Path, settings: dict[str, Any]) -> list[str]:
+    """The quantized groups of the missed build, in graph order, as fp32 ONNX node names."""
+    if settings["kind"] == "openvino":
+        import onnx
+
+        from export.openvino import quantized_onnx_nodes
+
+        nodes = [n.name for n in onnx.load(str(fp32_onnx), load_external_data=False).graph.node]
+        return quantized_onnx_nodes(settings["path"], nodes)
+    from export.sensitivity import quantized_groups
+
+    return quantized_groups(Path(settings["path"]))
+
+
+def rebuild(
+    fp32_onnx: Path,
+    calib: Any,
+    settings: dict[str, Any],
+    keep_float: Sequence[str],
+    stem: Path,
+    cache_dir: Path,
+) -> Path:
+    """The build of ``settings`` again with ``keep_float`` in float, at ``stem`` + suffix:
+    the same writer, method and cached ranges (Q/DQ), or NNCF with that ignored scope."""
+    if settings["kind"] == "openvino":
+        from export.openvino import export_openvino
+
+        path = stem.with_suffix(".xml")
+        export_openvino(fp32_onnx, path, "int8", calib, keep_float)
+        return path
+    from export.quantize import quantize_int8
+
+    path = stem.with_suffix(".onnx")
+    quantize_int8(fp32_onnx, calib, path, settings["flavour"], settings["method"], keep_float,
+                  cache_dir=cache_dir, producer=settings["producer"],
+                  float_precision=settings["float_precision"])  # fmt: skip
+    return path

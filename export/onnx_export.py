@@ -79,7 +79,8 @@ def export_onnx(
     t0 = time.perf_counter()
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).eval()
-    if ckpt.get("qat"):  # quantization-aware fine-tuned: constant scales for Q/DQ
+    qat = bool(ckpt.get("qat"))  # quantization-aware fine-tuned: an INT8 Q/DQ file
+    if qat:  # constant scales for Q/DQ
         from densedepth.fake_quant import freeze
 
         freeze(model)
@@ -93,7 +94,7 @@ def export_onnx(
     with artifact_path(out) as tmp:
         _torch_export(deployable, x[:1], tmp, opset, exporter, dynamic_batch)
         proto = onnx.load(str(tmp))
-        if ckpt.get("qat"):  # int8 weights, as the TensorRT flavour writes them
+        if qat:  # int8 weights, as the TensorRT flavour writes them
             fold_weight_quantizers(proto)
             onnx.save(proto, str(tmp))
         try:
@@ -106,7 +107,7 @@ def export_onnx(
         # torch's) move an activation across a rounding boundary: one int8 level apart, and
         # such flips compound over 130 quantized convs (measured: the first conv agrees to
         # 4e-6, the second already by one level); the parity is recorded, not bounded
-        bound = np.inf if ckpt.get("qat") else tolerance
+        bound = np.inf if qat else tolerance
         if not np.isfinite(parity) or parity > bound:
             raise ExportError(
                 f"ONNX Runtime differs from PyTorch by {parity:.3g} m (tolerance {tolerance:g}); "
@@ -131,9 +132,9 @@ def export_onnx(
             "opset": opset,
             "exporter": exporter,
             "parity_max_abs_m": parity,
-            "parity_reference": "pytorch-fake-quant" if ckpt.get("qat") else "pytorch-fp32",
+            "parity_reference": "pytorch-fake-quant" if qat else "pytorch-fp32",
         }
-        if ckpt.get("qat"):
+        if qat:
             from export.quantize import require_tensorrt_rules
 
             require_tensorrt_rules(tmp, out)
@@ -146,15 +147,24 @@ def export_onnx(
     return finish_artifact(out, record, t0)
 
 
+def default_onnx_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """Where ``export`` writes without ``--out``: RUN/export/model_fp32.onnx, or
+    RUN/export/model_qat_int8.onnx for a quantization-aware checkpoint (an INT8 file)."""
+    name = "model_qat_int8.onnx" if load_checkpoint(checkpoint).get("qat") else "model_fp32.onnx"
+    return Path(checkpoint).parent / "export" / name
+
+
 def qat_record(ckpt: dict[str, Any]) -> dict[str, Any]:
     """What an export of a quantization-aware checkpoint records instead of fp32: a TensorRT
     flavour INT8 Q/DQ file written by QAT (its steps and calibration), else {}."""
     qat = ckpt.get("qat")
     if not qat:
         return {}
+    calibration = {k: qat[k] for k in ("calibration_method", "calibration_images") if k in qat}
+    rest = {k: v for k, v in qat.items() if k not in calibration}
     return {"format": "onnx-int8", "precision": "int8", "int8_flavour": "tensorrt",
-            "int8_producer": "qat", "calibration_method": "max",
-            "calibration_images": qat.get("calibration_images"), "qat": qat}  # fmt: skip
+            "int8_producer": "qat", "calibration_method": "max", **calibration,
+            "qat": rest}  # fmt: skip
 
 
 def training_data(ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,13 @@ def constant_tensors(graph: Any) -> dict[str, Any]:
     return found
 
 
+def copy_message(message: Any) -> Any:
+    """A detached copy of a protobuf message (to rebuild a repeated field)."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
 def fold_weight_quantizers(model: Any) -> int:
     """Replace each QuantizeLinear of a float initializer (a weight) by its int8 result, so the
     weight reaches its DequantizeLinear as an int8 initializer (the DQ-only weight form
@@ -101,7 +108,11 @@ def fold_weight_quantizers(model: Any) -> int:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     consts = constant_tensors(graph)
-    folded, drop = 0, []
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for other in graph.node:
+        for i, inp in enumerate(other.input):
+            consumers.setdefault(inp, []).append((other, i))
+    drop: set[str] = set()  # the folded QuantizeLinear nodes, by their (unique) output
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or node.input[0] not in inits:
             continue
@@ -119,15 +130,15 @@ def fold_weight_quantizers(model: Any) -> int:
         q = np.clip(np.rint(x / scale) + zero, -128, 127).astype(np.int8)
         name = f"{node.output[0]}_int8"
         graph.initializer.append(numpy_helper.from_array(q, name))
-        for other in graph.node:
-            for i, inp in enumerate(other.input):
-                if inp == node.output[0]:
-                    other.input[i] = name
-        drop.append(node)
-        folded += 1
-    for node in drop:
-        graph.node.remove(node)
+        for other, i in consumers.get(node.output[0], []):
+            other.input[i] = name
+        drop.add(node.output[0])
+    keep_nodes = [copy_message(n) for n in graph.node if n.output[0] not in drop]
+    del graph.node[:]
+    graph.node.extend(keep_nodes)
     used = {i for n in graph.node for i in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
+    keep_inits = [copy_message(t) for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep_inits)
+    folded = len(drop)
     return folded

@@ -8,6 +8,7 @@ sidecar JSON tells the runner which precision an IR is for. Needs the ``openvino
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -79,10 +80,12 @@ def export_openvino(
     out: str | os.PathLike[str],
     precision: str = "fp32",
     calib: Any = None,
-    ignored_nodes: Sequence[str] = (),
+    keep_float: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Convert the float ONNX to an IR at ``out`` (.xml + .bin); INT8 quantizes with NNCF
-    on ``calib`` (a CalibrationSet). Returns the record (also ``out.json``)."""
+    on ``calib`` (a CalibrationSet), leaving ``keep_float`` (groups of
+    ``export.quantize.SENSITIVE_GROUPS`` or fp32 ONNX node names) in float through NNCF's
+    ignored scope. Returns the record (also ``out.json``)."""
     require(get_format("openvino", precision))
     import openvino as ov
 
@@ -101,12 +104,20 @@ def export_openvino(
     if precision == "int8":
         if calib is None:
             raise ExportError("OpenVINO INT8 needs a calibration set (--calib)")
-        model = _nncf_quantize(model, calib, ignored_nodes)
+        import onnx
+
+        from export.quantize import resolve_keep_float
+
+        ignored_nodes = resolve_keep_float(onnx.load(str(src)), keep_float)
+        ignored_ops = openvino_ops_of(model, ignored_nodes)
+        model = _nncf_quantize(model, calib, ignored_ops)
         record.update(
             calibration_images=len(calib),
             calibration_sha256=calib.sha256,
             calibration_source=calib.source,
-            ignored_nodes=list(ignored_nodes),
+            keep_float=list(keep_float),
+            ignored_nodes=ignored_nodes,
+            ignored_openvino_ops=ignored_ops,
             quantizer="nncf",
             nncf_preset="mixed",
         )
@@ -140,10 +151,50 @@ def save_ir(model: Any, out: Path) -> None:
     record_written(out, out.with_suffix(".bin"))
 
 
+def openvino_ops_of(model: Any, onnx_nodes: Sequence[str]) -> list[str]:
+    """The OpenVINO ops (friendly names) the ONNX nodes became in ``model`` (``convert_model``
+    of the fp32 ONNX): the op named as a node and those named under it (a Conv with a bias
+    is ``NAME/WithoutBiases`` + ``NAME``, and NNCF quantizes the former). NNCF's ignored scope
+    takes these names; an ONNX node name alone misses a biased Conv without a word. A node the
+    conversion folded into a neighbour (the input normalization's Div into the first Conv's
+    weights) has no op of its own and contributes none."""
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    out = [n for node in onnx_nodes for n in names if n == node or n.startswith(node + "/")]
+    return list(dict.fromkeys(out))
+
+
+def quantized_onnx_nodes(xml: str | os.PathLike[str], onnx_nodes: Sequence[str]) -> list[str]:
+    """The fp32 ONNX nodes whose OpenVINO ops take a quantized activation in an INT8 IR (a
+    FakeQuantize of a non-constant input: Convolution, Concat, pooling, Interpolate), in graph
+    order: the groups NNCF's ignored scope can leave in float. Ops that come from no ONNX
+    node (a shape computation) are not groups."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    fed: set[str] = set()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        if op.input_value(0).get_node().get_type_name() == "Constant":
+            continue  # a weight
+        fed.update(t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs())
+    known = set(onnx_nodes)
+    groups: list[str] = []
+    for name in fed:
+        parts = name.split("/")
+        owner = next(("/".join(parts[:k]) for k in range(len(parts), 0, -1)
+                      if "/".join(parts[:k]) in known), None)  # fmt: skip
+        if owner is not None:
+            groups.append(owner)
+    order = {n: i for i, n in enumerate(onnx_nodes)}
+    return sorted(set(groups), key=order.__getitem__)
+
+
 def _nncf_quantize(model: Any, calib: Any, ignored_nodes: Sequence[str]) -> Any:
     import nncf
 
     dataset = nncf.Dataset(list(calib.batches(1)))
+    # (every name is an op of the model: openvino_ops_of)
     scope = nncf.IgnoredScope(names=list(ignored_nodes), validate=False) if ignored_nodes else None
     # MIXED: symmetric weights, asymmetric activations. PERFORMANCE (symmetric activations)
     # cost 0.06 δ1 on the demo's DenseDepth models (ReLU outputs are non-negative, so
@@ -154,4 +205,10 @@ def _nncf_quantize(model: Any, calib: Any, ignored_nodes: Sequence[str]) -> Any:
     }
     if scope is not None:
         kwargs["ignored_scope"] = scope
-    return nncf.quantize(model, dataset, **kwargs)
+    logger = logging.getLogger("nncf")  # (INFO lists every ignored node, a screen a build)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        return nncf.quantize(model, dataset, **kwargs)
+    finally:
+        logger.setLevel(level)

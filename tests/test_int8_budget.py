@@ -154,3 +154,70 @@ def test_calibrating_on_the_held_out_data_is_refused(trained_tiny: dict, tmp_pat
         BuildJob(onnx, tmp_path / "m", opts).calibration()
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "model_fp32.onnx", "model_fp32.onnx.json"]  # fmt: skip
+
+
+def fake_quantized_ops(xml: Path) -> list[str]:
+    """The ops of an INT8 IR that take a quantized activation (read with OpenVINO here)."""
+    import openvino as ov
+
+    ops = []
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        source = op.input_value(0).get_node().get_type_name() if op.get_input_size() else ""
+        if op.get_type_name() == "FakeQuantize" and source != "Constant":
+            ops += [t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs()]
+    return ops
+
+
+def test_openvino_keep_float_reaches_a_biased_conv(trained_tiny: dict, tmp_path: Path) -> None:
+    """``--keep-float first-conv`` on OpenVINO: the IR's first Convolution (OpenVINO names a
+    biased Conv ``NAME/WithoutBiases``) takes its input unquantized, everything else as
+    before. (NNCF ignoring the ONNX node name alone left it quantized.)"""
+    pytest.importorskip("nncf", reason="needs the openvino extra (pip install '.[openvino]')")
+    from export.build import BuildOptions, build
+    from export.formats import get_format
+
+    fmt = get_format("openvino", "int8")
+    calib = trained_tiny["calib"]
+    conv0 = "/model/encoder/conv0/Conv/WithoutBiases"
+    plain = build(fmt, trained_tiny["onnx"], tmp_path / "a", BuildOptions(calib=calib))
+    kept = build(fmt, trained_tiny["onnx"], tmp_path / "b",
+                 BuildOptions(calib=calib, keep_float=("first-conv",)))  # fmt: skip
+    before, after = fake_quantized_ops(Path(plain["path"])), fake_quantized_ops(Path(kept["path"]))
+    assert conv0 in before and conv0 not in after
+    named = lambda ops: sorted(op for op in ops if op.startswith("/"))  # noqa: E731 (not Multiply_N)
+    assert named(before) == named([*after, conv0]) and len(before) == len(after) + 1
+    assert conv0 in kept["ignored_openvino_ops"] and kept["keep_float"] == ["first-conv"]
+
+
+@pytest.mark.slow
+def test_the_openvino_fallback_meets_the_budget_through_nncfs_ignored_scope(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """OpenVINO INT8 calibrated on white frames misses the budget; the fallback bisects the
+    ONNX nodes whose ops NNCF quantized, leaves the found ones to NNCF's ignored scope, and
+    meets it with fewer than all in float; the IR written is scored again here, its ops in
+    float are checked in the IR, and --keep-float-from rebuilds it without searching."""
+    pytest.importorskip("nncf", reason="needs the openvino extra (pip install '.[openvino]')")
+    onnx = staged_onnx(trained_tiny, tmp_path / "m")
+    args = ["build-engine", str(onnx), "--target", "openvino", "--int8", "--calib",
+            str(white_frames(tmp_path / "w")), "--calib-images", "4", "--val-images", "8",
+            "--max-rel-rise", "0.05"]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    xml = tmp_path / "m" / "model_int8.xml"
+    budget = read_sidecar(xml)["int8_budget"]
+    fallback = budget["fallback"]
+    assert budget["full_int8"]["delta1_drop"] > 0.01 or budget["full_int8"]["rel_rise"] > 0.05
+    assert budget["verdict"] == "met" and 1 <= fallback["count"] < fallback["of"]
+    assert budget["delta1_drop"] <= 0.01 and budget["rel_rise"] <= 0.05
+    assert len(fallback["tries"]) <= 2 * fallback["of"].bit_length() + 1
+    quantized = fake_quantized_ops(xml)
+    for node in fallback["keep_float"][1:]:  # (the first is the default depth-out group)
+        assert not [op for op in quantized if op == node or op.startswith(node + "/")], node
+    runner = load_runner(xml, device="cpu")
+    m = evaluate_dataset(runner, held_out_set(onnx, AccuracyBudget()).dataset, (64, 64), limit=8)
+    runner.close()
+    assert m["delta1"] == pytest.approx(budget["int8"]["delta1"], abs=1e-12)
+    again = cli.invoke(app, [*args, "--keep-float-from", str(xml), "--overwrite"])
+    assert again.exit_code == 0 and "fallback try" not in again.output, again.output
+    assert read_sidecar(xml)["int8_budget"]["int8"]["delta1"] == budget["int8"]["delta1"]

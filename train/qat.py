@@ -24,7 +24,7 @@ from densedepth.precision import resolve_precision
 from densedepth.util.errors import DenseDepthError
 from densedepth.util.outputs import claim_output
 from train.config import TrainConfig
-from train.data import open_job_data
+from train.data import adopt_data_conventions, training_and_validation
 from train.dataset import TorchDepthDataset
 from train.loop import LoopState, train_one_epoch
 
@@ -49,17 +49,17 @@ def run_qat(
         raise DenseDepthError(
             f"{checkpoint} is already quantization-aware; resume from a float checkpoint"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     claim_output(out)
     cfg = TrainConfig.from_dict(ckpt["config"])
     cfg.lr = cfg.lr if lr is None else lr
     cfg.batch_size = cfg.batch_size if batch_size is None else batch_size
-    data = open_job_data(cfg)
+    train_data, _, _ = training_and_validation(cfg)  # the same split; validation stays out
+    adopt_data_conventions(cfg, getattr(train_data, "depth_kind", "nyu"))
     model = model_from_checkpoint(ckpt)
     quantized = insert_fake_quant(model)
     t0 = time.perf_counter()
-    train_set = TorchDepthDataset(data.train, cfg.input_size, train=True, seed=seed)
-    calib_set = TorchDepthDataset(data.train, cfg.input_size, train=False)
+    train_set = TorchDepthDataset(train_data, cfg.input_size, train=True, seed=seed)
+    calib_set = TorchDepthDataset(train_data, cfg.input_size, train=False)
     n_calib = min(calib_images, len(calib_set))
     batches = (
         torch.stack([calib_set[i][0] for i in range(j, min(j + 8, n_calib))])
@@ -78,6 +78,7 @@ def run_qat(
         "final_loss": losses[-1],
         "seconds": time.perf_counter() - t0,
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, {"model": model.state_dict(), "config": cfg.to_dict(), "qat": record,
                           "step": int(ckpt.get("step", 0)) + steps, "metrics": {}})  # fmt: skip
     (console or Console()).print(

@@ -50,8 +50,12 @@ PUBLISHED_ON = {"nyu": "NYU Depth v2 Eigen split", "kitti": "KITTI Eigen split"}
 
 def model_label(runner: Runner, path: Path) -> str:
     """A short column label: backbone and file, e.g. ``densenet169 (d169/best.pt)``; models
-    with published weights say so: ``densenet169 (published Keras nyu.h5: nyu.pt)``."""
+    with published weights say so: ``densenet169 (published Keras nyu.h5: nyu.pt)``; INT8
+    models say how they were quantized, so PTQ and QAT stand side by side:
+    ``densenet121 INT8 QAT, 200 steps (qat/model_qat_int8.onnx)``."""
     backbone = runner.info.backbone or runner.name
+    if runner.info.quantization:
+        backbone = f"{backbone} INT8 {runner.info.quantization}"
     origin = runner.info.weights_origin
     if origin:
         return f"{backbone} ({origin}: {path.name})"

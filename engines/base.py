@@ -35,6 +35,7 @@ class ModelInfo:
     precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | unknown (an engine without sidecar)
     input_size: tuple[int, int] | None = None  # (H, W) the runner runs at
     camera: dict[str, Any] | None = field(default=None, hash=False)  # training camera, if any
+    quantization: str = ""  # INT8 only: "QAT, 200 steps" or "PTQ minmax" etc. (quantization_of)
 
     @property
     def depth_range(self) -> tuple[float, float]:
@@ -89,7 +90,22 @@ def model_info(meta: Mapping[str, Any]) -> ModelInfo:
         precision=str(meta.get("precision") or "fp32"),
         input_size=(int(size[0]), int(size[1])) if size else None,
         camera=dict(camera) if isinstance(camera, Mapping) else None,
+        quantization=quantization_of(meta),
     )
+
+
+def quantization_of(meta: Mapping[str, Any]) -> str:
+    """How an INT8 model was quantized, from its metadata: ``QAT, N steps`` (``train --qat``)
+    or ``PTQ METHOD`` (post-training: the calibration method, or NNCF for OpenVINO); "" for a
+    float model."""
+    if meta.get("precision") != "int8":
+        return ""
+    if meta.get("int8_producer") == "qat":
+        qat = meta.get("qat")
+        steps = qat.get("steps") if isinstance(qat, Mapping) else None
+        return f"QAT, {steps} steps" if steps else "QAT"
+    method = meta.get("calibration_method") or meta.get("quantizer") or "calibrated"
+    return f"PTQ {method}"
 
 
 @runtime_checkable

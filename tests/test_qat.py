@@ -80,6 +80,27 @@ def test_qat_trains_exports_and_passes_tensorrt_rules(trained_tiny, tmp_path) ->
     got = np.concatenate([ort_predictor(onnx_path)(x[i : i + 1]) for i in range(len(x))])
     lo, hi = meta["min_depth"], meta["max_depth"]
     assert np.isfinite(got).all() and got.min() >= lo and got.max() <= hi
+    compare_ptq_and_qat(trained_tiny, onnx_path, tmp_path)
+
+
+def compare_ptq_and_qat(trained_tiny: dict, qat_onnx, tmp_path) -> None:
+    """``compare`` puts the PTQ file (the TensorRT flavour of the float model) and the QAT
+    file side by side on the same test images, each labelled with how it was quantized."""
+    from bench.compare import compare_models
+    from export.quantize import quantize_int8
+
+    ptq = tmp_path / "model_int8.onnx"
+    quantize_int8(trained_tiny["onnx"], trained_tiny["calib"], ptq, "tensorrt", "minmax")
+    report = compare_models([ptq, qat_onnx, trained_tiny["onnx"]], "synthetic",
+                            tmp_path / "compare", n_images=1, device="cpu", published=False,
+                            data_kwargs={"n": 4, "seed": 1, "height": 64, "width": 64})  # fmt: skip
+    labels = [r["model"] for r in report["measured"]]
+    assert labels[0].startswith("densenet121 INT8 PTQ minmax (")
+    assert labels[1].startswith("densenet121 INT8 QAT, 12 steps (")
+    assert "INT8" not in labels[2]
+    assert report["measured"][0]["delta1"] != report["measured"][1]["delta1"]
+    table = (tmp_path / "compare" / "report.md").read_text()
+    assert all(f"| {label} |" in table for label in labels)
 
 
 def training_images() -> tuple[torch.Tensor, torch.Tensor]:

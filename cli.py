@@ -351,6 +351,11 @@ Protocol = Enum("Protocol", {p: p for p in ("auto", *PROTOCOLS)}, type=str)  # t
 TrainPrecision = Enum("TrainPrecision", {p: p for p in PRECISIONS}, type=str)  # type: ignore[misc]
 
 
+class QatCalib(str, Enum):
+    max = "max"
+    entropy = "entropy"
+
+
 @app.command()
 def train(
     backbone: Annotated[Backbone, typer.Option(help="Encoder.")] = "densenet169",
@@ -426,11 +431,18 @@ def train(
         Path | None, typer.Option(help="--qat: the float checkpoint to fine-tune.")
     ] = None,
     steps: Annotated[int, typer.Option(min=1, help="--qat: fine-tuning steps.")] = 200,
+    qat_calib: Annotated[
+        QatCalib,
+        typer.Option(
+            help="--qat: activation ranges, fixed while fine-tuning: the largest magnitude, "
+            "or TensorRT's entropy threshold."
+        ),
+    ] = QatCalib.max,
 ) -> None:
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
     if qat or resume_from is not None:
-        return train_qat(resume_from, out, steps, qat)
-    values = plain_options(locals(), drop=("resume", "qat", "resume_from", "steps"))
+        return train_qat(resume_from, out, steps, qat, qat_calib.value)
+    values = plain_options(locals(), drop=("resume", "qat", "resume_from", "steps", "qat_calib"))
     with user_errors():
         import json
 
@@ -464,7 +476,7 @@ def train(
         )
 
 
-def train_qat(resume_from: Path | None, out: Path, steps: int, qat: bool) -> None:
+def train_qat(resume_from: Path | None, out: Path, steps: int, qat: bool, method: str) -> None:
     """``train --qat``: fine-tune a float checkpoint with fake INT8 into OUT/qat.pt."""
     with user_errors():
         from densedepth.util.errors import DenseDepthError
@@ -472,7 +484,7 @@ def train_qat(resume_from: Path | None, out: Path, steps: int, qat: bool) -> Non
 
         if not qat or resume_from is None:
             raise DenseDepthError("--qat and --resume-from CHECKPOINT go together")
-        run_qat(resume_from, out / "qat.pt", steps, console=console)
+        run_qat(resume_from, out / "qat.pt", steps, console=console, method=method)
         console.print(f"next: cli.py export {out / 'qat.pt'} --out {out / 'model_qat_int8.onnx'}")
 
 

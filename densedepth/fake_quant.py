@@ -2,10 +2,11 @@
 
 The number format is the TensorRT flavour of ``export.quantize``: every Conv's input
 quantized per tensor, symmetric int8 (scale = amax / 127, zero point 0, amax calibrated as
-the largest magnitude seen: "max"), its weight per output channel (axis 0), symmetric int8;
-biases, BatchNorm, concatenations and the depth conversion stay float. ``torch``'s own
-fake-quant ops carry the straight-through gradient and export as ONNX QuantizeLinear /
-DequantizeLinear pairs (opset 13+), which TensorRT fuses into INT8 convolutions.
+the largest magnitude seen, "max", or TensorRT's entropy threshold, "entropy"), its weight
+per output channel (axis 0), symmetric int8; biases, BatchNorm, concatenations and the depth
+conversion stay float. ``torch``'s own fake-quant ops carry the straight-through gradient and
+export as ONNX QuantizeLinear / DequantizeLinear pairs (opset 13+), which TensorRT fuses into
+INT8 convolutions.
 
 Why not NVIDIA ModelOpt's torch quantization: its import needs the ``huggingface_hub`` /
 ``transformers`` plugins stack, not part of the ``tensorrt-quant`` extra; the format above is
@@ -15,10 +16,13 @@ what its ``INT8_DEFAULT_CFG`` writes for a Conv (per-tensor input, per-channel a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from densedepth.histogram import AbsHistogram, entropy_threshold
 
 QMAX = 127  # symmetric int8: [-128, 127], scale = amax / 127
 MIN_SCALE = 1e-8
@@ -85,28 +89,54 @@ def fake_quant_layers(model: nn.Module) -> list[FakeQuantConv2d]:
     return [m for m in model.modules() if isinstance(m, FakeQuantConv2d)]
 
 
+CALIBRATION_METHODS = ("max", "entropy")
+
+
 @torch.no_grad()
-def calibrate(model: nn.Module, batches: Iterable[Tensor]) -> int:
-    """Record each quantized input's absolute maximum over ``batches`` (float forwards, eval
-    mode); returns the images seen. Refuses a model without fake quantization."""
+def calibrate(model: nn.Module, batches: Iterable[Tensor], method: str = "max") -> int:
+    """Set each quantized input's amax from ``batches`` (float forwards, eval mode): ``max``,
+    the largest magnitude seen; ``entropy``, TensorRT's entropy threshold of the |x| histogram
+    (``densedepth.histogram``, the same arithmetic as the ONNX writers' ``entropy``; never
+    above the largest magnitude). Returns the images seen. Refuses a model without fake
+    quantization."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose max or entropy")
     layers = fake_quant_layers(model)
     if not layers:
         raise ValueError("the model has no fake-quantized layer; call insert_fake_quant first")
     was_training = model.training
     model.eval()
-    for layer in layers:
+    histograms = [AbsHistogram() for _ in layers]
+    hooks = []
+    for layer, hist in zip(layers, histograms, strict=True):
         layer.calibrating = True
         layer.input_amax.zero_()
+        if method == "entropy":
+            hooks.append(layer.register_forward_pre_hook(_histogram_hook(hist)))
     seen = 0
     try:
         for x in batches:
             model(x)
             seen += int(x.shape[0])
     finally:
+        for hook in hooks:
+            hook.remove()
         for layer in layers:
             layer.calibrating = False
         model.train(was_training)
+    if method == "entropy":
+        for layer, hist in zip(layers, histograms, strict=True):
+            if hist.counts.size:
+                threshold, _ = entropy_threshold(hist.counts, hist.edges)
+                layer.input_amax.clamp_(max=threshold)
     return seen
+
+
+def _histogram_hook(hist: AbsHistogram) -> Any:
+    def add(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        hist.add(args[0].detach().float().cpu().numpy())
+
+    return add
 
 
 def freeze(model: nn.Module) -> None:

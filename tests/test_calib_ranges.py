@@ -12,15 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from calib.calibration import CalibrationSet
-from calib.ranges import (
-    HISTOGRAM_BINS,
-    PERCENTILE,
-    AbsHistogram,
-    CalibrationError,
-    _quantizable_op_types,
-    compute_ranges,
-    percentile_threshold,
-)
+from calib.ranges import CalibrationError, _quantizable_op_types, compute_ranges
+from densedepth.histogram import HISTOGRAM_BINS, PERCENTILE, AbsHistogram, percentile_threshold
 
 
 def _ambiguous(values: np.ndarray, width: float) -> np.ndarray:

@@ -17,10 +17,10 @@ from scipy.stats import entropy as scipy_entropy
 from typer.testing import CliRunner
 
 from calib.calibration import CalibrationSet
-from calib.ranges import entropy_threshold
 from cli import app
 from densedepth.data.readers import open_dataset
 from densedepth.evaluation import evaluate_dataset
+from densedepth.histogram import entropy_threshold
 from densedepth.model import IMAGENET_MEAN, IMAGENET_STD
 from densedepth.util.errors import ExportError
 from engines import load_runner

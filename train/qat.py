@@ -1,7 +1,8 @@
 """Quantization-aware fine-tuning (QAT): ``train --qat --resume-from CHECKPOINT --steps N``.
 
 The checkpoint's model gets int8 fake quantization (``densedepth.fake_quant``: the TensorRT
-flavour's format), its activation ranges are calibrated ("max") on training images, and it is
+flavour's format), its activation ranges are calibrated ("max", or TensorRT's "entropy") on
+training images and stay fixed, and it is
 fine-tuned for N steps with the paper's loss and recipe (Adam, flip + channel swap) on the
 checkpoint's own training split (its validation scenes stay held out). The result is a
 checkpoint (``qat.pt``) that ``export`` turns into a TensorRT Q/DQ ONNX.
@@ -18,7 +19,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from densedepth.fake_quant import calibrate, insert_fake_quant
+from densedepth.fake_quant import CALIBRATION_METHODS, calibrate, insert_fake_quant
 from densedepth.loss import DepthLoss
 from densedepth.precision import resolve_precision
 from densedepth.util.errors import DenseDepthError
@@ -38,11 +39,15 @@ def run_qat(
     batch_size: int | None = None,
     seed: int = 0,
     console: Console | None = None,
+    method: str = "max",
 ) -> dict[str, Any]:
-    """Fine-tune ``checkpoint`` with fake INT8 for ``steps`` steps; writes ``out`` (a .pt) and
-    returns its record (steps, quantized layers, calibration images, last losses)."""
+    """Fine-tune ``checkpoint`` with fake INT8 for ``steps`` steps, its activation ranges
+    calibrated by ``method`` (max | entropy) first; writes ``out`` (a .pt) and returns its
+    record (steps, quantized layers, calibration images and method, last loss)."""
     if steps < 1:
         raise DenseDepthError("--steps must be at least 1 for --qat")
+    if method not in CALIBRATION_METHODS:
+        raise DenseDepthError(f"--qat-calib {method!r}: choose {' or '.join(CALIBRATION_METHODS)}")
     out = Path(out)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("qat"):
@@ -65,13 +70,13 @@ def run_qat(
         torch.stack([calib_set[i][0] for i in range(j, min(j + 8, n_calib))])
         for j in range(0, n_calib, 8)
     )
-    seen = calibrate(model, batches)
+    seen = calibrate(model, batches, method)
     losses = fine_tune(model, train_set, steps, cfg, seed)
     record = {
         "steps": steps,
         "quantized_convs": quantized,
         "calibration_images": seen,
-        "calibration_method": "max",
+        "calibration_method": method,
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
         "resumed_from": str(checkpoint),
@@ -82,7 +87,7 @@ def run_qat(
     save_checkpoint(out, {"model": model.state_dict(), "config": cfg.to_dict(), "qat": record,
                           "step": int(ckpt.get("step", 0)) + steps, "metrics": {}})  # fmt: skip
     (console or Console()).print(
-        f"QAT: {quantized} convs fake-quantized, ranges from {seen} training images, "
+        f"QAT: {quantized} convs fake-quantized, {method} ranges from {seen} training images, "
         f"{steps} steps (loss {losses[-1]:.4f}); saved {out}",
         soft_wrap=True,
     )

@@ -48,7 +48,7 @@ def test_qat_trains_exports_and_passes_tensorrt_rules(trained_tiny, tmp_path) ->
     """``run_qat`` lowers the fake-INT8 model's loss on the data it trains on (gradients pass
     the fake quantization), and the exported file: int8 weights per output channel, per-tensor
     activations, TensorRT's rules, and ONNX Runtime runs it. (ONNX Runtime vs the torch fake
-    quantization of the whole model is not yet bounded: see docs/training.md.)"""
+    quantization of the whole model is not bounded: see docs/deployment.md.)"""
     before = insert_and_calibrate(model_from_checkpoint(trained_tiny["ckpt"]))
     out = tmp_path / "qat.pt"
     record = run_qat(trained_tiny["ckpt"], out, steps=12, calib_images=16, lr=1e-3)

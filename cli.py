@@ -709,8 +709,8 @@ def export(
         from export.artifact import saved_line
         from export.onnx_export import default_onnx_path, export_onnx
 
-        target = out or default_onnx_path(checkpoint)
         size = parse_size(input_size) if input_size else None
+        target = out or default_onnx_path(checkpoint)
         record = export_onnx(
             checkpoint, target, size, opset, exporter.value, dynamic_batch, tolerance
         )

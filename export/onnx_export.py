@@ -150,7 +150,8 @@ def export_onnx(
 def default_onnx_path(checkpoint: str | os.PathLike[str]) -> Path:
     """Where ``export`` writes without ``--out``: RUN/export/model_fp32.onnx, or
     RUN/export/model_qat_int8.onnx for a quantization-aware checkpoint (an INT8 file)."""
-    name = "model_qat_int8.onnx" if load_checkpoint(checkpoint).get("qat") else "model_fp32.onnx"
+    qat = Path(checkpoint).is_file() and load_checkpoint(checkpoint).get("qat")
+    name = "model_qat_int8.onnx" if qat else "model_fp32.onnx"  # (a missing file: export says)
     return Path(checkpoint).parent / "export" / name
 
 

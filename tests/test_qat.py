@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from densedepth.checkpoint import load_checkpoint, model_from_checkpoint
 from densedepth.fake_quant import calibrate, fake_quant_layers, insert_fake_quant
 from densedepth.util.onnx_io import ort_predictor
-from export.onnx_export import export_onnx
+from export.onnx_export import default_onnx_path, export_onnx
 from export.onnx_graph import constant_tensors
 from export.trt_check import check_onnx_file
 from train.qat import run_qat
@@ -58,6 +58,8 @@ def test_qat_trains_exports_and_passes_tensorrt_rules(trained_tiny, tmp_path) ->
     with pytest.raises(Exception, match="already quantization-aware"):
         run_qat(out, tmp_path / "again.pt", steps=1)
 
+    assert default_onnx_path(out) == tmp_path / "export" / "model_qat_int8.onnx"
+    assert default_onnx_path(trained_tiny["ckpt"]).name == "model_fp32.onnx"
     onnx_path = tmp_path / "model_qat_int8.onnx"
     meta = export_onnx(out, onnx_path)
     assert meta["precision"] == "int8" and meta["int8_producer"] == "qat"

@@ -3,12 +3,13 @@ quantized groups in float that meet it.
 
 The groups are the nodes the writer quantizes (``export.sensitivity.quantized_groups``; for
 OpenVINO the fp32 ONNX nodes whose ops NNCF quantized, ``export.openvino.quantized_onnx_nodes``,
-left in float through its ignored scope), in graph order. The search is a bisection over contiguous halves (delta debugging, as Polygraphy's
-``debug reduce`` narrows a failing model): all groups in float must meet the budget (else the
-loss is not in the groups, and that is one line); then, while one half alone in float meets
-it, keep that half; stop when neither half does (the loss is spread over both). It takes about
-2 log2(groups) builds, each re-quantized through the same writer and cached calibration ranges
-(NNCF: the same calibration images) and judged on the budget's held-out images, instead of measuring every group; the result is a
+left in float through its ignored scope), in graph order. The search is a bisection over
+contiguous halves (delta debugging, as Polygraphy's ``debug reduce`` narrows a failing model):
+all groups in float must meet the budget (else the loss is not in the groups, and that is one
+line); then, while one half alone in float meets it, keep that half; stop when neither half
+does (the loss is spread over both). It takes about 2 log2(groups) builds, each re-quantized
+through the same writer and cached calibration ranges (NNCF: the same calibration images) and
+judged on the budget's held-out images, instead of measuring every group; the result is a
 sufficient set, not always the smallest. What it found, and every try, go into the sidecar;
 the keep-float list rebuilds it (``build-engine --keep-float-from``).
 """

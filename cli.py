@@ -485,7 +485,8 @@ def train_qat(resume_from: Path | None, out: Path, steps: int, qat: bool, method
         if not qat or resume_from is None:
             raise DenseDepthError("--qat and --resume-from CHECKPOINT go together")
         run_qat(resume_from, out / "qat.pt", steps, console=console, method=method)
-        console.print(f"next: cli.py export {out / 'qat.pt'} --out {out / 'model_qat_int8.onnx'}")
+        written = out / "export" / "model_qat_int8.onnx"
+        console.print(f"next: cli.py export {out / 'qat.pt'}  (writes {written})")
 
 
 def plain_options(values: dict, drop: Sequence[str] = ()) -> dict:

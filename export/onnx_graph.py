@@ -140,5 +140,4 @@ def fold_weight_quantizers(model: Any) -> int:
     keep_inits = [copy_message(t) for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep_inits)
-    folded = len(drop)
-    return folded
+    return len(drop)

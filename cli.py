@@ -844,6 +844,14 @@ def build_engine(
     max_rel_rise: Annotated[
         float | None, typer.Option(min=0.0, help="INT8 budget: and at most this rise of rel.")
     ] = None,
+    max_range_drop: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="INT8 budget: and at most this δ1 loss in any depth range holding 5% of the "
+            "pixels (1 turns the per-range gate off).",
+        ),
+    ] = 0.05,
     val_data: Annotated[
         str | None,
         typer.Option(
@@ -882,8 +890,8 @@ def build_engine(
             int8_float=int8_float, producer=quantizer.value,
             trt_version=parse_trt_version(trt_version), onnx_only=onnx_only, calib_source=calib,
             calib_images=calib_images,
-            budget=AccuracyBudget(max_drop, max_rel_rise, val_data, val_images, fallback)
-            if budget else None,
+            budget=AccuracyBudget(max_drop, max_rel_rise, val_data, val_images, fallback,
+                                  max_range_drop) if budget else None,
         )  # fmt: skip
         out = out_dir or source.parent
         if fmt is None:

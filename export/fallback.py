@@ -23,7 +23,13 @@ from typing import Any
 from densedepth.util.errors import ExportError
 from densedepth.util.onnx_io import read_metadata
 from densedepth.util.outputs import scratch_beside
-from export.int8_budget import AccuracyBudget, HeldOut, measure_budget, signed
+from export.int8_budget import (
+    AccuracyBudget,
+    HeldOut,
+    measure_budget,
+    signed,
+    worst_range_text,
+)
 
 Log = Callable[[str], None]
 
@@ -76,10 +82,12 @@ def find_fallback(
             path = rebuild(fp32_onnx, calib, settings, [*base, *keep], work / f"try{len(tries)}",
                            cache_dir)  # fmt: skip
             r = measure_budget(fp32_onnx, {"path": str(path)}, held, budget, reference)
+            worst = r["worst_range"]
             tries.append({"groups_in_float": len(keep), "verdict": r["verdict"],
-                          "delta1_drop": r["delta1_drop"], "rel_rise": r["rel_rise"]})  # fmt: skip
+                          "delta1_drop": r["delta1_drop"], "rel_rise": r["rel_rise"],
+                          "worst_range": worst})  # fmt: skip
             log(f"fallback try {len(tries)}: {len(keep)} group(s) in float, δ1 drop "
-                f"{signed(r['delta1_drop'])}: {r['verdict']}")  # fmt: skip
+                f"{signed(r['delta1_drop'])}{worst_range_text(r)}: {r['verdict']}")  # fmt: skip
             return r["verdict"] == "met"
 
         groups = groups_of(fp32_onnx, settings)  # what the missed build itself quantized
@@ -88,8 +96,9 @@ def find_fallback(
             raise ExportError(
                 f"INT8 misses its budget even with all {len(groups)} quantized groups in "
                 f"float (δ1 drop {signed(last['delta1_drop'])}, rel rise "
-                f"{signed(last['rel_rise'])}): the loss is in what stays quantized outside "
-                f"them or in the calibration itself; calibrate on other images (--calib)"
+                f"{signed(last['rel_rise'])}{range_note(last['worst_range'])}): the loss is "
+                f"in what stays quantized outside them or in the calibration itself; "
+                f"calibrate on other images (--calib)"
             )
         chosen = list(groups)
         while len(chosen) > 1:
@@ -142,3 +151,11 @@ def rebuild(
                   cache_dir=cache_dir, producer=settings["producer"],
                   float_precision=settings["float_precision"])  # fmt: skip
     return path
+
+
+def range_note(worst: dict[str, Any] | None) -> str:
+    """``, 0-2 m drop +0.4340`` for the worst gated range of a try (nothing without one)."""
+    if not worst:
+        return ""
+    lo, hi = worst["range_m"]
+    return f", {lo:g}-{hi:g} m drop {signed(worst['delta1_drop'])}"

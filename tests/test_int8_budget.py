@@ -117,6 +117,7 @@ def check_fallback_result(onnx: Path, written: Path, args: list[str]) -> dict:
     assert budget["full_int8"]["delta1_drop"] > 0.01 or budget["full_int8"]["rel_rise"] > 0.05
     assert budget["verdict"] == "met" and 1 <= fallback["count"] < fallback["of"]
     assert budget["delta1_drop"] <= 0.01 and budget["rel_rise"] <= 0.05
+    assert budget["worst_range"] is None or budget["worst_range"]["delta1_drop"] <= 0.05
     assert len(fallback["tries"]) <= 2 * fallback["of"].bit_length() + 1  # bisection, not a scan
     runner = load_runner(written, device="cpu")
     m = evaluate_dataset(runner, held_out_set(onnx, AccuracyBudget()).dataset, (64, 64), limit=8)
@@ -218,3 +219,46 @@ def test_the_openvino_fallback_meets_the_budget_through_nncfs_ignored_scope(
     fallback = check_fallback_result(onnx, xml, args)
     for node in fallback["keep_float"][1:]:  # (the first is the default depth-out group)
         assert not [op for op in quantized if op == node or op.startswith(node + "/")], node
+
+
+def scene_scores(gt: np.ndarray, pred: np.ndarray) -> dict:
+    """The score dict measure_budget keeps, from the toolkit's own metrics of two arrays."""
+    from densedepth.metrics import compute_metrics, metrics_by_range
+
+    m = compute_metrics(gt, pred)
+    return {"delta1": m["delta1"], "rel": m["rel"], "by_range": metrics_by_range(gt, pred)}
+
+
+def test_the_per_range_gate_catches_a_near_range_collapse_the_pooled_number_hides() -> None:
+    """600 of 10,000 pixels at 1 m (6%: gated), 50 at 7 m (0.5%: reported, not gated), the
+    rest at 4 m. An INT8 that is 1.5x off on 90 near pixels and on every far one loses, by
+    hand count, 140/10,000 = 0.014 pooled δ1, 90/600 = 0.15 near and 50/50 = 1.0 far: a 0.02
+    pooled budget holds, the 0.05 range gate catches 0-2 m (never 5-10 m), and without the
+    range gate the build would have met."""
+    from export.int8_budget import budget_line, judge_scores
+
+    gt = np.full(10_000, 4.0)
+    gt[:600], gt[600:650] = 1.0, 7.0
+    int8 = gt.copy()
+    int8[:90] *= 1.5
+    int8[600:650] *= 1.5
+    fp32, q = scene_scores(gt, gt.copy()), scene_scores(gt, int8)
+    budget = AccuracyBudget(max_drop=0.02)
+    verdict = judge_scores(fp32, q, budget)
+    assert verdict["delta1_drop"] == pytest.approx(140 / 10_000, abs=1e-12)
+    drops = {tuple(e["range_m"]): e for e in verdict["range_drops"]}
+    assert drops[(0.0, 2.0)]["delta1_drop"] == pytest.approx(90 / 600, abs=1e-12)
+    assert drops[(2.0, 5.0)]["delta1_drop"] == pytest.approx(0.0, abs=1e-12)
+    assert drops[(5.0, 10.0)]["delta1_drop"] == pytest.approx(1.0, abs=1e-12)
+    assert [e["gated"] for e in verdict["range_drops"]] == [True, True, False]
+    assert drops[(0.0, 2.0)]["share"] == pytest.approx(0.06)
+    assert verdict["worst_range"]["range_m"] == [0.0, 2.0] and verdict["verdict"] == "missed"
+    line = budget_line({**budget.__dict__, **verdict, "fp32": {**fp32, "rms": 0.0},
+                        "int8": {**q, "rms": 0.0}, "n_images": 1, "held_out": "x",
+                        "measured": "y"})  # fmt: skip
+    assert "worst range 0-2 m drop +0.1500, budget 0.05" in line
+    ungated = judge_scores(fp32, q, AccuracyBudget(max_drop=0.02, max_range_drop=None))
+    assert ungated["verdict"] == "met" and ungated["worst_range"]["range_m"] == [0.0, 2.0]
+    assert judge_scores(fp32, q, AccuracyBudget(max_drop=0.02, max_range_drop=0.16))[
+        "verdict"] == "met"  # fmt: skip
+    assert judge_scores(fp32, q, AccuracyBudget(max_drop=0.01))["verdict"] == "missed"

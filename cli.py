@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -238,9 +238,22 @@ def check_threads(threads: int) -> None:
 
 
 @app.command()
-def info() -> None:
-    """List the backbones: parameters, encoder skips (module, stride, channels), weight files."""
+def info(
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="A checkpoint, ONNX, IR or engine: what it records (no backbones)."),
+    ] = None,
+) -> None:
+    """List the backbones: parameters, encoder skips (module, stride, channels), weight files;
+    with MODEL, what that file records (backbone, precision, depth range, training camera)."""
     with user_errors():
+        if model is not None:
+            from engines.base import file_info, info_lines
+
+            require_files([model])
+            for line in info_lines(file_info(model)):
+                typer.echo(line)
+            return
         from densedepth.model import (
             DenseDepth,
             count_parameters,
@@ -320,10 +333,13 @@ def inspect(
 ) -> None:
     """Open a dataset, check the first samples and print their shapes and depth ranges."""
     with user_errors():
+        from densedepth.camera import camera_line
         from densedepth.viz import save_grid
 
-        table, rgbs, depths = dataset_table(open_dataset(data, split.value), n)
+        dataset = open_dataset(data, split.value)
+        table, rgbs, depths = dataset_table(dataset, n)
         console.print(table)
+        typer.echo(camera_line(getattr(dataset, "camera", None)))
         if grid is not None:
             console.print(f"saved {save_grid(grid, rgbs, {'depth': depths})}")
 
@@ -573,6 +589,20 @@ def evaluate(
             console.print(f"saved {out}")
 
 
+StrideOption = Annotated[int, typer.Option(min=1, help="Point cloud: every K-th pixel in x and y.")]
+IntrinsicsOption = Annotated[
+    str | None,
+    typer.Option(help="Your camera: fx,fy,cx,cy[@WxH] in pixels (default: the training one)."),
+]
+CameraInfoOption = Annotated[
+    Path | None,
+    typer.Option(help="Your camera from a ROS camera_info / OpenCV calibration YAML or XML."),
+]
+FocalScaleOption = Annotated[
+    str, typer.Option(help="Depth x f_deploy/f_train: none, auto, or a factor (docs/camera.md).")
+]
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) or engine file.")],
@@ -582,20 +612,45 @@ def predict(
     flip: Annotated[bool, typer.Option(help="Average with the mirrored prediction.")] = True,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = engine default).")] = 0,
+    pointcloud: Annotated[
+        bool, typer.Option(help="Also NAME.ply: x y z metres (camera frame, OpenCV axes) + RGB.")
+    ] = False,
+    pointcloud_stride: StrideOption = 1,
+    intrinsics: IntrinsicsOption = None,
+    camera_info: CameraInfoOption = None,
+    focal_scale: FocalScaleOption = "none",
 ) -> None:
     """Depth for images: NAME_depth.png (uint16 mm) and NAME_depth_jet.png per image, in a
-    folder of its own (names that clash get their folder in front)."""
+    folder of its own (names that clash get their folder in front); --pointcloud adds NAME.ply."""
     check_threads(threads)
     with user_errors():
+        from densedepth.camera import plan_camera
         from engines import load_runner
         from engines.predict import list_images, predict_files
 
-        require_files([model, *inputs], "input")
+        require_files([model, *inputs, *([camera_info] if camera_info else [])], "input")
+        deploy = user_camera(intrinsics, camera_info)
         images = list_images(inputs)
         runner = load_runner(model, device=device.value, threads=threads)
+        plan = plan_camera(runner.info.camera, deploy, focal_scale, need=pointcloud)
+        stride = pointcloud_stride if pointcloud else 0
         with output_folder(out, overwrite, "predict", [model, *images]) as folder:
-            written = predict_files(runner, images, folder, flip=flip)
-        console.print(f"saved {len(written)} depth maps (+ jet PNGs) in {out}")
+            written = predict_files(runner, images, folder, flip=flip, camera=plan,
+                                    pointcloud_stride=stride, warn=stderr_line)  # fmt: skip
+        extra = " + point clouds" if pointcloud else ""
+        console.print(f"saved {len(written)} depth maps (+ jet PNGs{extra}) in {out}")
+
+
+def user_camera(intrinsics: str | None, camera_info: Path | None) -> Any:
+    """The camera --intrinsics or --camera-info gives (not both), None for neither."""
+    from densedepth.camera import parse_intrinsics, read_camera_file
+    from densedepth.util.errors import DataError
+
+    if intrinsics and camera_info:
+        raise DataError("--intrinsics and --camera-info both give the camera: pass one")
+    if intrinsics:
+        return parse_intrinsics(intrinsics)
+    return read_camera_file(camera_info) if camera_info else None
 
 
 @app.command()
@@ -1157,6 +1212,20 @@ def bench(
             "with (default for cameras and streams), or every frame (default for files).",
         ),
     ] = None,
+    record_depth: Annotated[
+        Path | None,
+        typer.Option(help="--camera: each frame's depth as 16-bit PNG (mm) into this folder."),
+    ] = None,
+    pointcloud: Annotated[
+        bool, typer.Option(help="--camera --record-depth: and a PLY every --pointcloud-every.")
+    ] = False,
+    pointcloud_every: Annotated[
+        int, typer.Option(min=1, help="--camera --pointcloud: frames between point clouds.")
+    ] = 30,
+    pointcloud_stride: StrideOption = 1,
+    intrinsics: IntrinsicsOption = None,
+    camera_info: CameraInfoOption = None,
+    focal_scale: FocalScaleOption = "none",
 ) -> None:
     """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
     --camera a live run on a camera, video file or stream."""
@@ -1168,8 +1237,13 @@ def bench(
         from export.formats import formats_for_keys
 
         if camera:
+            require_files([camera_info] if camera_info else [], "input")
+            cameras = {"intrinsics": user_camera(intrinsics, camera_info),
+                       "focal_scale": focal_scale, "pointcloud_stride": pointcloud_stride,
+                       "pointcloud_every": pointcloud_every if pointcloud else 0}  # fmt: skip
             live = {"frames": frames, "duration": duration, "record": record, "display": display,
-                    "newest_frame": newest_frame}  # fmt: skip
+                    "newest_frame": newest_frame, "record_depth": record_depth,
+                    "camera": cameras}  # fmt: skip
             result, files = camera_bench(models or [], source, out, overwrite, device.value,
                                          threads, live, console_log, stderr_line)  # fmt: skip
             return print_camera(result, files)
@@ -1216,11 +1290,15 @@ def print_camera(result: dict, files: Sequence[Path]) -> None:
         STAGE_COLUMNS,
         camera_table_rows,
         endurance_line,
+        flicker_line,
         memory_line,
+        record_depth_line,
         summary_line,
     )
 
-    caption = f"{endurance_line(result)}\n{memory_line(result)}"
+    caption = f"{endurance_line(result)}\n{memory_line(result)}\n{flicker_line(result)}"
+    if result.get("record_depth"):
+        caption += f"\n{record_depth_line(result)}"
     table = Table(title=escape(summary_line(result)), caption=escape(caption))
     for col in STAGE_COLUMNS:
         table.add_column(col)

@@ -136,3 +136,28 @@ def weights_origin(ckpt: dict[str, Any]) -> dict[str, str]:
     if source.get("format") == "keras-h5":
         return {"weights_origin": f"published Keras {Path(source.get('file', '')).name}"}
     return {}
+
+
+def training_camera(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The camera the checkpoint's training images came from, as its config records it
+    (``densedepth.camera.camera_record``); for a run on synthetic data from before runs
+    recorded it, the generator's (the NYU Kinect's, scaled); None when unknown."""
+    config = ckpt.get("config") or {}
+    camera = config.get("training_camera")
+    if camera or config.get("data") != "synthetic":
+        return camera or None
+    from densedepth.camera import NYU_KINECT
+
+    h, w = config.get("synthetic_size") or config.get("input_size") or (480, 640)
+    scaled = NYU_KINECT.scaled(int(w), int(h))
+    return {**scaled.to_dict(), "source": "synthetic: the NYU Kinect's, scaled (inferred)"}
+
+
+def checkpoint_meta(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint records about its model, in the keys ONNX metadata uses: its config,
+    the weights' origin, precision (fp32 weights; int8 for quantization-aware ones) and the
+    training camera."""
+    camera = training_camera(ckpt)
+    return {**(ckpt.get("config") or {}), **weights_origin(ckpt),
+            "precision": "int8" if ckpt.get("qat") else "fp32",
+            **({"training_camera": camera} if camera else {})}  # fmt: skip

@@ -293,6 +293,7 @@ def import_keras(
     """Import a Keras DenseDepth HDF5 file as a checkpoint at ``out``; returns its record."""
     import torch
 
+    from densedepth.camera import KITTI_IMAGE_02, NYU_KINECT
     from densedepth.checkpoint import save_checkpoint
     from densedepth.model import DenseDepth
 
@@ -335,6 +336,7 @@ def import_keras(
         "variant": variant.to_dict(),
         "data": dataset,
         "weights": "keras",
+        "training_camera": (NYU_KINECT if dataset == "nyu" else KITTI_IMAGE_02).to_dict(),
     }
     source = {
         "format": "keras-h5",

@@ -94,6 +94,41 @@ def model_info(meta: Mapping[str, Any]) -> ModelInfo:
     )
 
 
+def file_info(path: str | os.PathLike[str]) -> ModelInfo:
+    """What a model file records, without running it: an ONNX file's metadata, an IR's or
+    engine's sidecar, a checkpoint's config (needs torch)."""
+    from densedepth.util.onnx_io import read_metadata, read_sidecar
+
+    p = Path(path)
+    if p.suffix == ".onnx":
+        return model_info({**read_metadata(p)})
+    if p.suffix in (".pt", ".pth"):
+        from densedepth.checkpoint import checkpoint_meta, load_checkpoint
+
+        return model_info(checkpoint_meta(load_checkpoint(p)))
+    sidecar = read_sidecar(p)
+    if not sidecar:
+        raise DenseDepthError(f"{p} has no sidecar ({p.name}.json) recording its model: "
+                              f"build it with build-engine")  # fmt: skip
+    return model_info(sidecar)
+
+
+def info_lines(info: ModelInfo) -> list[str]:
+    """``info MODEL``'s lines: backbone, precision, input, depth range, origin, camera."""
+    from densedepth.camera import camera_line, intrinsics_from_dict
+
+    size = f"{info.input_size[0]}x{info.input_size[1]}" if info.input_size else "any"
+    quant = f" ({info.quantization})" if info.quantization else ""
+    lines = [
+        f"backbone: {info.backbone or 'unknown'}, decoder width {info.decoder_width:g}",
+        f"precision: {info.precision}{quant}, input {size} (H x W)",
+        f"depth: metres, {info.min_depth:g} to {info.max_depth:g}",
+        f"weights: {info.weights_origin or 'trained with this toolkit'}",
+    ]
+    camera = camera_line(intrinsics_from_dict(info.camera))
+    return [*lines, camera.replace("camera:", "training camera:", 1)]
+
+
 def quantization_of(meta: Mapping[str, Any]) -> str:
     """How an INT8 model was quantized, from its metadata: ``QAT, N steps`` (``train --qat``)
     or ``PTQ METHOD`` (post-training: the calibration method, or NNCF for OpenVINO); "" for a

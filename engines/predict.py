@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from densedepth.camera import (
+    CameraPlan,
+    backproject,
+    camera_fields,
+    plan_camera,
+    write_ply,
+)
 from densedepth.data.preprocess import rgb_to_input
 from densedepth.data.readers import decode_rgb
 from densedepth.data.writers import depth_to_mm16, encode_png
 from densedepth.metrics import upsample2x
 from densedepth.util.errors import DataError, missing_reason
 from densedepth.util.files import image_files
-from densedepth.util.outputs import atomic_path
+from densedepth.util.outputs import atomic_path, write_text_atomic
 from densedepth.util.progress import progress
 from densedepth.viz import colorize
 from engines.base import Runner
@@ -86,31 +94,71 @@ def predict_files(
     out_dir: str | os.PathLike[str],
     flip: bool = True,
     vrange: tuple[float, float] | None = None,
-) -> list[tuple[Path, Path]]:
+    camera: CameraPlan | None = None,
+    pointcloud_stride: int = 0,
+    warn: Callable[[str], None] = lambda s: None,
+) -> list[tuple[Path, ...]]:
     """Write ``NAME_depth.png`` (uint16 mm) and ``NAME_depth_jet.png`` for every input image
-    (``output_stems`` keeps the names distinct)."""
+    (``output_stems`` keeps the names distinct); with ``pointcloud_stride`` K > 0 also
+    ``NAME.ply`` of every K-th pixel. ``camera`` (default: the model's training camera, no
+    correction) scales the depth by ``--focal-scale`` and gives the point clouds their
+    intrinsics; what was used is recorded in ``camera.json`` and in every file."""
     out = Path(out_dir)
-    written = []
+    plan = camera or plan_camera(runner.info.camera, None, "none", need=pointcloud_stride > 0)
+    written, records, warned = [], {}, False
     images = list_images(inputs)
     with progress("predicting", len(images)) as advance:
         for path, name in zip(images, output_stems(images), strict=True):
-            written.append(_predict_one(runner, path, out / name, flip, vrange))
+            files, record = _predict_one(runner, path, out / name, flip, vrange, plan,
+                                         pointcloud_stride)  # fmt: skip
+            line = plan.warning(record["focal_ratio"])
+            if line and not warned:
+                warn(line)
+                warned = True
+            written.append(files)
+            records[name] = record
             advance(1)
+    if camera is not None or pointcloud_stride:
+        body = {**plan.record(), "pointcloud_stride": pointcloud_stride, "images": records}
+        write_text_atomic(out / "camera.json", json.dumps(body, indent=2) + "\n")
     return written
 
 
 def _predict_one(
-    runner: Runner, path: Path, stem: Path, flip: bool, vrange: tuple[float, float] | None
-) -> tuple[Path, Path]:
-    """Predict one image file; write ``STEM_depth.png`` and ``STEM_depth_jet.png``."""
+    runner: Runner,
+    path: Path,
+    stem: Path,
+    flip: bool,
+    vrange: tuple[float, float] | None,
+    plan: CameraPlan,
+    stride: int,
+) -> tuple[tuple[Path, ...], dict]:
+    """Predict one image file; write ``STEM_depth.png``, ``STEM_depth_jet.png`` and with a
+    ``stride`` ``STEM.ply``; the files and what the image's camera record holds."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    depth = predict_image(runner, decode_rgb(data, str(path)), flip=flip)
-    lo, hi = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
+    rgb = decode_rgb(data, str(path))
+    raw = predict_image(runner, rgb, flip=flip)
+    lo, hi = runner.info.depth_range
+    measured = (raw > lo) & (raw < hi)  # clamped pixels are not measurements
+    image = plan.for_image(rgb.shape[1], rgb.shape[0])
+    depth = raw * np.float32(image.applied)
+    record = image.record()
+    text = camera_fields(plan, image)
+    lo_v, hi_v = vrange or (float(depth.min()), float(max(depth.max(), depth.min() + 1e-3)))
     pair = (stem.with_name(f"{stem.name}_depth.png"), stem.with_name(f"{stem.name}_depth_jet.png"))
-    for target, array in zip(pair, (depth_to_mm16(depth), colorize(depth, lo, hi)), strict=True):
+    for target, array in zip(
+        pair, (depth_to_mm16(depth), colorize(depth, lo_v, hi_v)), strict=True
+    ):
         with atomic_path(target) as tmp:
-            tmp.write_bytes(encode_png(array))
-    return pair
+            tmp.write_bytes(encode_png(array, text))
+    if not stride:
+        return pair, record
+    assert image.intrinsics is not None  # plan_camera(need=True) made sure
+    points, colours = backproject(depth, image.intrinsics, rgb, stride, measured)
+    ply = write_ply(stem.with_name(f"{stem.name}.ply"), points, colours,
+                    [f"{k} {v}" for k, v in text.items()])  # fmt: skip
+    record["points"] = len(points)
+    return (*pair, ply), record

@@ -57,12 +57,12 @@ class TorchRunner(RunnerBase):
             }
             size = getattr(checkpoint, "input_size", None) or (480, 640)
         else:
-            from densedepth.checkpoint import load_checkpoint, weights_origin
+            from densedepth.checkpoint import checkpoint_meta, load_checkpoint
 
             ckpt = load_checkpoint(checkpoint)
             self.model = model_from_checkpoint(ckpt)
             self.name = f"torch:{Path(checkpoint).name}"
-            meta = {**ckpt["config"], **weights_origin(ckpt)}
+            meta = checkpoint_meta(ckpt)
             size = ckpt["config"].get("input_size") or (480, 640)
         if input_size is not None:
             check_input_size(*input_size)

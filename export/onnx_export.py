@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from densedepth.checkpoint import load_checkpoint, model_from_checkpoint, weights_origin
+from densedepth.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    training_camera,
+    weights_origin,
+)
 from densedepth.model import DenseDepth, check_input_size
 from densedepth.util.errors import ExportError, error_line
 from densedepth.util.files import file_sha256
@@ -129,6 +134,7 @@ def export_onnx(
             "source_sha256": file_sha256(checkpoint),
             **weights_origin(ckpt),
             **training_data(ckpt),
+            **({"training_camera": camera} if (camera := training_camera(ckpt)) else {}),
             "opset": opset,
             "exporter": exporter,
             "parity_max_abs_m": parity,

@@ -152,7 +152,9 @@ def engine_sidecar(
         "backbone": meta.get("backbone", ""),
         "decoder_width": meta.get("decoder_width", 1.0),
         **{
-            k: meta[k] for k in ("min_depth", "max_depth", "variant", "weights_origin") if k in meta
+            k: meta[k]
+            for k in ("min_depth", "max_depth", "variant", "weights_origin", "training_camera")
+            if k in meta
         },
         "source_onnx": str(onnx_path),
         "source_onnx_sha256": file_sha256(onnx_path),

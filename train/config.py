@@ -23,6 +23,7 @@ class TrainConfig:
     val_split: float = 0.02  # share of the training scenes held out for validation
     val_split_name: str = "train"  # the split of ``val_data`` validated on ("test": warned)
     validation: dict[str, Any] = field(default_factory=dict)  # what was held out (fit fills it)
+    training_camera: dict[str, Any] | None = None  # the data's camera (fit fills it; None: unknown)
     weights: str = "imagenet"  # imagenet | none | FILE
     epochs: int = 20
     max_steps: int | None = None  # stop after this many optimiser steps in total

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from densedepth.camera import camera_record
 from densedepth.data.readers import open_dataset
 from densedepth.data.splits import Subset, split_by_scene
 from densedepth.evaluation import PROTOCOL_OF
@@ -37,6 +38,7 @@ def open_job_data(cfg: TrainConfig, warn: Any = None) -> JobData:
     """The job's data: records the split in ``cfg.validation`` and adopts the data's
     conventions into ``cfg`` (``adopt_data_conventions``); ``warn`` prints warnings (or None)."""
     train, val, cfg.validation = training_and_validation(cfg, warn)
+    cfg.training_camera = camera_record(train)
     train_name = getattr(getattr(train, "base", train), "name", "")
     test, test_note = test_set_for(cfg, train_name, cfg.validation)
     protocol = adopt_data_conventions(cfg, getattr(train, "depth_kind", "nyu"))

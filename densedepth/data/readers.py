@@ -35,13 +35,22 @@ import os
 import re
 import struct
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from densedepth.camera import (
+    KITTI_IMAGE_02,
+    NYU_KINECT,
+    Intrinsics,
+    parse_kitti_calib,
+    read_kitti_calib,
+)
 from densedepth.metrics import EIGEN_CROP
 from densedepth.util.errors import DataError, missing_reason
 
@@ -56,6 +65,7 @@ NYU8_MAX_DEPTH = 10.0  # nyu_data.zip train depth: value / 255 * 10 m
 SPLITS = ("train", "test")
 DATASET_LAYOUTS = ("nyu-data-zip", "nyu-test-zip", "labeled-mat", "pairs", "kitti")  # synth
 KITTI_GT_DIR = "data_depth_annotated"
+KITTI_CALIB = "calib_cam_to_cam.txt"  # per drive date: DATE/calib_cam_to_cam.txt
 KITTI_LIST = "eigen_{split}_files_with_gt.txt"  # BTS / AdaBins split files
 KITTI_DEPTH_SCALE = 256.0  # uint16 value per metre
 KITTI_SPLITS = ("auto", "eigen", "benchmark")
@@ -160,6 +170,7 @@ class DepthDataset(Sequence[Sample]):
     name = "dataset"
     crop: tuple[int, int, int, int] | None = None  # evaluation crop if the format carries one
     depth_kind = "nyu"  # "kitti": street depth to 80 m (the model's range, the KITTI protocol)
+    camera: Intrinsics | None = None  # the camera its images come from, where known
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -219,6 +230,8 @@ class _LazyZip:
 
 class NyuDataZip(DepthDataset):
     """DenseDepth's ``nyu_data.zip``: CSV rows ``rgb,depth`` naming members of the same zip."""
+
+    camera = NYU_KINECT
 
     def __init__(self, path: str | os.PathLike[str], split: str = "train") -> None:
         self.path = Path(path)
@@ -308,6 +321,8 @@ def load_npy_member(lazy: _LazyZip, name: str) -> np.ndarray:
 class NyuTestZip(DepthDataset):
     """DenseDepth's ``nyu_test.zip`` (the Eigen test split as three .npy arrays)."""
 
+    camera = NYU_KINECT
+
     def __init__(self, path: str | os.PathLike[str], split: str = "test") -> None:
         self.path = Path(path)
         if _check_split(split) != "test":
@@ -373,6 +388,8 @@ def read_splits(path: Path) -> dict[str, np.ndarray]:
 
 class LabeledMat(DepthDataset):
     """The official ``nyu_depth_v2_labeled.mat`` (HDF5) with ``splits.mat`` beside it."""
+
+    camera = NYU_KINECT
 
     def __init__(
         self,
@@ -503,6 +520,21 @@ class _KittiFiles:
         archive, name = self.members[rel]
         return archive.read(name)
 
+    def cameras(self, dates: list[str]) -> dict[str, Intrinsics]:
+        """Camera 02 of each drive date whose ``DATE/calib_cam_to_cam.txt`` is here (a folder
+        or a ``DATE_calib.zip`` beside the drives)."""
+        found = {}
+        for date in dates:
+            rel = f"{date}/{KITTI_CALIB}"
+            if (self.root / rel).is_file():
+                found[date] = read_kitti_calib(self.root / rel)
+            elif (self.root / f"{date}_calib.zip").is_file():
+                archive = _LazyZip(self.root / f"{date}_calib.zip")
+                if rel in archive.names():
+                    found[date] = parse_kitti_calib(archive.read(rel).decode("utf-8", "replace"),
+                                                    f"{date}_calib.zip:{rel}", date)  # fmt: skip
+        return found
+
     def ground_truth(self, gt_split: str) -> list[str]:
         """Every annotated depth PNG of ``gt_split`` (train | val), sorted."""
         base = f"{KITTI_GT_DIR}/{gt_split}/"
@@ -548,6 +580,18 @@ class KittiDataset(DepthDataset):
             self.name = f"kitti {KITTI_GT_DIR}/{gt_split}"
         if not self.entries:
             raise DataError(f"{self.path}: no KITTI frames with ground truth for split {split!r}")
+        self.cameras = self.files.cameras(sorted({rgb.split("/")[0] for rgb, _ in self.entries}))
+        self.camera = self._main_camera()
+
+    def _main_camera(self) -> Intrinsics:
+        """The camera of the drive date with the most frames (its calib_cam_to_cam.txt), else
+        2011_09_26's published P_rect_02."""
+        dates = Counter(rgb.split("/")[0] for rgb, _ in self.entries)
+        for date, _ in dates.most_common():
+            if date in self.cameras:
+                return self.cameras[date]
+        return replace(KITTI_IMAGE_02, source=f"{KITTI_IMAGE_02.source} (no "
+                       f"DATE/calib_cam_to_cam.txt under {self.path})")  # fmt: skip
 
     def _from_list(self, listing: Path) -> list[tuple[str, str]]:
         entries = []
@@ -611,6 +655,8 @@ class SyntheticDataset(DepthDataset):
             raise DataError(f"synthetic dataset size must be >= 1, got {n}")
         self.scenes = SyntheticScenes(n, seed=seed, height=height, width=width)
         self.name = f"synthetic(n={n}, seed={seed}, {height}x{width})"
+        self.camera = replace(NYU_KINECT.scaled(width, height),
+                              source="synthetic: the NYU Kinect's, scaled")  # fmt: skip
         if (height, width) == (480, 640):
             self.crop = EIGEN_CROP
 

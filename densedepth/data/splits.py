@@ -95,6 +95,7 @@ class Subset(DepthDataset):
         self.name = f"{getattr(base, 'name', 'dataset')}[{label}]"
         self.crop = getattr(base, "crop", None)
         self.depth_kind = getattr(base, "depth_kind", "nyu")
+        self.camera = getattr(base, "camera", None)
 
     def __len__(self) -> int:
         return len(self.indices)

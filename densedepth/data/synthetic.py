@@ -33,14 +33,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from densedepth.camera import KINECT_INTRINSICS  # fx, fy, cx, cy at 640x480
 from densedepth.depth import MAX_DEPTH
 
-KINECT_INTRINSICS: tuple[float, float, float, float] = (
-    518.857901,
-    519.469611,
-    325.582449,
-    253.736166,
-)  # fx, fy, cx, cy of the NYU Depth v2 Kinect RGB camera at 640x480
 _BASE_HW = (480, 640)
 _CAMERA_CLEARANCE = 0.5  # metres from the camera to every surface
 # every room corner (hence every visible point) is closer than this: inside NYU's valid range

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from densedepth.camera import KITTI_P_RECT_02
 from densedepth.data.synthetic import Box, Camera, Intrinsics, cast_rays
 
 KITTI_SIZE = (375, 1242)  # height, width of the raw colour frames (2011_09_26)
-KITTI_INTRINSICS = (721.5377, 721.5377, 609.5593, 172.854)  # image_02, at KITTI_SIZE
+KITTI_INTRINSICS = KITTI_P_RECT_02  # image_02 of 2011_09_26, at KITTI_SIZE
 CAMERA_HEIGHT = 1.65  # metres above the road
 STREET_END = 150.0  # metres ahead: beyond is sky (no depth)
 SKY_HEIGHT = 60.0  # metres: rays leaving above the buildings are sky

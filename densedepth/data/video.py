@@ -2,7 +2,9 @@
 
 ``write_synthetic_video`` is the toolkit's own test footage for the camera/video loop: a scene
 from ``densedepth.data.synthetic`` seen by a camera whose yaw sweeps smoothly back and forth (and
-whose pitch bobs a little), so consecutive frames are coherent like a hand-held camera's. The
+whose pitch bobs a little), so consecutive frames are coherent like a hand-held camera's; or
+(``motion="object"``) a still camera and a box sliding across the view, the clip the flicker
+score (``bench.flicker``) is measured on: everything but the box is still. The
 motion is periodic with ``cycle`` frames; a longer video repeats the first ``cycle`` rendered
 frames (held in memory: ``cycle * height * width * 3`` bytes) instead of re-rendering them, which
 is seamless because the motion has exactly that period.
@@ -23,7 +25,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from densedepth.data.synthetic import render, sample_scene
+from densedepth.data.synthetic import Box, Camera, Material, render, sample_scene
 from densedepth.util.errors import OutputError
 from densedepth.util.outputs import claim_output, record_written, temp_file_beside
 
@@ -132,6 +134,9 @@ def pan_yaw(frame: int, cycle: int, pan_deg: float) -> float:
     return math.radians(pan_deg) * math.sin(2.0 * math.pi * frame / cycle)
 
 
+MOTIONS = ("pan", "object")
+
+
 def synthetic_frames(
     frames: int,
     height: int = 64,
@@ -139,23 +144,41 @@ def synthetic_frames(
     seed: int = 0,
     cycle: int = 240,
     pan_deg: float = 20.0,
+    motion: str = "pan",
 ) -> list[np.ndarray]:
-    """The first ``min(frames, cycle)`` frames (RGB uint8) of the synthetic panning video."""
+    """The first ``min(frames, cycle)`` frames (RGB uint8) of a synthetic video: ``pan``, the
+    camera panning around the room, or ``object``, a still camera watching a box slide across
+    its view 1.5 m away and back (the rest of the image still but for sensor noise)."""
     if cycle < 1:
         raise ValueError(f"cycle must be at least 1 frame, got {cycle}")
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {', '.join(MOTIONS)}, got {motion!r}")
     scene = sample_scene(seed)
     rng = np.random.default_rng(seed)  # sensor noise
-    cam = scene.camera
+    cam, boxes = scene.camera, list(scene.boxes)
     out = []
     for i in range(min(frames, cycle)):
-        bob = math.radians(2.0) * math.sin(4.0 * math.pi * i / cycle)
-        scene.camera = dataclasses.replace(
-            cam, yaw=cam.yaw + pan_yaw(i, cycle, pan_deg), pitch=cam.pitch + bob
-        )
+        if motion == "pan":
+            bob = math.radians(2.0) * math.sin(4.0 * math.pi * i / cycle)
+            scene.camera = dataclasses.replace(
+                cam, yaw=cam.yaw + pan_yaw(i, cycle, pan_deg), pitch=cam.pitch + bob
+            )
+        else:
+            scene.boxes = [*boxes, sliding_box(cam, scene.floor, i, cycle)]
         rgb, _ = render(scene, height, width, rng)
         out.append(rgb)
-    scene.camera = cam
+    scene.camera, scene.boxes = cam, boxes
     return out
+
+
+def sliding_box(cam: Camera, material: Material, frame: int, cycle: int) -> Box:
+    """A 0.3 m box 1.5 m in front of ``cam``, slid along its right axis by +-0.6 m (a sine of
+    period ``cycle``) at frame ``frame``."""
+    rot = cam.rotation()
+    centre = np.asarray(cam.position) + 1.5 * rot[:, 2] + 0.6 * math.sin(
+        2.0 * math.pi * frame / cycle) * rot[:, 0]  # fmt: skip
+    half = 0.15
+    return Box(tuple(centre - half), tuple(centre + half), material, kind="moving-box")
 
 
 def write_synthetic_video(
@@ -168,15 +191,17 @@ def write_synthetic_video(
     cycle: int = 240,
     pan_deg: float = 20.0,
     fourcc: str = "mp4v",
+    motion: str = "pan",
 ) -> Path:
-    """Write ``frames`` frames of a camera panning +-``pan_deg`` around synthetic room ``seed``.
+    """Write ``frames`` frames of a camera panning +-``pan_deg`` around synthetic room ``seed``
+    (``motion="object"``: a still camera watching a box slide by, ``synthetic_frames``).
 
     Frames ``cycle`` and later repeat frames ``0..cycle-1`` (the motion's period, so the loop is
     seamless). ``frames=0`` writes a valid container holding no frames (readers reject it).
     """
     if frames < 0:
         raise ValueError(f"number of frames must be >= 0, got {frames}")
-    rendered = synthetic_frames(frames, height, width, seed, cycle, pan_deg)
+    rendered = synthetic_frames(frames, height, width, seed, cycle, pan_deg, motion)
     bgr = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) for rgb in rendered]
     with VideoFileWriter(path, fps, size=(width, height), fourcc=fourcc) as writer:
         for i in range(frames):

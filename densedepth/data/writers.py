@@ -33,10 +33,15 @@ from densedepth.util.errors import DataError
 from densedepth.util.outputs import atomic_path, write_text_atomic
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """uint8 RGB, uint8 gray or uint16 gray array -> PNG bytes."""
+def encode_png(array: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """uint8 RGB, uint8 gray or uint16 gray array -> PNG bytes (``text``: tEXt chunks)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 
@@ -175,9 +180,11 @@ def write_kitti(
 ) -> Path:
     """Synthetic street frames (``densedepth.data.synthetic_street``) in KITTI's layout under
     ``out``: raw colour PNGs, the annotated sparse ground truth in ``data_depth_annotated/
-    {train,val}`` (test frames in val), and the BTS-style split files, the test list ending
-    with one frame that has no ground truth (``None``), as the real Eigen test list has 45."""
-    from densedepth.data.synthetic_street import lidar_ground_truth, render_street
+    {train,val}`` (test frames in val), the BTS-style split files, the test list ending
+    with one frame that has no ground truth (``None``), as the real Eigen test list has 45,
+    and the date's ``calib_cam_to_cam.txt`` holding the camera the frames were rendered by."""
+    from densedepth.camera import Intrinsics, kitti_calib_text
+    from densedepth.data.synthetic_street import kitti_intrinsics, lidar_ground_truth, render_street
 
     out = Path(out)
     lists: dict[str, list[str]] = {"train": [], "test": []}
@@ -205,6 +212,8 @@ def write_kitti(
     for split, lines in lists.items():
         if lines:
             write_text_atomic(out / KITTI_LIST.format(split=split), "\n".join(lines) + "\n")
+    intr = Intrinsics(*kitti_intrinsics(height, width), width, height)  # what was rendered
+    write_text_atomic(out / KITTI_DATE / "calib_cam_to_cam.txt", kitti_calib_text(intr))
     return out
 
 

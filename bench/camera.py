@@ -20,6 +20,7 @@ Behaviour at the edges:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,6 +36,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from bench.depth_record import DepthRecorder
+from bench.flicker import STILL_THRESHOLD, FlickerMeter
 from bench.power import energy_fields, power_sampler
 from densedepth.data.preprocess import rgb_to_input
 from densedepth.data.video import VideoFileWriter
@@ -426,6 +429,8 @@ def run_camera(
     capture: Capture | None = None,
     newest_frame: bool = False,
     fps_window: float = 60.0,
+    depth_record: DepthRecorder | None = None,
+    still_threshold: float = STILL_THRESHOLD,
 ) -> dict[str, Any]:
     """Run ``runner`` on every frame of ``source`` until ``frames`` frames, ``duration`` seconds
     (0 = no limit), the end of the stream, 'q'/Esc in the window or Ctrl-C.
@@ -436,7 +441,9 @@ def run_camera(
     video file (atomically; the source's FPS when it reports one, else 15). Returns a
     JSON-serialisable dict: runner, frames, seconds, fps, ended, display, record, per-stage
     statistics, memory, capture mode and frames dropped; FPS in the first and the last
-    ``fps_window`` seconds; the energy per frame where a power sensor exists (bench.power).
+    ``fps_window`` seconds; the energy per frame where a power sensor exists (bench.power);
+    the depth's flicker on still pixels (``bench.flicker``, ``still_threshold``) and, with
+    ``depth_record``, what it recorded (``bench.depth_record``).
     """
     if frames < 0 or duration < 0 or warmup < 0 or rss_every < 0:
         raise ValueError("frames, duration, warmup and rss_every must be >= 0")
@@ -446,6 +453,7 @@ def run_camera(
     reader = NewestFrame(cap) if newest_frame else None
     writer: VideoFileWriter | None = None
     clock = StageClock(warmup, rss_every, fps_window)
+    flicker = FlickerMeter(still_threshold)
     ended, shown = "", None  # shown: the colour range of the depth panel
     power = power_sampler(str(runner.device))
     sampler = None if isinstance(power, str) else power
@@ -476,6 +484,9 @@ def run_camera(
                 t2 = time.perf_counter()
                 depth = infer_frame(runner, x, clock.frames, source)
                 t3 = time.perf_counter()
+                flicker.update(x, depth)
+                if depth_record is not None:
+                    depth_record.write(depth, bgr)
                 shown = smoothed_range(depth, shown)
                 out = compose_frame(bgr, depth, clock.tick(t0), (t3 - t2) * 1e3, shown)
                 if screen.show(out):
@@ -511,6 +522,8 @@ def run_camera(
         "record": str(recorded) if recorded else None,
         "capture": "newest frame" if reader is not None else "every frame",
         "dropped": reader.dropped if reader is not None else 0,
+        "flicker": flicker.result(),
+        "record_depth": depth_record.close() if depth_record is not None else None,
     }
 
 
@@ -678,6 +691,25 @@ def endurance_line(result: dict[str, Any]) -> str:
     )
 
 
+def flicker_line(result: dict[str, Any]) -> str:
+    """e.g. ``flicker on still pixels: median 0.41%, p90 1.20% relative depth change between
+    frames (83% of pixels still, 599 frame pairs)``."""
+    f = result.get("flicker") or {}
+    if f.get("median") is None:
+        return f"flicker: no still pixels to measure ({f.get('pairs', 0)} frame pairs)"
+    return (
+        f"flicker on still pixels: median {100 * f['median']:.2f}%, p90 {100 * f['p90']:.2f}% "
+        f"relative depth change between frames ({100 * f['still_share']:.0f}% of pixels still, "
+        f"{f['pairs']} frame pairs)"
+    )
+
+
+def record_depth_line(result: dict[str, Any]) -> str:
+    """e.g. ``depth recorded: 300 frames, 10 point clouds in DIR``."""
+    r = result["record_depth"]
+    return f"depth recorded: {r['frames']} frames, {r['pointclouds']} point clouds in {r['folder']}"
+
+
 def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``camera.json`` (the result) and ``camera.md`` (stage table, FPS, memory)."""
     out = Path(out_dir)
@@ -696,6 +728,8 @@ def write_camera_report(result: dict[str, Any], out_dir: str | os.PathLike[str])
         f"- {summary_line(result)}",
         f"- {endurance_line(result)}",
         f"- {memory_line(result)}",
+        f"- {flicker_line(result)}",
+        *([f"- {record_depth_line(result)}"] if result.get("record_depth") else []),
         "",
         "| " + " | ".join(STAGE_COLUMNS) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(STAGE_COLUMNS) - 1)) + "|",
@@ -725,23 +759,40 @@ def camera_bench(
     duration, record, display, newest_frame), the report written into the folder ``out``;
     the result and the files written. ``--record`` replaces only a video the toolkit wrote,
     and only with ``overwrite``."""
+    from densedepth.camera import plan_camera
     from engines import load_runner
 
     if len(models) != 1:
         raise DenseDepthError(f"--camera runs one model, got {len(models)}; pass one MODEL")
     require_files(models)
     live = dict(live or {})
+    depth_dir, cameras = live.pop("record_depth", None), live.pop("camera", {}) or {}
+    every = int(cameras.get("pointcloud_every", 0))
+    if depth_dir is not None and not (live.get("frames") or live.get("duration")):
+        raise DenseDepthError("--record-depth writes a file per frame: bound the run with "
+                              "--frames N or --duration S")  # fmt: skip
+    if every and depth_dir is None:
+        raise DenseDepthError("--pointcloud on --camera writes into --record-depth DIR: pass it")
     with replacing(overwrite):
         if live.get("record") is not None:
             claim_output(Path(live["record"]))
         runner = load_runner(models[0], device=device, threads=threads)
+        plan = plan_camera(runner.info.camera, cameras.get("intrinsics"),
+                           cameras.get("focal_scale", "none"), need=every > 0)  # fmt: skip
         folder = OutputFolder(out, overwrite, "bench --camera", models)
-        with folder as path:
+        depth_folder = OutputFolder(Path(depth_dir), overwrite, "bench --record-depth", models) \
+            if depth_dir is not None else None  # fmt: skip
+        with folder as path, depth_folder or contextlib.nullcontext() as depth_path:
             if folder.note:
                 warn(f"note: {folder.note}")
             log(f"{runner.name} on {source} (q or Esc in the window, Ctrl-C here, stop)")
             if live.get("newest_frame") is None:
                 live["newest_frame"] = is_live_source(source)
+            if depth_path is not None:
+                live["depth_record"] = DepthRecorder(
+                    Path(depth_path), plan, runner.info.depth_range, every,
+                    int(cameras.get("pointcloud_stride", 1)),
+                )  # fmt: skip
             result = run_camera(runner, source, **live)
             files = write_camera_report(result, path)
     return result, files

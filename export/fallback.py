@@ -4,14 +4,15 @@ quantized groups in float that meet it.
 The groups are the nodes the writer quantizes (``export.sensitivity.quantized_groups``; for
 OpenVINO the fp32 ONNX nodes whose ops NNCF quantized, ``export.openvino.quantized_onnx_nodes``,
 left in float through its ignored scope), in graph order. The search is a bisection over
-contiguous halves (delta debugging, as Polygraphy's ``debug reduce`` narrows a failing model):
+contiguous chunks (delta debugging, as Polygraphy's ``debug reduce`` narrows a failing model):
 all groups in float must meet the budget (else the loss is not in the groups, and that is one
-line); then, while one half alone in float meets it, keep that half; stop when neither half
-does (the loss is spread over both). It takes about 2 log2(groups) builds, each re-quantized
-through the same writer and cached calibration ranges (NNCF: the same calibration images) and
-judged on the budget's held-out images, instead of measuring every group; the result is a
-sufficient set, not always the smallest. What it found, and every try, go into the sidecar;
-the keep-float list rebuilds it (``build-engine --keep-float-from``).
+line); then chunks are given back to INT8 while the rest in float still meets it, halves
+first, finer chunks when no half can go (``reduce_groups``). One culprit group takes about
+2 log2(groups) builds; a loss spread over many groups more, capped at ``MAX_TRIES``. Each
+build is re-quantized through the same writer and cached calibration ranges (NNCF: the same
+calibration images) and judged on the budget's held-out images, instead of measuring every
+group; the result is a sufficient set, not always the smallest. What it found, and every try,
+go into the sidecar; the keep-float list rebuilds it (``build-engine --keep-float-from``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from export.int8_budget import (
 )
 
 Log = Callable[[str], None]
+MAX_TRIES = 64  # builds a fallback search may spend (each a re-quantization and a scoring)
 
 
 def fallback_settings(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,18 +102,37 @@ def find_fallback(
                 f"in what stays quantized outside them or in the calibration itself; "
                 f"calibrate on other images (--calib)"
             )
-        chosen = list(groups)
-        while len(chosen) > 1:
-            half = len(chosen) // 2
-            first, second = chosen[:half], chosen[half:]
-            if judge(first):
-                chosen = first
-            elif judge(second):
-                chosen = second
-            else:
-                break
+        chosen = reduce_groups(list(groups), judge, lambda: len(tries) >= MAX_TRIES)
     return {"groups": chosen, "count": len(chosen), "of": len(groups),
-            "keep_float": [*base, *chosen], "tries": tries}  # fmt: skip
+            "keep_float": [*base, *chosen], "tries": tries,
+            "tries_capped": len(tries) >= MAX_TRIES}  # fmt: skip
+
+
+def reduce_groups(
+    chosen: list[str], meets: Callable[[Sequence[str]], bool], spent: Callable[[], bool]
+) -> list[str]:
+    """The smaller sets of ``chosen`` (which meets the budget) that still meet it: delta
+    debugging's reduction to the complement. Split into ``n`` contiguous chunks (2 first);
+    when leaving one chunk quantized still meets the budget, drop it (and coarsen again);
+    when none can go, split finer, until single groups. One culprit group costs at most two
+    tries per halving, as a bisection; a loss spread over groups is still narrowed where a
+    plain bisection stops. ``spent()``: stop early (the try budget), keeping what meets."""
+    n = 2
+    while len(chosen) > 1 and not spent():
+        size = -(-len(chosen) // n)
+        chunks = [chosen[i : i + size] for i in range(0, len(chosen), size)]
+        for k in range(len(chunks)):
+            rest = [g for j, c in enumerate(chunks) if j != k for g in c]
+            if spent():
+                return chosen
+            if rest and meets(rest):
+                chosen, n = rest, max(n - 1, 2)
+                break
+        else:
+            if n >= len(chosen):
+                break
+            n = min(2 * n, len(chosen))
+    return chosen
 
 
 def groups_of(fp32_onnx: Path, settings: dict[str, Any]) -> list[str]:

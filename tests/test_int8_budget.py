@@ -262,3 +262,33 @@ def test_the_per_range_gate_catches_a_near_range_collapse_the_pooled_number_hide
     assert judge_scores(fp32, q, AccuracyBudget(max_drop=0.02, max_range_drop=0.16))[
         "verdict"] == "met"  # fmt: skip
     assert judge_scores(fp32, q, AccuracyBudget(max_drop=0.01))["verdict"] == "missed"
+
+
+@pytest.mark.parametrize(
+    ("culprits", "bisection_bound"),
+    [({137}, True), ({3, 140, 271}, False), ({0, 1}, False), (set(range(40, 60)), False)],
+)
+def test_the_fallback_search_narrows_to_exactly_the_groups_that_matter(
+    culprits: set[int], bisection_bound: bool
+) -> None:
+    """With a budget met exactly when every culprit group is in float, the search returns the
+    culprits themselves: one culprit in at most 2 log2(275) + 1 tries (a bisection's cost),
+    culprits spread over both halves too (where a plain bisection stops at all 275); a try
+    budget stops it early with a set that still meets the budget."""
+    from export.fallback import reduce_groups
+
+    groups = [f"g{i}" for i in range(275)]
+    wanted = {f"g{i}" for i in culprits}
+    calls: list[int] = []
+
+    def meets(keep: list[str]) -> bool:
+        calls.append(len(keep))
+        return wanted <= set(keep)
+
+    found = reduce_groups(list(groups), meets, lambda: False)
+    assert set(found) == wanted
+    if bisection_bound:
+        assert len(calls) <= 2 * len(groups).bit_length() + 1
+    calls.clear()
+    capped = reduce_groups(list(groups), meets, lambda: len(calls) >= 5)
+    assert wanted <= set(capped) and len(calls) <= 5

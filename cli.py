@@ -391,8 +391,18 @@ def train(
         str, typer.Option(help="Split of --val-data to validate on: train, or test (warned).")
     ] = "train",
     weights: Annotated[
-        str, typer.Option(help="Encoder init: imagenet (offline cache), none, or a FILE.")
+        str,
+        typer.Option(
+            help="Encoder init: imagenet (torch hub's cache, fetched from torchvision and "
+            "verified when missing), none, or a FILE."
+        ),
     ] = "imagenet",
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Never fetch weights (also DENSEDEPTH_OFFLINE=1): use the cache."
+        ),
+    ] = False,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 20,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size (paper: 8).")] = 8,
@@ -458,7 +468,11 @@ def train(
     """Train DenseDepth with the paper's recipe (Adam 1e-4, batch 8, flip + channel swap)."""
     if qat or resume_from is not None:
         return train_qat(resume_from, out, steps, qat, qat_calib.value)
-    values = plain_options(locals(), drop=("resume", "qat", "resume_from", "steps", "qat_calib"))
+    values = plain_options(
+        locals(), drop=("resume", "qat", "resume_from", "steps", "qat_calib", "offline")
+    )
+    if offline:
+        os.environ["DENSEDEPTH_OFFLINE"] = "1"  # densedepth.model.offline() reads it
     with user_errors():
         import json
 

@@ -133,14 +133,28 @@ _LEGACY_KEY = re.compile(
 )
 
 
+OFFLINE_ENV = "DENSEDEPTH_OFFLINE"  # 1: never fetch weights (train --offline sets it)
+
+
+def offline() -> bool:
+    """Whether weights may not be fetched (``DENSEDEPTH_OFFLINE`` is 1 / true / yes / on)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def weights_url(backbone: str) -> str:
+    """torchvision's URL of the ImageNet file for ``backbone``."""
+    return backbone_spec(backbone).weights.url
+
+
 def imagenet_weights_path(backbone: str) -> Path:
     """Where torch hub caches torchvision's ImageNet file for ``backbone``."""
-    spec = backbone_spec(backbone)
-    return Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file_name
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights_url(backbone).rsplit("/", 1)[-1]
 
 
 def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path:
-    """Find the encoder weights: an explicit file, or for ``"imagenet"`` torch hub's cache."""
+    """Find the encoder weights: an explicit file, or for ``"imagenet"`` torch hub's cache,
+    fetched there from torchvision's URL when missing (unless ``offline()``); a file in the
+    cache is used only when its sha256 starts with the hash in its name (torch hub's rule)."""
     if str(weights) != "imagenet":
         path = Path(weights)
         if not path.is_file():
@@ -149,15 +163,34 @@ def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path
                 f"{backbone} state dict, 'imagenet', or no weights to train from scratch"
             )
         return path
+    from densedepth.util.download import DownloadError, Remote, check_file, fetch
+
     path = imagenet_weights_path(backbone)
-    if not path.is_file():
+    remote = Remote(weights_url(backbone), hash_in_name=True)
+    if path.is_file():
+        try:
+            check_file(path, remote)
+        except DownloadError as exc:
+            raise WeightsNotFoundError(
+                f"{path} is refused, not loaded: {exc}; move it away (the next run fetches "
+                f"torchvision's file) or pass your own with --weights FILE"
+            ) from None
+        return path
+    if offline():
         raise WeightsNotFoundError(
             f"ImageNet weights for {backbone} not found at {path} (torch hub cache under "
-            f"$TORCH_HOME, now {os.environ.get('TORCH_HOME', 'unset')}); weights are never "
-            f"downloaded: copy {backbone_spec(backbone).weights_file_name} there, pass the file "
+            f"$TORCH_HOME, now {os.environ.get('TORCH_HOME', 'unset')}) and fetching is off "
+            f"(--offline / {OFFLINE_ENV}=1): copy {path.name} there, pass the file "
             f"explicitly, or train from scratch with --weights none"
         )
-    return path
+    try:
+        fetched, _ = fetch(remote, path.parent)
+    except DownloadError as exc:
+        raise WeightsNotFoundError(
+            f"ImageNet weights for {backbone}: {exc}; or copy {path.name} to {path.parent}, "
+            f"or train from scratch with --weights none"
+        ) from None
+    return fetched
 
 
 def load_encoder_state(path: Path, backbone: str) -> dict[str, Tensor]:

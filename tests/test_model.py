@@ -138,13 +138,26 @@ def hub_dir(tmp_path: Path) -> Path:
     torch.hub.set_dir(old)
 
 
-def test_imagenet_weights_load_from_hub_cache(hub_dir: Path) -> None:
+def test_imagenet_weights_load_from_hub_cache(
+    hub_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cached file whose sha256 starts with the hash in its name loads (torch hub's rule:
+    the test's own file, named by its hash as torchvision names its releases)."""
+    import hashlib
+
+    import densedepth.model as dm
+
+    assert imagenet_weights_path("densenet121") == (
+        hub_dir / "checkpoints" / "densenet121-a639ec97.pth")  # fmt: skip
     state = _legacy_state_dict("densenet121")
     assert any(".norm.1." in k for k in state)
+    scratch = tmp_path / "w.pth"
+    torch.save(state, scratch)
+    prefix = hashlib.sha256(scratch.read_bytes()).hexdigest()[:8]
+    monkeypatch.setattr(dm, "weights_url", lambda b: f"https://x.invalid/{b}-{prefix}.pth")
     path = imagenet_weights_path("densenet121")
-    assert path == hub_dir / "checkpoints" / "densenet121-a639ec97.pth"
     path.parent.mkdir(parents=True)
-    torch.save(state, path)
+    scratch.rename(path)
     m = DenseDepth("densenet121", weights="imagenet")
     w = m.encoder.features.denseblock1.denselayer1.norm1.weight
     torch.testing.assert_close(w, state["features.denseblock1.denselayer1.norm.1.weight"])
@@ -159,12 +172,29 @@ def test_imagenet_weights_load_from_explicit_file(tmp_path: Path) -> None:
     torch.testing.assert_close(m.encoder.features.norm5.running_var, net.features.norm5.running_var)
 
 
-def test_missing_imagenet_weights_error_names_path_and_torch_home(hub_dir: Path) -> None:
+def test_missing_imagenet_weights_error_names_path_and_torch_home(
+    hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (the environment variable --offline sets): today's one line, nothing fetched."""
+    monkeypatch.setenv("DENSEDEPTH_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError) as err:
         DenseDepth("densenet169", weights="imagenet")
     msg = str(err.value)
     assert str(hub_dir / "checkpoints" / "densenet169-b2777c0a.pth") in msg
     assert "$TORCH_HOME" in msg and "--weights none" in msg and "\n" not in msg
+    assert "--offline" in msg and not (hub_dir / "checkpoints").exists()
+
+
+def test_a_foreign_file_in_the_hub_cache_is_refused_not_loaded(hub_dir: Path) -> None:
+    """A state dict saved under torchvision's name fails the hash in that name."""
+    path = imagenet_weights_path("densenet121")
+    path.parent.mkdir(parents=True)
+    torch.save(_legacy_state_dict("densenet121"), path)
+    with pytest.raises(
+        WeightsNotFoundError, match=r"is refused, not loaded: .*does not start with a639ec97"
+    ):
+        DenseDepth("densenet121", weights="imagenet")
+    assert path.is_file()  # not ours: left where it is
 
 
 def test_weights_of_the_other_backbone_are_refused(tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ def test_the_floor_back_projects_to_the_plane_the_generator_placed() -> None:
     """An empty room seen by a camera 1.4 m above the floor, pitched down and rolled: the
     floor pixels of the generator's exact z-depth back-project (with the intrinsics it
     rendered with) to a plane whose normal is the world's up in the camera frame and whose
-    distance is the camera's height; float32 depth bounds the error (1e-6 relative)."""
+    distance is the camera's height. Bounds: float32 rays and depth (about 1e-6 m per point;
+    measured 3e-6 m and 1e-4 degrees), far below what a pixel's error in cx or fx would cost
+    (centimetres, a quarter of a degree)."""
     h, w = 48, 64
     room = Box((0.0, 0.0, 0.0), (4.0, 5.0, 2.8))
     cam = Camera((2.0, 1.0, 1.4), yaw=0.2, pitch=-0.5, roll=0.1)
@@ -58,9 +60,9 @@ def test_the_floor_back_projects_to_the_plane_the_generator_placed() -> None:
     assert floor.sum() > 200
     normal, distance = fit_plane(points[floor].astype(np.float64))
     up_in_camera = rot.T @ np.array([0.0, 0.0, 1.0])
-    assert distance == pytest.approx(1.4, abs=1e-5)
+    assert distance == pytest.approx(1.4, abs=1e-4)
     angle = math.degrees(math.acos(min(1.0, abs(float(normal @ up_in_camera)))))
-    assert angle < 1e-3
+    assert angle < 1e-2
     assert float(normal @ up_in_camera) < 0  # the camera sees the floor below: normal towards it
 
 

@@ -1,0 +1,251 @@
+"""Downloads against a loopback HTTP server the test starts and stops (127.0.0.1, a free
+port): resume after a cut, a server that ignores Range, 404, a stall, an HTML page served as
+the zip, hashes right and wrong, no room on the disk; nothing half-written under a final name."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from densedepth.util.download import DownloadError, Remote, fetch
+
+PAYLOAD_MB = 3
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """``/ok/NAME`` with Range; ``/norange/NAME`` ignoring it; ``/cut/NAME`` closing the
+    connection halfway the first time; ``/stall/NAME`` stopping after 64 KiB for 3 s;
+    ``/html/NAME`` an HTML page; anything else 404. Every request is logged."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[tuple[str, str | None]]] = []
+    cut_done: ClassVar[set[str]] = set()
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        kind, _, name = self.path.strip("/").partition("/")
+        self.requests.append((self.path, self.headers.get("Range")))
+        data = self.files.get(name)
+        if kind == "html":
+            body = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+            self._send(200, body, {"Content-Type": "text/html"})
+            return
+        if data is None or kind not in ("ok", "norange", "cut", "stall"):
+            self._send(404, b"not found", {})
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and kind != "norange":
+            start = int(rng.split("=")[1].split("-")[0])
+        if kind == "cut" and name not in self.cut_done:
+            self.cut_done.add(name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # the connection cut mid-file
+            return
+        if start:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if kind == "stall":
+            self.wfile.write(data[start : start + 65536])
+            self.wfile.flush()
+            time.sleep(3.0)
+            return
+        self.wfile.write(data[start:])
+
+    def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(code)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """A loopback server on a free port, stopped at the end; its base URL."""
+    from densedepth.data.writers import write_synthetic
+
+    zip_bytes = write_synthetic(tmp_path / "src", "nyu-data-zip", 2, 1, 0, 32, 48).read_bytes()
+    payload = bytes(range(256)) * (PAYLOAD_MB << 12)  # 3 MiB, not compressible by chance
+    digest = hashlib.sha256(payload).hexdigest()
+    Handler.files = {"nyu_data.zip": zip_bytes, "big.bin": payload,
+                     f"densenet-{digest[:8]}.pth": payload,
+                     "densenet-deadbeef.pth": payload}  # fmt: skip
+    Handler.requests, Handler.cut_done = [], set()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_cut_download_resumes_to_an_identical_file(server: str, tmp_path: Path) -> None:
+    """The connection is cut halfway: one line, the part kept, no final file; the rerun asks
+    for the rest with Range and the file is byte-identical (sha256) to the served one."""
+    payload = Handler.files["big.bin"]
+    remote = Remote(f"{server}/cut/big.bin", size=len(payload))
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="rerun the same command to resume") as err:
+        fetch(remote, out)
+    assert "\n" not in str(err.value)
+    part = out / ".big.bin.part"
+    assert not (out / "big.bin").exists() and 0 < part.stat().st_size < len(payload)
+    had = part.stat().st_size
+    t0 = time.perf_counter()
+    path, digest = fetch(remote, out)
+    resumed_s = time.perf_counter() - t0
+    assert digest == sha(payload) == sha(path.read_bytes())
+    assert Handler.requests[-1] == ("/cut/big.bin", f"bytes={had}-")
+    assert not part.exists() and resumed_s < 30
+    again = len(Handler.requests)
+    assert fetch(remote, out) == (path, digest) and len(Handler.requests) == again  # kept
+
+
+def test_a_server_that_ignores_range_restarts_rather_than_corrupts(
+    server: str, tmp_path: Path
+) -> None:
+    payload = Handler.files["big.bin"]
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError):
+        fetch(Remote(f"{server}/cut/big.bin", size=len(payload)), out)
+    lines: list[str] = []
+    path, digest = fetch(Remote(f"{server}/cut/big.bin", size=len(payload)), out,
+                         mirror=f"{server}/norange", log=lines.append)  # fmt: skip
+    assert digest == sha(payload) and path.read_bytes() == payload
+    assert any("ignored the resume request" in line for line in lines)
+
+
+def test_a_synthetic_nyu_zip_is_fetched_and_checked(server: str, tmp_path: Path) -> None:
+    """--mirror BASE_URL appends the file's own name; the zip's members are CRC-checked."""
+    zip_bytes = Handler.files["nyu_data.zip"]
+    remote = Remote("https://example.invalid/densedepth/nyu_data.zip", size=len(zip_bytes))
+    path, digest = fetch(remote, tmp_path / "dl", mirror=f"{server}/ok/")
+    assert digest == sha(zip_bytes) and Handler.requests[-1][0] == "/ok/nyu_data.zip"
+    from densedepth.data.readers import open_dataset
+
+    assert len(open_dataset(str(path), "train")) == 2
+
+
+def test_hash_in_the_name_accepts_the_right_file_and_refuses_a_foreign_one(
+    server: str, tmp_path: Path
+) -> None:
+    """torch hub's rule: the right prefix lands; a wrong one is refused and nothing is kept;
+    a foreign file already under the final name is refused and left untouched."""
+    payload = Handler.files["big.bin"]
+    good = next(n for n in Handler.files if n.startswith("densenet-") and "deadbeef" not in n)
+    path, _ = fetch(Remote(f"{server}/ok/{good}", hash_in_name=True), tmp_path / "w")
+    assert path.read_bytes() == payload
+    with pytest.raises(DownloadError, match="does not start with deadbeef"):
+        fetch(Remote(f"{server}/ok/densenet-deadbeef.pth", hash_in_name=True), tmp_path / "w")
+    assert sorted(
+        p.name for p in (tmp_path / "w").iterdir() if not p.name.startswith(".densedepth")
+    ) == [good]
+    foreign = tmp_path / "f" / good
+    foreign.parent.mkdir()
+    foreign.write_bytes(b"not the weights")
+    with pytest.raises(DownloadError, match="was not written by this toolkit"):
+        fetch(Remote(f"{server}/ok/{good}", hash_in_name=True), tmp_path / "f")
+    assert foreign.read_bytes() == b"not the weights"
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("/missing/nyu_test.zip", "HTTP 404"),
+        ("/html/nyu_data.zip", "HTML page"),
+        ("/stall/big.bin", "stalled for 0.5 s"),
+    ],
+)
+def test_network_failures_are_one_line_and_leave_no_final_file(
+    server: str, tmp_path: Path, path: str, match: str
+) -> None:
+    out = tmp_path / "dl"
+    name = path.rsplit("/", 1)[-1]
+    with pytest.raises(DownloadError, match=match) as err:
+        fetch(Remote(f"{server}{path}"), out, timeout=0.5)
+    assert "\n" not in str(err.value)
+    assert not (out / name).exists()
+    if "html" in path:
+        assert not (out / f".{name}.part").exists()  # a wrong but complete file is not kept
+
+
+def test_an_unreachable_host_and_a_full_disk_are_refused_before_writing(tmp_path: Path) -> None:
+    """A port nobody listens on; a size the disk cannot hold (the free-space check: filling a
+    real disk mid-write is not something a test here can do)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(DownloadError, match="cannot reach"):
+        fetch(Remote(f"http://127.0.0.1:{port}/x.zip"), tmp_path / "a", timeout=2)
+    with pytest.raises(DownloadError, match="GB free"):
+        fetch(Remote("http://127.0.0.1:9/huge.zip", size=10**17), tmp_path / "b")
+    assert not any((tmp_path / "b").iterdir())
+
+
+def test_imagenet_weights_are_fetched_on_first_use_and_verified(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train's --weights imagenet with an empty torch hub cache: the file is fetched from the
+    (loopback) URL into the cache, verified by the hash in its name and loaded; the second
+    model reads the cache without a request; a file whose hash does not match its name is
+    refused in one line and nothing lands in the cache."""
+    torch = pytest.importorskip("torch", reason="the [train] extra loads weights")
+    import io
+
+    import torchvision
+
+    import densedepth.model as dm
+
+    net = torchvision.models.densenet121(weights=None)
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    data = buf.getvalue()
+    good = f"densenet121-{sha(data)[:8]}.pth"
+    Handler.files.update({good: data, "densenet121-0badc0de.pth": data})
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.delenv("DENSEDEPTH_OFFLINE", raising=False)
+    try:
+        monkeypatch.setattr(dm, "weights_url", lambda b: f"{server}/ok/{good}")
+        m = dm.DenseDepth("densenet121", weights="imagenet")
+        assert (tmp_path / "hub" / "checkpoints" / good).read_bytes() == data
+        torch.testing.assert_close(m.encoder.features.conv0.weight, net.features.conv0.weight)
+        count = len(Handler.requests)
+        dm.DenseDepth("densenet121", weights="imagenet")
+        assert len(Handler.requests) == count
+        monkeypatch.setattr(dm, "weights_url", lambda b: f"{server}/ok/densenet121-0badc0de.pth")
+        with pytest.raises(dm.WeightsNotFoundError, match="does not start with 0badc0de") as err:
+            dm.DenseDepth("densenet121", weights="imagenet")
+        assert "\n" not in str(err.value)
+        assert not (tmp_path / "hub" / "checkpoints" / "densenet121-0badc0de.pth").exists()
+    finally:
+        torch.hub.set_dir(old)

@@ -705,6 +705,38 @@ def compare(
         console.print(f"saved {out / 'report.md'}, {out / 'report.json'}, {report['figure']}")
 
 
+@app.command()
+def download(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="nyu-data, nyu-test, nyu-labeled, nyu-h5, kitti-h5, kitti-depth or kitti-raw."
+        ),
+    ],
+    drives: Annotated[
+        list[str] | None, typer.Argument(help="kitti-raw: drives, e.g. 2011_09_26_drive_0001.")
+    ] = None,
+    to: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("data"),
+    mirror: Annotated[
+        str | None, typer.Option(help="Your own copy: BASE_URL (the file's name is appended).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="kitti-raw: eigen = every drive BTS's Eigen split uses.")
+    ] = None,
+) -> None:
+    """Fetch a dataset or the authors' models: resumable (rerun to continue), verified before
+    the final name, sha256 recorded in TO/downloads.json; prints the command that uses it."""
+    with user_errors():
+        from densedepth.data.downloads import download as fetch_all
+        from densedepth.data.downloads import next_command
+
+        records = fetch_all(name, to, drives, mirror, split, log=stderr_line)
+        for r in records:
+            console.print(f"saved {to / r['file']} ({r['bytes'] / 1e6:,.1f} MB, sha256 "
+                          f"{r['sha256']})", markup=False, highlight=False)  # fmt: skip
+        typer.echo(f"next: {next_command(name, to)}")
+
+
 class KerasDataset(str, Enum):
     nyu = "nyu"
     kitti = "kitti"

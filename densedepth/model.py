@@ -187,8 +187,8 @@ def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path
         fetched, _ = fetch(remote, path.parent)
     except DownloadError as exc:
         raise WeightsNotFoundError(
-            f"ImageNet weights for {backbone}: {exc}; or copy {path.name} to {path.parent}, "
-            f"or train from scratch with --weights none"
+            f"ImageNet weights for {backbone}: {exc}; or copy {path.name} to {path.parent} "
+            f"and pass --offline, or train from scratch with --weights none"
         ) from None
     return fetched
 

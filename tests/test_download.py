@@ -249,3 +249,56 @@ def test_imagenet_weights_are_fetched_on_first_use_and_verified(
         assert not (tmp_path / "hub" / "checkpoints" / "densenet121-0badc0de.pth").exists()
     finally:
         torch.hub.set_dir(old)
+
+
+def small_zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_the_download_verb_fetches_records_and_says_what_to_run(
+    server: str, tmp_path: Path
+) -> None:
+    """download nyu-data --mirror: the file, its sha256 in downloads.json and the train
+    command; kitti-raw DRIVE brings the drive and its date's calibration; bad names are one
+    line each and touch nothing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "data"
+    result = runner.invoke(app, ["download", "nyu-data", "--to", str(out), "--mirror",
+                                 f"{server}/ok"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    served = Handler.files["nyu_data.zip"]
+    record = json.loads((out / "downloads.json").read_text())["files"]["nyu_data.zip"]
+    assert record["sha256"] == sha(served) and record["bytes"] == len(served)
+    assert record["url"].endswith("/densedepth/nyu_data.zip")
+    assert record["published_sha256"] == "not published"
+    assert f"next: cli.py train --backbone densenet169 --data {out}/nyu_data.zip" in result.output
+    Handler.files.update({
+        "2011_09_26_drive_0001_sync.zip": small_zip({"2011_09_26/x.txt": b"frame"}),
+        "2011_09_26_calib.zip": small_zip({"2011_09_26/calib_cam_to_cam.txt": b"S_rect_02: 1 1"}),
+    })  # fmt: skip
+    result = runner.invoke(app, ["download", "kitti-raw", "2011_09_26_drive_0001", "--to",
+                                 str(out), "--mirror", f"{server}/ok"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    files = json.loads((out / "downloads.json").read_text())["files"]
+    assert {"nyu_data.zip", "2011_09_26_drive_0001_sync.zip", "2011_09_26_calib.zip"} <= set(files)
+    for args, match in ((["nyu-bogus"], "unknown download"), (["kitti-raw"], "needs drive"),
+                        (["kitti-raw", "2011_09_26"], "not a KITTI raw drive"),
+                        (["nyu-test", "2011_09_26_drive_0001"], "takes no drive names"),
+                        (["nyu-test", "--split", "eigen"], "kitti-raw only")):  # fmt: skip
+        bad = runner.invoke(app, ["download", *args, "--to", str(tmp_path / "no")])
+        errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
+        assert bad.exit_code == 1 and len(errors) == 1 and match in errors[0], bad.output
+        assert not (tmp_path / "no").exists()

@@ -199,8 +199,8 @@ def _open(request: urllib.request.Request, url: str, timeout: float) -> Any:
     except urllib.error.URLError as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
-            f"cannot reach {url} ({reason}): check the network, or pass "
-            f"--mirror BASE_URL or --offline"
+            f"cannot reach {url} ({reason}): check the network, or use a copy of the file "
+            f"(--mirror BASE_URL)"
         ) from None
     except TimeoutError:
         raise DownloadError(

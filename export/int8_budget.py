@@ -1,9 +1,10 @@
 """The accuracy budget of an INT8 build: its depth metrics against the FP32 ONNX's on held-out
 images that are not calibration images, through the CPU runtimes, and a verdict.
 
-Held-out images: ``--val-data`` (its train split) when given, else the validation split of
-the model's training data, the scenes ``train`` held out (its share and seed, which the
-export records; TrainConfig's defaults for an older export). Drawn from the training data,
+Held-out images: ``--val-data`` (its train split; a nyu_test.zip's test split, all it holds)
+when given, else the validation split of the model's training data, the scenes ``train`` held
+out (its share and seed, which the export records; TrainConfig's defaults for an older
+export). Drawn from the training data,
 they are excluded from the calibration set (``calib.calibration.load_calibration_set``'s
 ``exclude``), so an INT8 model is never judged on the frames it was calibrated on.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from densedepth.util.errors import DataError, ExportError, error_line
+from densedepth.util.errors import DataError, ExportError, SplitNotInDataset, error_line
 from densedepth.util.onnx_io import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -81,8 +82,11 @@ def held_out_set(fp32_onnx: Path, budget: AccuracyBudget, **dataset_kwargs: Any)
     meta = read_metadata(fp32_onnx)
     val_data = budget.val_data or meta.get("training_val_data")
     if val_data:
-        dataset = open_dataset(val_data, "train", **dataset_kwargs)
-        return HeldOut(dataset, f"{val_data} (train split)", str(val_data), [])
+        try:
+            dataset, split = open_dataset(val_data, "train", **dataset_kwargs), "train"
+        except SplitNotInDataset:  # nyu_test.zip: the test split is all it holds
+            dataset, split = open_dataset(val_data, "test", **dataset_kwargs), "test"
+        return HeldOut(dataset, f"{val_data} ({split} split)", str(val_data), [])
     data = meta.get("training_data")
     if not data:
         raise ExportError(

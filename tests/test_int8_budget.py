@@ -292,3 +292,18 @@ def test_the_fallback_search_narrows_to_exactly_the_groups_that_matter(
     calls.clear()
     capped = reduce_groups(list(groups), meets, lambda: len(calls) >= 5)
     assert wanted <= set(capped) and len(calls) <= 5
+
+
+def test_a_nyu_test_zip_as_val_data_is_judged_on_its_test_split(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """nyu_test.zip holds only the test split: --val-data takes that one (what the README's
+    nyu.h5 engine command relies on); any other dataset keeps its train split."""
+    from densedepth.data.writers import write_synthetic
+
+    test_zip = write_synthetic(tmp_path / "t", "nyu-test-zip", 1, 3, 0, 64, 64)
+    held = held_out_set(trained_tiny["onnx"], AccuracyBudget(val_data=str(test_zip)))
+    assert held.label.endswith("(test split)") and len(held.dataset) == 3
+    held = held_out_set(trained_tiny["onnx"], AccuracyBudget(val_data="synthetic"),
+                        n=4, height=64, width=64)  # fmt: skip
+    assert held.label.endswith("(train split)") and len(held.dataset) == 4

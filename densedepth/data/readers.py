@@ -52,7 +52,7 @@ from densedepth.camera import (
     read_kitti_calib,
 )
 from densedepth.metrics import EIGEN_CROP
-from densedepth.util.errors import DataError, missing_reason
+from densedepth.util.errors import DataError, SplitNotInDataset, missing_reason
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -326,7 +326,7 @@ class NyuTestZip(DepthDataset):
     def __init__(self, path: str | os.PathLike[str], split: str = "test") -> None:
         self.path = Path(path)
         if _check_split(split) != "test":
-            raise DataError(f"{self.path} holds only the test split; use split 'test'")
+            raise SplitNotInDataset(f"{self.path} holds only the test split; use split 'test'")
         self.zip = _LazyZip(self.path)
         self.name = self.path.name
         self.rgb = load_npy_member(self.zip, EIGEN_FILES[0])

@@ -15,12 +15,16 @@ class DataError(DenseDepthError, ValueError):
     """A dataset, image or depth map is missing, corrupt or of the wrong form."""
 
 
+class SplitNotInDataset(DataError):
+    """A split was asked of a dataset that holds another one only (nyu_test.zip: test)."""
+
+
 class ModelError(DenseDepthError, ValueError):
     """A model was asked for something it cannot do (unknown backbone, bad input size)."""
 
 
 class WeightsNotFoundError(DenseDepthError, FileNotFoundError):
-    """Pretrained weights were asked for but are not on disk (we never download)."""
+    """Pretrained weights were asked for but are not there and cannot be fetched."""
 
 
 class OutputError(DenseDepthError, OSError):

@@ -15,6 +15,7 @@ import onnx
 import pytest
 import torch
 
+from densedepth.camera import NYU_KINECT
 from densedepth.checkpoint import load_checkpoint, save_checkpoint
 from densedepth.util.errors import DenseDepthError
 from densedepth.util.onnx_io import parity_input, read_metadata, set_metadata
@@ -134,7 +135,11 @@ def test_info_is_what_the_files_record(files: dict[str, Path]) -> None:
         assert (o.info.min_depth, o.info.max_depth) == (meta["min_depth"], meta["max_depth"])
         assert o.info.depth_numerator == meta["depth_numerator"]
         assert o.info.input_size == tuple(meta["input_size"]) == tuple(config["input_size"])
-        assert o.info.weights_origin == "" and o.info.camera is None
+        assert o.info.weights_origin == ""
+        # a synthetic run records its generator's camera: the NYU Kinect's, scaled to 64x64
+        kinect = {k: v for k, v in NYU_KINECT.scaled(64, 64).to_dict().items() if k != "source"}
+        assert o.info.camera is not None and o.info.camera["source"].startswith("synthetic")
+        assert {k: o.info.camera[k] for k in kinect} == pytest.approx(kinect)
         assert t.info == o.info  # the checkpoint and its export describe the same model
     # what only some files record: published weights, a training camera, another depth range
     with load_runner(files["recorded_ckpt"], device="cpu") as t:

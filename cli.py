@@ -721,7 +721,11 @@ def download(
         str | None, typer.Option(help="Your own copy: BASE_URL (the file's name is appended).")
     ] = None,
     split: Annotated[
-        str | None, typer.Option(help="kitti-raw: eigen = every drive BTS's Eigen split uses.")
+        str | None,
+        typer.Option(
+            help="kitti-raw: eigen (every drive BTS's Eigen split uses, 61), eigen-train (33) "
+            "or eigen-test (28); also fetches the split's file lists."
+        ),
     ] = None,
 ) -> None:
     """Fetch a dataset or the authors' models: resumable (rerun to continue), verified before

@@ -197,8 +197,8 @@ def test_network_failures_are_one_line_and_leave_no_final_file(
 
 
 def test_an_unreachable_host_and_a_full_disk_are_refused_before_writing(tmp_path: Path) -> None:
-    """A port nobody listens on; a size the disk cannot hold (the free-space check: filling a
-    real disk mid-write is not something a test here can do)."""
+    """A port nobody listens on; a size the disk cannot hold (the free-space check before
+    anything is written; the disk filling mid-write is the next test)."""
     import socket
 
     with socket.socket() as s:
@@ -209,6 +209,29 @@ def test_an_unreachable_host_and_a_full_disk_are_refused_before_writing(tmp_path
     with pytest.raises(DownloadError, match="GB free"):
         fetch(Remote("http://127.0.0.1:9/huge.zip", size=10**17), tmp_path / "b")
     assert not any((tmp_path / "b").iterdir())
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_disk_that_fills_mid_write_is_one_line_and_leaves_no_final_file(
+    server: str, tmp_path: Path
+) -> None:
+    """The kernel's own ENOSPC mid-file: the part is /dev/full (every write fails with ENOSPC
+    once the free-space check has passed), so the download stops with one line naming the
+    disk, nothing appears under the final name, and a rerun after the space is freed (the
+    part made a plain file again) fetches the whole, identical file."""
+    payload = Handler.files["big.bin"]
+    out = tmp_path / "dl"
+    out.mkdir()
+    part = out / ".big.bin.part"
+    part.symlink_to("/dev/full")
+    remote = Remote(f"{server}/ok/big.bin", size=len(payload))
+    with pytest.raises(DownloadError, match="disk full in") as err:
+        fetch(remote, out)
+    assert "\n" not in str(err.value) and "rerun the same command" in str(err.value)
+    assert not (out / "big.bin").exists()
+    part.unlink()  # the space freed
+    path, digest = fetch(remote, out)
+    assert digest == sha(payload) and path.read_bytes() == payload
 
 
 def test_imagenet_weights_are_fetched_on_first_use_and_verified(
@@ -282,7 +305,7 @@ def test_the_download_verb_fetches_records_and_says_what_to_run(
     served = Handler.files["nyu_data.zip"]
     record = json.loads((out / "downloads.json").read_text())["files"]["nyu_data.zip"]
     assert record["sha256"] == sha(served) and record["bytes"] == len(served)
-    assert record["url"].endswith("/densedepth/nyu_data.zip")
+    assert record["url"] == "https://tinyurl.com/nyu-data-zip"  # the authors' README link
     assert record["published_sha256"] == "not published"
     assert f"next: cli.py train --backbone densenet169 --data {out}/nyu_data.zip" in result.output
     Handler.files.update({
@@ -297,8 +320,95 @@ def test_the_download_verb_fetches_records_and_says_what_to_run(
     for args, match in ((["nyu-bogus"], "unknown download"), (["kitti-raw"], "needs drive"),
                         (["kitti-raw", "2011_09_26"], "not a KITTI raw drive"),
                         (["nyu-test", "2011_09_26_drive_0001"], "takes no drive names"),
-                        (["nyu-test", "--split", "eigen"], "kitti-raw only")):  # fmt: skip
+                        (["nyu-test", "--split", "eigen"], "kitti-raw only"),
+                        (["kitti-raw", "--split", "eigen-val"], "unknown --split")):  # fmt: skip
         bad = runner.invoke(app, ["download", *args, "--to", str(tmp_path / "no")])
         errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
         assert bad.exit_code == 1 and len(errors) == 1 and match in errors[0], bad.output
         assert not (tmp_path / "no").exists()
+
+
+def test_the_eigen_split_table_is_bts_lists_drives() -> None:
+    """--split eigen is the 61 drives of BTS's two list files (33 train, 28 test, none in
+    both; counted from the files at BTS_COMMIT), each a well-formed drive name, and the lists
+    themselves are pinned to that commit with their sha256."""
+    from densedepth.data import downloads as D
+
+    train, test = set(D.EIGEN_TRAIN_DRIVES), set(D.EIGEN_TEST_DRIVES)
+    assert (len(train), len(test), len(train & test)) == (33, 28, 0)
+    assert all(D.DRIVE.match(d) for d in train | test)
+    assert set(D.split_files("eigen")[0]) == train | test
+    drives, lists = D.split_files("eigen-test")
+    assert set(drives) == test and [r.file_name for r in lists] == ["eigen_test_files_with_gt.txt"]
+    assert all(D.BTS_COMMIT in r.url and r.sha256 and r.size for r in D.EIGEN_SPLIT_FILES.values())
+    remotes = D.files_for("kitti-raw", sorted(train | test))
+    calib = {r.file_name for r in remotes if r.file_name.endswith("_calib.zip")}
+    assert len(remotes) == 61 + 5 and calib == {f"{d}_calib.zip" for d in
+        ("2011_09_26", "2011_09_28", "2011_09_29", "2011_09_30", "2011_10_03")}  # fmt: skip
+
+
+def zip_folder(root: Path, sub: str, strip: str = "") -> bytes:
+    """The files under ``root/sub`` as a zip, member names relative to ``root/strip``."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted((root / sub).rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(root / strip).as_posix())
+    return buf.getvalue()
+
+
+def test_kitti_from_the_download_verb_opens_as_the_kitti_dataset(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KITTI's own zips of a synthetic KITTI tree (raw drives, the date's calibration, the
+    annotated depth with train/ and val/ at its top, the BTS list), fetched with kitti-depth and
+    kitti-raw --split: the folder of zips opens, as it is, as the same KITTI dataset (frames
+    equal, camera from the calibration zip), and a rerun verifies what is there and fetches
+    nothing again."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from cli import app
+    from densedepth.data import downloads as D
+    from densedepth.data.readers import open_dataset
+    from densedepth.data.writers import write_synthetic
+
+    src = write_synthetic(tmp_path / "street", "kitti", 2, 2, seed=3, height=32, width=96)
+    raw = src / "2011_09_26"
+    drives = sorted(p.name[: -len("_sync")] for p in raw.iterdir() if p.is_dir())
+    Handler.files.update({f"{d}_sync.zip": zip_folder(src, f"2011_09_26/{d}_sync") for d in drives})
+    calib = small_zip(
+        {"2011_09_26/calib_cam_to_cam.txt": (raw / "calib_cam_to_cam.txt").read_bytes()}
+    )
+    test_list = (src / "eigen_test_files_with_gt.txt").read_bytes()
+    Handler.files.update({"2011_09_26_calib.zip": calib,
+                          "data_depth_annotated.zip": zip_folder(src, "data_depth_annotated",
+                                                                 "data_depth_annotated"),
+                          "eigen_test_files_with_gt.txt": test_list})  # fmt: skip
+    monkeypatch.setitem(D.SPLITS, "eigen-test", (tuple(drives), ("test",)))
+    monkeypatch.setitem(D.EIGEN_SPLIT_FILES, "test", Remote(
+        "https://example.invalid/eigen_test_files_with_gt.txt", sha256=sha(test_list)))  # fmt: skip
+    out, runner, mirror = tmp_path / "kitti", CliRunner(), f"{server}/ok"
+    result = runner.invoke(app, ["download", "kitti-depth", "--to", str(out), "--mirror", mirror])
+    assert result.exit_code == 0, result.output
+    args = ["download", "kitti-raw", "--split", "eigen-test", "--to", str(out), "--mirror", mirror]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not any(p.is_dir() for p in out.iterdir())  # zips only: read in place
+    ours, theirs = open_dataset(out, "test"), open_dataset(src, "test")
+    assert len(ours) == len(theirs) > 0 and ours.camera == theirs.camera
+    for (a_rgb, a_depth), (b_rgb, b_depth) in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a_rgb, b_rgb)
+        np.testing.assert_array_equal(a_depth, b_depth)
+    asked = len(Handler.requests)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert Handler.requests[asked:] == []  # verified where they lie, nothing fetched again
+    files = json.loads((out / "downloads.json").read_text())["files"]
+    served = {n: sha(Handler.files[n]) for n in files}
+    assert {n: f["sha256"] for n, f in files.items()} == served and len(files) == len(drives) + 3

@@ -56,6 +56,7 @@ class Remote:
     size: int | None = None
     sha256: str | None = None
     hash_in_name: bool = False  # torch hub's rule: the name carries a sha256 prefix
+    md5: str | None = None  # where only an md5 is on record (checked by a second read)
 
     @property
     def file_name(self) -> str:
@@ -93,6 +94,8 @@ def check_file(path: Path, remote: Remote, digest: str | None = None) -> str:
             f"{name}: the server sent an HTML page, not the file (a login or "
             f"error page): check the URL or pass --mirror"
         )
+    if name.endswith((".h5", ".hdf5")) and not _is_hdf5(path):  # (.mat: v5 or v7.3 HDF5)
+        raise DownloadError(f"{name}: not an HDF5 file (no HDF5 signature): a corrupt download")
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -104,6 +107,10 @@ def check_file(path: Path, remote: Remote, digest: str | None = None) -> str:
     digest = digest or file_sha256(path)
     if remote.sha256 and digest != remote.sha256.lower():
         raise DownloadError(f"{name}: sha256 {digest} does not match the published {remote.sha256}")
+    if remote.md5:
+        md5 = file_sha256(path, hashlib.md5())
+        if md5 != remote.md5.lower():
+            raise DownloadError(f"{name}: md5 {md5} does not match the recorded {remote.md5}")
     if remote.hash_in_name:
         m = HASH_PREFIX.search(name)
         if m is None or not digest.startswith(m.group(1)):
@@ -113,6 +120,23 @@ def check_file(path: Path, remote: Remote, digest: str | None = None) -> str:
                 f"(the hash in its name): a corrupt or foreign file"
             )
     return digest
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` has HDF5's signature where the format allows its superblock (byte 0,
+    512, 1024, 2048, ...: a user block may come first)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + 8 <= size and offset <= 1 << 20:
+            f.seek(offset)
+            if f.read(8) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def fetch(
@@ -234,32 +258,33 @@ def _stream(
     a cut or a full disk (the part kept for a rerun)."""
     done = have
     mib = (total or 0) >> 20
-    with progress(f"downloading {part.name[1:-5]}", mib, "MiB") as advance, open(part, mode) as f:
-        advance(have >> 20)
-        while True:
-            try:
-                block = response.read(CHUNK)
-            except TimeoutError:
-                raise DownloadError(
-                    _stopped(url, done, total, f"stalled for {timeout:g} s")
-                ) from None
-            except (ConnectionError, OSError) as exc:
-                raise DownloadError(
-                    _stopped(url, done, total, f"connection lost ({exc})")
-                ) from None
-            if not block:
-                break
-            try:
-                f.write(block)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
+    try:
+        with progress(f"downloading {part.name[1:-5]}", mib, "MiB") as advance, \
+                open(part, mode) as f:  # fmt: skip
+            advance(have >> 20)
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except TimeoutError:
                     raise DownloadError(
-                        _stopped(url, done, total, f"disk full in {part.parent}")
+                        _stopped(url, done, total, f"stalled for {timeout:g} s")
                     ) from None
-                raise
-            h.update(block)
-            before, done = done, done + len(block)
-            advance((done >> 20) - (before >> 20))
+                except (ConnectionError, OSError) as exc:
+                    raise DownloadError(
+                        _stopped(url, done, total, f"connection lost ({exc})")
+                    ) from None
+                if not block:
+                    break
+                f.write(block)
+                h.update(block)
+                before, done = done, done + len(block)
+                advance((done >> 20) - (before >> 20))
+    except OSError as exc:  # a write or the final flush: the response's own are caught above
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DownloadError(_stopped(url, done, total, f"disk full in {part.parent}")) from None
+        raise DownloadError(
+            _stopped(url, done, total, f"cannot write {part} ({exc.strerror})")
+        ) from None
     if total is not None and done < total:
         raise DownloadError(_stopped(url, done, total, "the connection closed early"))
 

@@ -412,3 +412,27 @@ def test_kitti_from_the_download_verb_opens_as_the_kitti_dataset(
     files = json.loads((out / "downloads.json").read_text())["files"]
     served = {n: sha(Handler.files[n]) for n in files}
     assert {n: f["sha256"] for n, f in files.items()} == served and len(files) == len(drives) + 3
+
+
+def test_an_h5_without_hdf5s_signature_and_a_wrong_md5_are_refused(
+    server: str, tmp_path: Path
+) -> None:
+    """nyu.h5 must carry HDF5's signature (at 0 or after a user block: 512, 1024, ...); a
+    recorded md5 is checked (the labeled NYU .mat's only record): the right one passes, a
+    wrong one is one line and keeps nothing."""
+    import h5py
+
+    real = tmp_path / "real.h5"
+    with h5py.File(real, "w", userblock_size=512) as f:  # signature at 512, like MATLAB v7.3
+        f["x"] = [1.0, 2.0]
+    Handler.files.update({"nyu.h5": real.read_bytes(), "kitti.h5": b"\0" * 4096})
+    path, _ = fetch(Remote(f"{server}/ok/nyu.h5"), tmp_path / "a")
+    assert path.read_bytes() == real.read_bytes()
+    with pytest.raises(DownloadError, match="not an HDF5 file"):
+        fetch(Remote(f"{server}/ok/kitti.h5"), tmp_path / "b")
+    payload = Handler.files["big.bin"]
+    md5 = hashlib.md5(payload).hexdigest()
+    assert fetch(Remote(f"{server}/ok/big.bin", md5=md5), tmp_path / "c")[0].is_file()
+    with pytest.raises(DownloadError, match="does not match the recorded") as err:
+        fetch(Remote(f"{server}/ok/big.bin", md5="0" * 32), tmp_path / "d")
+    assert "\n" not in str(err.value) and not any((tmp_path / "d").iterdir())

@@ -174,9 +174,8 @@ def fetch(
         digest = check_file(part, remote, digest)
     except DownloadError as exc:
         part.unlink(missing_ok=True)  # a complete but wrong file is not resumable
-        raise DownloadError(
-            f"{exc} (from {url}); nothing was kept: check the URL or --mirror"
-        ) from None
+        todo = "" if "--mirror" in str(exc) else ": check the URL or --mirror"
+        raise DownloadError(f"{exc} (from {url}); nothing was kept{todo}") from None
     os.replace(part, final)
     record_written(final)
     return final, digest

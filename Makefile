@@ -12,9 +12,18 @@ KERAS_VENV ?= .venv-keras
 KERAS_STAMP := $(KERAS_VENV)/.installed-stamp
 KERAS_REQS := 'tensorflow-cpu>=2.16' 'tf_keras>=2.16'
 
+# The serving environment: NVIDIA PyTriton (a real Triton server binary with its Python
+# backend) pins numpy < 2, so `cli.py serve` runs Triton from its own venv, as production runs
+# Triton in its own container. Debian's python3 first: the backend stub links the system's
+# libpython (serve.triton_server also puts another interpreter's own libpython first).
+SERVE_VENV ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed-stamp
+SERVE_PYTHON ?= $(shell [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv' 2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON))
+SERVE_REQS := 'nvidia-pytriton>=0.5' 'onnxruntime>=1.20' 'onnx>=1.15' 'pillow>=10.0' 'pyyaml>=5.4'
+
 FIGURES ?= runs/figures
 
-.PHONY: install install-jetson demo figures test lint clean keras-reference
+.PHONY: install install-jetson demo figures test lint clean keras-reference serve-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +42,11 @@ keras-reference:
 	  ($(PYTHON) -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/python -m pip install --quiet $(KERAS_REQS) \
 	   && touch $(KERAS_STAMP)) || echo "TensorFlow reference not installed: its tests will skip"; fi
 
+serve-env:
+	@if [ ! -f $(SERVE_STAMP) ]; then \
+	  ($(SERVE_PYTHON) -m venv $(SERVE_VENV) && $(SERVE_VENV)/bin/python -m pip install --quiet $(SERVE_REQS) \
+	   && touch $(SERVE_STAMP)) || echo "serving environment not installed: the Triton server tests will skip"; fi
+
 demo: $(STAMP)
 	$(PY) cli.py demo --out $(OUT) --overwrite
 
@@ -48,10 +62,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint keras-reference
+test: lint keras-reference serve-env
 	NYU_SAMPLES_DIR=$${NYU_SAMPLES_DIR:-$(abspath $(wildcard ../shared/nyu-samples))} \
 	KERAS_PYTHON=$${KERAS_PYTHON:-$$([ -f $(KERAS_STAMP) ] && echo $(abspath $(KERAS_VENV))/bin/python)} \
+	DENSEDEPTH_SERVE_PYTHON=$${DENSEDEPTH_SERVE_PYTHON:-$$([ -f $(SERVE_STAMP) ] && echo $(abspath $(SERVE_VENV))/bin/python)} \
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) $(KERAS_VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(KERAS_VENV) $(SERVE_VENV) runs .pytest_cache .ruff_cache *.egg-info

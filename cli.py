@@ -1175,6 +1175,89 @@ def parse_batches(values: list[int] | None) -> tuple[int, ...]:
     return batches
 
 
+@app.command("triton-repo")
+def triton_repo(
+    models: Annotated[
+        list[Path], typer.Argument(help=".engine/.plan (TensorRT), .onnx, .xml (OpenVINO) files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Repository folder to write.")] = Path("triton-repo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing repository.")] = False,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="max_batch_size of dynamic-batch ONNX / IR models.")
+    ] = 8,
+    instances: Annotated[int, typer.Option(min=1, help="instance_group count per model.")] = 1,
+    queue_delay_us: Annotated[
+        int, typer.Option(min=0, help="Dynamic batching's max queue delay (microseconds).")
+    ] = 2000,
+    accelerator: Annotated[
+        str, typer.Option(help="ONNX models: none, tensorrt or openvino execution accelerator.")
+    ] = "none",
+) -> None:
+    """Write a Triton model repository: one model per file, config.pbtxt read from the file
+    and checked against Triton's own ModelConfig protobuf."""
+    with user_errors():
+        from serve.repository import plan_repository, write_repository
+
+        plan = plan_repository(models, max_batch, instances, queue_delay_us, accelerator)
+        with output_folder(out, overwrite, "triton-repo", models) as folder:
+            write_repository(plan, folder)
+        served = [m for m, _ in plan]
+        for m in served:
+            typer.echo(f"{m.name}: {m.kind}, input {m.input.name} {list(m.input.shape)}, "
+                       f"max_batch_size {m.max_batch_size} ({m.batch_note})")  # fmt: skip
+        typer.echo(f"saved {out} ({len(served)} models; each config.pbtxt parsed by Triton's "
+                   f"ModelConfig): tritonserver --model-repository {out}")  # fmt: skip
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="Any model file the toolkit runs.")],
+    name: Annotated[str, typer.Option(help="Model name on the server (default: file stem).")] = "",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, help="HTTP port (0: a free one).")] = 8000,
+    grpc_port: Annotated[int, typer.Option(min=0, help="gRPC port (0: a free one).")] = 8001,
+    max_batch: Annotated[int, typer.Option(min=1, help="Dynamic batching's largest batch.")] = 8,
+    queue_delay_us: Annotated[
+        int, typer.Option(min=0, help="Dynamic batching's max queue delay (microseconds).")
+    ] = 2000,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = default).")] = 0,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+) -> None:
+    """Serve MODEL on a real Triton server (NVIDIA PyTriton, from the serving environment:
+    make serve-env), dynamic batching on; Ctrl-C stops it."""
+    with user_errors():
+        import signal
+        import time
+
+        from export.formats import format_for_suffix
+        from serve.launch import last_error, start_server
+        from serve.repository import NAME_RE, model_name
+
+        check_threads(threads)
+        if format_for_suffix(model.suffix) is None or not model.is_file():
+            raise fail(f"{model}: not a model file the toolkit runs (checkpoint, .onnx, .xml, "
+                       f".engine)")  # fmt: skip
+        name = name or model_name(model)
+        if not NAME_RE.match(name):
+            raise fail(f"--name {name!r}: Triton takes letters, digits, '.', '_', '-'")
+        server = start_server(model, name, host, port, grpc_port, max_batch, queue_delay_us,
+                              threads, device.value)  # fmt: skip
+        with server:
+            typer.echo(f"serving {name} at http://{server.http_url} (gRPC {server.grpc_url}), "
+                       f"dynamic batching up to {max_batch}; Ctrl-C stops it")  # fmt: skip
+            try:
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: let it stop
+                typer.echo("stopping", err=True)
+            code = server.process.poll()
+            why = last_error(server.log_path) if code not in (None, 0) else ""
+        if why:
+            raise fail(f"the Triton server stopped by itself (exit {code}): {why}")
+        typer.echo("stopped")
+
+
 @app.command()
 def bench(
     models: Annotated[
@@ -1276,9 +1359,25 @@ def bench(
     intrinsics: IntrinsicsOption = None,
     camera_info: CameraInfoOption = None,
     focal_scale: FocalScaleOption = "none",
+    server: Annotated[
+        str | None,
+        typer.Option(help="A Triton server (HOST:PORT of --protocol): bench its --model too."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="--server: the served model's name.")] = None,
+    server_protocol: Annotated[
+        str, typer.Option(help="--server: http or grpc (the port's protocol).")
+    ] = "http",
+    concurrency: Annotated[
+        list[int] | None,
+        typer.Option(min=1, help="--server: concurrent clients per level (default 1 2 4 8)."),
+    ] = None,
+    requests: Annotated[
+        int, typer.Option(min=1, help="--server: requests per concurrency level.")
+    ] = 64,
 ) -> None:
     """Latency and accuracy of every engine (table, JSON, CSV, Markdown, Pareto plot), or with
-    --camera a live run on a camera, video file or stream."""
+    --camera a live run on a camera, video file or stream; with --server a model on a Triton
+    server too, and its concurrency sweep."""
     check_threads(threads)
     with user_errors():
         from bench.camera import camera_bench
@@ -1305,6 +1404,18 @@ def bench(
                             input_sizes=tuple(dict.fromkeys(map(parse_size, input_size or ()))),
                             calib=calib, calib_images=calib_images, max_drop=max_drop,
                             max_power=max_power, peak=peak)  # fmt: skip
+        if server is not None:
+            from bench.server_load import LEVELS, check_server, server_bench
+
+            if not model:
+                raise DenseDepthError("--server needs --model NAME (the served model's name)")
+            require_files(models or [])
+            check_server(server, server_protocol)  # before the report folder is made
+            levels = tuple(concurrency or LEVELS)
+            with output_folder(out, overwrite, "bench", models or []) as folder:
+                result = server_bench(server, model, server_protocol, folder, opts, models or [],
+                                      levels, requests, console_log)  # fmt: skip
+            return print_bench(result)
         if not models and peak:
             return console.print(peaks_line(measure_peaks(threads=threads)))
         if not models:

@@ -2,8 +2,9 @@
 
 Read from the source (every import statement, inside functions too), not by importing, so a
 lazy import that runs back up the stack is caught as well as a top-level one.
-cli -> {train, calib, export, engines, bench} -> densedepth; between stages only downward:
-bench -> engines -> export -> calib. Nothing imports cli or demo (cli runs the demo).
+cli -> {train, calib, export, engines, bench, serve} -> densedepth; between stages only
+downward: bench -> engines -> export -> calib, serve -> engines. Nothing imports cli or demo
+(cli runs the demo).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("densedepth", "calib", "export", "engines", "bench", "train")
+PACKAGES = ("densedepth", "calib", "export", "engines", "bench", "train", "serve")
 TOP = ("cli", "demo")
 # What each stage may import besides itself and densedepth.
 BELOW = {
@@ -22,8 +23,9 @@ BELOW = {
     "engines": {"export", "calib"},
     "bench": {"engines", "export", "calib"},
     "train": set(),
+    "serve": {"engines", "export", "calib"},
     "demo": {"bench", "engines", "export", "calib", "train"},
-    "cli": {"bench", "engines", "export", "calib", "train", "demo"},
+    "cli": {"bench", "engines", "export", "calib", "train", "demo", "serve"},
 }
 
 

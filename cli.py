@@ -1175,6 +1175,11 @@ def parse_batches(values: list[int] | None) -> tuple[int, ...]:
     return batches
 
 
+QueueDelayOption = Annotated[
+    int, typer.Option(min=0, help="Dynamic batching's max queue delay (microseconds).")
+]
+
+
 @app.command("triton-repo")
 def triton_repo(
     models: Annotated[
@@ -1186,9 +1191,7 @@ def triton_repo(
         int, typer.Option(min=1, help="max_batch_size of dynamic-batch ONNX / IR models.")
     ] = 8,
     instances: Annotated[int, typer.Option(min=1, help="instance_group count per model.")] = 1,
-    queue_delay_us: Annotated[
-        int, typer.Option(min=0, help="Dynamic batching's max queue delay (microseconds).")
-    ] = 2000,
+    queue_delay_us: QueueDelayOption = 2000,
     accelerator: Annotated[
         str, typer.Option(help="ONNX models: none, tensorrt or openvino execution accelerator.")
     ] = "none",
@@ -1217,9 +1220,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, help="HTTP port (0: a free one).")] = 8000,
     grpc_port: Annotated[int, typer.Option(min=0, help="gRPC port (0: a free one).")] = 8001,
     max_batch: Annotated[int, typer.Option(min=1, help="Dynamic batching's largest batch.")] = 8,
-    queue_delay_us: Annotated[
-        int, typer.Option(min=0, help="Dynamic batching's max queue delay (microseconds).")
-    ] = 2000,
+    queue_delay_us: QueueDelayOption = 2000,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0 = default).")] = 0,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
 ) -> None:

@@ -13,6 +13,7 @@ bounded: ``requests`` per level and ``max_seconds`` per level, each request with
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -60,14 +61,22 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _clients_loop(runner: TritonRunner, frames: np.ndarray, count: int, deadline: float,
-                  latencies: list[float], errors: list[str], lock: threading.Lock,
-                  sent: list[int]) -> None:  # fmt: skip
-    """One closed-loop client (its own connection): requests until the level's count is
-    reached or its deadline passes."""
-    own = TritonRunner(runner.url, runner.model, runner.protocol, runner.timeout)
+def _clients_loop(runner: TritonRunner, frames: np.ndarray, count: int, level: dict[str, float],
+                  start: threading.Barrier, latencies: list[float], errors: list[str],
+                  lock: threading.Lock, sent: list[int]) -> None:  # fmt: skip
+    """One closed-loop client: its own connection (made in its own thread: tritonclient's HTTP
+    client cannot move between threads), opened before the level's clock starts at ``start``;
+    then requests until the level's count is reached or its deadline passes."""
+    own = None
     try:
-        while time.monotonic() < deadline:
+        own = TritonRunner(runner.url, runner.model, runner.protocol, runner.timeout)
+    except DenseDepthError as exc:
+        with lock:
+            errors.append(str(exc))
+    with contextlib.suppress(threading.BrokenBarrierError):  # a client that never connected
+        start.wait()
+    try:
+        while own is not None and not errors and time.monotonic() < level.get("deadline", 0.0):
             with lock:
                 if sent[0] >= count:
                     return
@@ -84,7 +93,8 @@ def _clients_loop(runner: TritonRunner, frames: np.ndarray, count: int, deadline
             with lock:
                 latencies.append(time.perf_counter() - t0)
     finally:
-        own.close()
+        if own is not None:
+            own.close()
 
 
 def measure_level(runner: TritonRunner, frames: np.ndarray, concurrency: int, requests: int,
@@ -95,16 +105,21 @@ def measure_level(runner: TritonRunner, frames: np.ndarray, concurrency: int, re
     latencies: list[float] = []
     errors: list[str] = []
     lock, sent = threading.Lock(), [0]
-    deadline = time.monotonic() + max_seconds
-    threads = [threading.Thread(target=_clients_loop, args=(runner, frames, requests, deadline,
-                                latencies, errors, lock, sent), daemon=True)
+    level: dict[str, float] = {}
+
+    def clock_starts() -> None:  # run once, when every client has connected
+        level["t0"] = time.perf_counter()
+        level["deadline"] = time.monotonic() + max_seconds
+
+    start = threading.Barrier(concurrency, action=clock_starts, timeout=runner.timeout + 30)
+    threads = [threading.Thread(target=_clients_loop, args=(runner, frames, requests, level,
+                                start, latencies, errors, lock, sent), daemon=True)
                for _ in range(concurrency)]  # fmt: skip
-    t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=max_seconds + runner.timeout + 5)
-    wall = time.perf_counter() - t0
+        t.join(timeout=max_seconds + 2 * runner.timeout + 35)
+    wall = time.perf_counter() - level.get("t0", time.perf_counter())
     if errors:
         raise DenseDepthError(errors[0])
     done = len(latencies)

@@ -104,7 +104,7 @@ class TritonRunner(RunnerBase):
         self.input_shape = (1, 3, h, w)
         self.max_batch = self.max_batch_size or int(shape[0])
         self.info = self._info(config, (h, w))
-        self.precision = self.info.precision if self.info.precision else "unknown"
+        self.precision = self.info.precision  # "unknown" where the config does not say
 
     @staticmethod
     def _as_dict(message: Any) -> dict[str, Any]:

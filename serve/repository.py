@@ -96,12 +96,11 @@ def read_served_model(
     if max_batch < 1:
         raise RepositoryError(f"--max-batch {max_batch} must be at least 1")
     reader = {"tensorrt_plan": _engine_io, "onnxruntime_onnx": _onnx_io, "openvino": _ir_io}[kind]
-    inp, out = reader(path)
+    inp, out, largest = reader(path)
     if inp.shape[0] != -1:
         batch, note = 0, f"static batch {inp.shape[0]}: max_batch_size 0, no dynamic batching"
-    elif kind == "tensorrt_plan":
-        batch = _engine_max_batch(path)
-        note = f"the engine's optimisation profile: batch 1..{batch}"
+    elif largest is not None:  # an engine: its profile says
+        batch, note = largest, f"the engine's optimisation profile: batch 1..{largest}"
     else:
         batch, note = max_batch, f"dynamic batch: max_batch_size {max_batch} (--max-batch)"
     if out.shape[0] == -1 and inp.shape[0] != -1:
@@ -110,8 +109,8 @@ def read_served_model(
     return ServedModel(name, path, kind, inp, out, batch, info, note)
 
 
-def _onnx_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
-    """The ONNX graph's first input and output (symbolic dims as -1)."""
+def _onnx_io(path: Path) -> tuple[TensorSpec, TensorSpec, None]:
+    """The ONNX graph's input and output (symbolic dims as -1); no largest batch of its own."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -130,11 +129,11 @@ def _onnx_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
         dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
         return TensorSpec(value.name, dtype, dims)
 
-    return spec(inputs[0]), spec(graph.output[0])
+    return spec(inputs[0]), spec(graph.output[0]), None
 
 
-def _ir_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
-    """The OpenVINO IR's input and output, as OpenVINO reads them."""
+def _ir_io(path: Path) -> tuple[TensorSpec, TensorSpec, None]:
+    """The OpenVINO IR's input and output, as OpenVINO reads them; no largest batch."""
     try:
         import openvino as ov
     except ModuleNotFoundError:
@@ -155,7 +154,7 @@ def _ir_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise RepositoryError(f"{path.name}: a DenseDepth IR has one input and one output")
-    return spec(model.inputs[0]), spec(model.outputs[0])
+    return spec(model.inputs[0]), spec(model.outputs[0]), None
 
 
 def _engine_shapes(path: Path) -> dict[str, Any]:
@@ -167,9 +166,10 @@ def _engine_shapes(path: Path) -> dict[str, Any]:
     return shapes
 
 
-def _engine_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
+def _engine_io(path: Path) -> tuple[TensorSpec, TensorSpec, int]:
     """A TensorRT engine's tensors (what build-engine gives it: FP32 rgb in, depth out at
-    half size), dims from its profile: batch -1 when the profile's min and max differ."""
+    half size), dims from its profile (batch -1 when the profile's min and max differ), and
+    the profile's largest batch."""
     shapes = _engine_shapes(path)
     lo, hi = [int(v) for v in shapes["min"]], [int(v) for v in shapes["max"]]
     if len(hi) != 4 or lo[1:] != hi[1:]:
@@ -177,11 +177,7 @@ def _engine_io(path: Path) -> tuple[TensorSpec, TensorSpec]:
     batch = -1 if lo[0] != hi[0] else hi[0]
     _, c, h, w = hi
     return (TensorSpec(INPUT_NAME, "TYPE_FP32", (batch, c, h, w)),
-            TensorSpec(OUTPUT_NAME, "TYPE_FP32", (batch, 1, h // 2, w // 2)))  # fmt: skip
-
-
-def _engine_max_batch(path: Path) -> int:
-    return int(_engine_shapes(path)["max"][0])
+            TensorSpec(OUTPUT_NAME, "TYPE_FP32", (batch, 1, h // 2, w // 2)), hi[0])  # fmt: skip
 
 
 def preferred_batches(max_batch_size: int) -> list[int]:

@@ -80,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from densedepth.util.onnx_io import INPUT_NAME, OUTPUT_NAME
     from engines.base import load_runner
-    from serve.repository import preferred_batches
+    from serve.repository import info_parameters, preferred_batches
 
     runner = load_runner(args.model, device=args.device, threads=args.threads)
     _, c, h, w = runner.input_shape
@@ -105,7 +105,7 @@ def serve(args: argparse.Namespace) -> int:
             config=ModelConfig(max_batch_size=args.max_batch, batcher=batcher),
             strict=True,
         )
-        described = describe_model(triton, args.name, model_parameters(runner.info))
+        described = describe_model(triton, args.name, info_parameters(runner.info))
         triton.run()
         _wait_ready(args)
         if args.ready_file:
@@ -125,14 +125,6 @@ def serve(args: argparse.Namespace) -> int:
         triton.stop()
     runner.close()
     return 0
-
-
-def model_parameters(info: Any) -> dict[str, str]:
-    """The config parameters triton-repo writes (depth units, range, variant, backbone,
-    precision), for a client to read the output right."""
-    from serve.repository import info_parameters
-
-    return info_parameters(info)
 
 
 def describe_model(triton: Any, name: str, parameters: dict[str, str]) -> bool:

@@ -1362,7 +1362,7 @@ def bench(
     focal_scale: FocalScaleOption = "none",
     server: Annotated[
         str | None,
-        typer.Option(help="A Triton server (HOST:PORT of --protocol): bench its --model too."),
+        typer.Option(help="A Triton server, HOST:PORT (--server-protocol): bench its --model."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="--server: the served model's name.")] = None,
     server_protocol: Annotated[

@@ -1035,6 +1035,14 @@ def int8_report(
     images: Annotated[int, typer.Option(min=1, help="Held-out images scored per group.")] = 8,
     groups: Annotated[int, typer.Option(min=0, help="Only the first N Conv groups (0: all).")] = 0,
     top: Annotated[int, typer.Option(min=1, help="Groups in the table and the plot.")] = 20,
+    quantizer: Annotated[
+        Quantizer,
+        typer.Option(help="--flavour tensorrt: the Q/DQ writer (modelopt, onnxruntime, auto)."),
+    ] = Quantizer.auto,
+    fp16: Annotated[
+        bool,
+        typer.Option("--fp16", help="--flavour tensorrt: FP16 float layers (--int8 --fp16)."),
+    ] = False,
 ) -> None:
     """Per-layer INT8 sensitivity: each Conv group alone left in float, ranked by δ1 gain."""
     with user_errors():
@@ -1043,8 +1051,12 @@ def int8_report(
         from export.int8_report import int8_report as make_report
 
         require_files([model])
+        if flavour != "tensorrt" and (fp16 or quantizer != Quantizer.auto):
+            raise fail("--fp16 and --quantizer are for --flavour tensorrt (the CPU flavour has "
+                       "one writer, ONNX Runtime, and FP32 float layers)")  # fmt: skip
         opts = BuildOptions(method=method.value, calib_source=calib, calib_images=calib_images,
-                            budget=AccuracyBudget(val_data=val_data))  # fmt: skip
+                            budget=AccuracyBudget(val_data=val_data), producer=quantizer.value,
+                            int8_float="fp16" if fp16 else "fp32")  # fmt: skip
         with output_folder(out, overwrite, "int8-report", [model]) as folder:
             result, files = make_report(model, folder, opts, images, flavour, groups, top,
                                         console_log)  # fmt: skip

@@ -170,7 +170,7 @@ def rebuild(
     path = stem.with_suffix(".onnx")
     quantize_int8(fp32_onnx, calib, path, settings["flavour"], settings["method"], keep_float,
                   cache_dir=cache_dir, producer=settings["producer"],
-                  float_precision=settings["float_precision"])  # fmt: skip
+                  float_precision=settings["float_precision"], parity=False)  # fmt: skip
     return path
 
 

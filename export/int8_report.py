@@ -25,15 +25,20 @@ def int8_report(
 ) -> tuple[dict[str, Any], list[Path]]:
     """``cli.py int8-report``: the sensitivity of every quantized group (``groups``: the first N,
     0 = all) of ``fp32_onnx`` on ``images`` held-out images, calibrated as ``build-engine``
-    does (``opts``: an ``export.build.BuildOptions`` with its budget's held-out source); the
+    does (``opts``: an ``export.build.BuildOptions`` with its budget's held-out source, and
+    for the TensorRT flavour its writer, ``producer``, and float layers, ``int8_float``); the
     cache beside the ONNX, ``int8_report.json`` / ``.md`` / ``int8_sensitivity.png`` in
     ``out``."""
     from export.build import BuildJob
+    from export.quantize import resolve_producer
 
     job = BuildJob(fp32_onnx, fp32_onnx.parent, opts, log=log)
     held, calib = job.held_out(), job.calibration()
+    float_precision = opts.int8_float if flavour == "tensorrt" else "fp32"
     result = measure_sensitivity(fp32_onnx, calib, held, fp32_onnx.parent, images, flavour,
-                                 opts.method, opts.keep_float, None, log, groups)  # fmt: skip
+                                 opts.method, opts.keep_float, None, log, groups,
+                                 resolve_producer(flavour, opts.producer),
+                                 float_precision)  # fmt: skip
     plot = bar_plot(result, out / "int8_sensitivity.png", top)
     files = [
         write_text_atomic(out / "int8_report.json", json.dumps(result, indent=2) + "\n"),

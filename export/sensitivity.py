@@ -87,10 +87,14 @@ def measure_sensitivity(
     groups: Sequence[str] | None = None,
     log: Log = lambda s: None,
     limit: int = 0,
+    producer: str = "auto",
+    float_precision: str = "fp32",
 ) -> dict[str, Any]:
     """fp32, full INT8 and every group left alone in float (``groups``: those, default every
     group the writer quantizes, ``quantized_groups``; ``limit``: the first N), ranked by δ1
-    gain then output-error reduction; read from / written to the cache in ``out_dir``."""
+    gain then output-error reduction; read from / written to the cache in ``out_dir``.
+    ``producer`` and ``float_precision``: the TensorRT flavour's writer and float layers, as
+    ``export.quantize.quantize_int8`` takes them."""
     from densedepth.data.preprocess import rgb_to_input
     from densedepth.evaluation import evaluation_arrays
     from export.quantize import quantize_int8
@@ -98,7 +102,8 @@ def measure_sensitivity(
     size = tuple(read_metadata(fp32_onnx)["input_size"])
     chosen_spec = list(groups) if groups is not None else "all"
     settings = {"flavour": flavour, "method": method, "keep_float": list(keep_float),
-                "groups": chosen_spec, "limit": limit}  # fmt: skip
+                "groups": chosen_spec, "limit": limit, "producer": producer,
+                "float_precision": float_precision}  # fmt: skip
     cache = (
         out_dir / f"int8_sensitivity_{cache_key(fp32_onnx, calib, held, images, **settings)}.json"
     )
@@ -113,7 +118,9 @@ def measure_sensitivity(
 
         def quantized(name: str, keep: Sequence[str]) -> dict[str, Any]:
             path = work / f"{name}.onnx"
-            quantize_int8(fp32_onnx, calib, path, flavour, method, keep, cache_dir=out_dir)
+            quantize_int8(fp32_onnx, calib, path, flavour, method, keep, cache_dir=out_dir,
+                          producer=producer, float_precision=float_precision,
+                          parity=False)  # fmt: skip
             return _score(path, held, size, rgb, fp32["depth"], images)
 
         full = quantized("full", keep_float)
@@ -147,9 +154,10 @@ def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = No
     lines = [
         "# INT8 sensitivity", "",
         f"{result['images']} held-out images ({result['held_out']}); {result['flavour']} "
-        f"flavour, {result['method']} calibration; fp32 δ1 {f32['delta1']:.4f}, full INT8 δ1 "
-        f"{i8['delta1']:.4f} (mean |Δdepth| {i8['abs_err_m']:.4f} m). Each row: that group "
-        "alone left in float, everything else INT8.", "",
+        f"flavour{writer_text(result)}, {result['method']} calibration; fp32 δ1 "
+        f"{f32['delta1']:.4f}, full INT8 δ1 {i8['delta1']:.4f} (mean |Δdepth| "
+        f"{i8['abs_err_m']:.4f} m). Each row: that group alone left in float, everything "
+        "else INT8.", "",
         "| rank | group (node) | δ1 | δ1 gain | rel | mean abs err m | err drop m |",
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
@@ -163,6 +171,14 @@ def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = No
     if plot:
         lines += ["", f"![top groups]({plot})"]
     return "\n".join(lines) + "\n"
+
+
+def writer_text(result: dict[str, Any]) -> str:
+    """`` (onnxruntime writer, fp16 float layers)`` for a TensorRT-flavour report (nothing
+    for the CPU flavour or a report cached before these were recorded)."""
+    if result.get("flavour") != "tensorrt" or "producer" not in result:
+        return ""
+    return f" ({result['producer']} writer, {result['float_precision']} float layers)"
 
 
 def range_table(fp32: list[dict[str, Any]], int8: list[dict[str, Any]]) -> list[str]:

@@ -357,6 +357,9 @@ CASES = [
     Case("precision-pair", "ONNX / IR / engine", "--int8 with --bf16",
          lambda t, m: ["build-engine", str(m["onnx"]), "--int8", "--bf16"],
          "choose one of --int8, --fp16, --bf16"),
+    Case("report-cpu-fp16", "ONNX / IR / engine", "int8-report --fp16 of the CPU flavour",
+         lambda t, m: ["int8-report", str(m["onnx"]), "--fp16", "--out", str(t / "r")],
+         "--fp16 and --quantizer are for --flavour tensorrt"),
     # ---------------------------------------------------------------- calibration
     Case("calib-empty", "calibration", "a calibration folder with no readable image",
          lambda t, m: ["build-engine", str(m["onnx"]), "--int8", "--out-dir", str(t / "o"),

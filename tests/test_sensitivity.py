@@ -57,3 +57,31 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     assert result2["ranked"] == result["ranked"]
     assert any(line.startswith("sensitivity reused") for line in again)
     assert len(files) == 3
+
+
+def test_a_tensorrt_report_measures_the_writer_and_float_layers_it_is_given(
+    trained_tiny: dict, tmp_path: Path
+) -> None:
+    """--flavour tensorrt --quantizer onnxruntime --fp16: the report's full INT8 is that build
+    (an independent quantize_int8 with the same writer and FP16 float layers scores the same
+    δ1 on the same held-out images), and the Markdown names both."""
+    model = tmp_path / "m" / "model_fp32.onnx"
+    model.parent.mkdir()
+    shutil.copy(trained_tiny["onnx"], model)
+    shutil.copy(str(trained_tiny["onnx"]) + ".json", str(model) + ".json")
+    opts = BuildOptions(calib_images=16, budget=AccuracyBudget(), producer="onnxruntime",
+                        int8_float="fp16")  # fmt: skip
+    result, _ = int8_report(model, tmp_path / "r", opts, images=2, flavour="tensorrt", groups=1)
+    assert (result["producer"], result["float_precision"]) == ("onnxruntime", "fp16")
+    job = BuildJob(model, model.parent, opts)
+    held, calib = job.held_out(), job.calibration()
+    full = tmp_path / "full.onnx"
+    quantize_int8(model, calib, full, "tensorrt", "minmax", opts.keep_float,
+                  producer="onnxruntime", float_precision="fp16")  # fmt: skip
+    runner = load_runner(full, device="cpu")
+    m = evaluate_dataset(runner, held.dataset, (64, 64), limit=2)
+    runner.close()
+    assert m["delta1"] == pytest.approx(result["int8"]["delta1"], abs=1e-12)
+    assert m["rel"] == pytest.approx(result["int8"]["rel"], rel=1e-9)
+    md = (tmp_path / "r" / "int8_report.md").read_text()
+    assert "tensorrt flavour (onnxruntime writer, fp16 float layers)" in md

@@ -192,11 +192,20 @@ def sweep_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_perf_analyzer_input(path: Path, name: str, frames: np.ndarray) -> Path:
-    """``frames`` (N x 3 x H x W float32) in perf_analyzer's ``--input-data`` JSON: one entry
-    per frame, the tensor base64-encoded with its shape (without the batch)."""
+def write_perf_analyzer_input(
+    path: Path, name: str, frames: np.ndarray, fixed_batch: int = 0
+) -> Path:
+    """``frames`` (N x 3 x H x W float32) in perf_analyzer's ``--input-data`` JSON, each tensor
+    base64-encoded with its shape: for a batching model (``fixed_batch`` 0) one entry per
+    frame, the shape without the batch; for one with ``max_batch_size 0`` the shape is the
+    model's full dims, so each entry holds ``fixed_batch`` frames (taken in turn)."""
+    if fixed_batch > 0:
+        take = np.arange(-(-len(frames) // fixed_batch) * fixed_batch)  # every frame, once or more
+        tensors = list(frames[take % len(frames)].reshape(-1, fixed_batch, *frames.shape[1:]))
+    else:
+        tensors = list(frames)
     data = [{name: {"b64": base64.b64encode(np.ascontiguousarray(f, np.float32).tobytes())
-                    .decode("ascii"), "shape": list(f.shape)}} for f in frames]  # fmt: skip
+                    .decode("ascii"), "shape": list(f.shape)}} for f in tensors]  # fmt: skip
     return write_text_atomic(path, json.dumps({"data": data}) + "\n")
 
 
@@ -236,6 +245,7 @@ def server_bench(
         rgb, _, _ = evaluation_arrays(open_dataset(data, "test", **opts.data_kwargs), size, 8)
         frames = rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         rows = concurrency_sweep(runner, frames, levels, requests, log=log)
+        fixed_batch = 0 if runner.max_batch_size > 0 else runner.max_batch
     finally:
         runner.close()
     machine = f"client on {cpu_model()}, {usable_cores()} cores ({' '.join(cpu_capabilities())})"
@@ -245,7 +255,7 @@ def server_bench(
     files = [write_text_atomic(out / "server_load.json", json.dumps(sweep, indent=2) + "\n"),
              write_text_atomic(out / "server_load.md", sweep_markdown(sweep)),
              write_perf_analyzer_input(out / "perf_analyzer_input.json", runner.input_name,
-                                       frames)]  # fmt: skip
+                                       frames, fixed_batch)]  # fmt: skip
     result["server_load"] = sweep
     result["files"] = [*result["files"], *map(str, files)]
     return result

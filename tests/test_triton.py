@@ -320,3 +320,23 @@ def test_serve_refuses_bad_input_in_one_line(
         bad = runner.invoke(app, args)
         errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
         assert bad.exit_code == 1 and len(errors) == 1 and match in errors[0], bad.output
+
+
+def test_perf_analyzer_input_has_the_full_dims_of_a_model_without_batching(
+    tmp_path: Path,
+) -> None:
+    """perf_analyzer reads an entry's shape as the request's tensor: without the batch for a
+    batching model, the model's full dims for max_batch_size 0 (a fixed batch of 2 here: the
+    three frames taken in turn fill two requests, the third frame first again)."""
+    from bench.server_load import write_perf_analyzer_input
+
+    frames = np.arange(3 * 3 * 4 * 5, dtype=np.float32).reshape(3, 3, 4, 5)
+    path = write_perf_analyzer_input(tmp_path / "b.json", "rgb", frames)
+    data = json.loads(path.read_text())["data"]
+    assert [d["rgb"]["shape"] for d in data] == [[3, 4, 5]] * 3
+    path = write_perf_analyzer_input(tmp_path / "f.json", "rgb", frames, fixed_batch=2)
+    data = json.loads(path.read_text())["data"]
+    assert [d["rgb"]["shape"] for d in data] == [[2, 3, 4, 5]] * 2
+    got = [np.frombuffer(base64.b64decode(d["rgb"]["b64"]), np.float32).reshape(2, 3, 4, 5)
+           for d in data]  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate(got), frames[[0, 1, 2, 0]])

@@ -51,15 +51,31 @@ def quantized_groups(int8_onnx: Path) -> list[str]:
             and any(made_by.get(i) == "DequantizeLinear" for i in n.input)]  # fmt: skip
 
 
+def _remembering(predict: Callable[[np.ndarray], np.ndarray]) -> tuple[Callable, dict]:
+    """``predict``, remembering each image's output by its input bytes: the evaluation's
+    unmirrored pass is the plain prediction, so the error against FP32 needs no second run."""
+    seen: dict[bytes, np.ndarray] = {}
+
+    def remembered(batch: np.ndarray) -> np.ndarray:
+        out = predict(batch)
+        for i in range(len(batch)):
+            seen[np.ascontiguousarray(batch[i : i + 1]).tobytes()] = out[i : i + 1]
+        return out
+
+    return remembered, seen
+
+
 def _score(path: Path, held: Any, size: tuple[int, int], rgb: np.ndarray, ref: np.ndarray | None,
            images: int) -> dict[str, Any]:  # fmt: skip
     """δ1 / rel of ``path`` on the held-out images, and its mean |depth - ref| in metres."""
     from densedepth.evaluation import evaluate_dataset
     from export.int8_budget import cpu_predictor
 
-    predict = cpu_predictor(path)
+    predict, seen = _remembering(cpu_predictor(path))
     m = evaluate_dataset(predict, held.dataset, size, limit=images)
-    depth = predict(rgb)
+    keys = [rgb[i : i + 1].tobytes() for i in range(len(rgb))]
+    known = all(k in seen for k in keys)
+    depth = np.concatenate([seen[k] for k in keys]) if known else predict(rgb)
     score = {"delta1": m["delta1"], "rel": m["rel"], "by_range": m.get("by_range", []),
              "depth": depth}  # fmt: skip
     if ref is not None:

@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
+from densedepth.data.preprocess import rgb_to_input
 from densedepth.evaluation import evaluate_dataset
 from engines import load_runner
 from export.build import BuildJob, BuildOptions
@@ -45,7 +47,13 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     quantize_int8(model, calib, alone, "cpu", "minmax", ["depth-out", pick["node"]])
     runner = load_runner(alone, device="cpu")
     m = evaluate_dataset(runner, held.dataset, (64, 64), limit=4)
+    # the error against FP32: the plain (unmirrored) prediction of the same 4 images
+    x = np.concatenate([rgb_to_input(held.dataset[i][0], (64, 64)) for i in range(4)])
+    reference = load_runner(model, device="cpu")
+    err = float(np.mean(np.abs(runner(x).reshape(4, -1) - reference(x).reshape(4, -1))))
+    reference.close()
     runner.close()
+    assert err > 0 and pick["abs_err_m"] == pytest.approx(err, rel=1e-6)
     assert m["delta1"] == pytest.approx(pick["delta1"], abs=1e-12)
     assert m["delta1"] - result["int8"]["delta1"] == pytest.approx(pick["delta1_gain"])
     saved = json.loads((tmp_path / "r" / "int8_report.json").read_text())

@@ -1062,11 +1062,11 @@ def int8_report(
                                         console_log)  # fmt: skip
         table = Table(title=f"INT8 sensitivity (full INT8 δ1 {result['int8']['delta1']:.4f}, "
                             f"fp32 {result['fp32']['delta1']:.4f})")  # fmt: skip
-        for col in ("rank", "group (Conv)", "δ1 gain", "err drop m"):
+        for col in ("rank", "group (node)", "δ1 recovered", "δ1 gain", "err drop m"):
             table.add_column(col, overflow="fold")
         for rank, r in enumerate(result["ranked"][:top], 1):
-            table.add_row(str(rank), r["node"], f"{r['delta1_gain']:+.4f}",
-                          f"{r['abs_err_drop_m']:+.4f}")  # fmt: skip
+            table.add_row(str(rank), r["node"], f"{r['delta1_recovered']:+.4f}",
+                          f"{r['delta1_gain']:+.4f}", f"{r['abs_err_drop_m']:+.4f}")  # fmt: skip
         console.print(table)
         console.print(f"saved {', '.join(map(str, files))}")
 

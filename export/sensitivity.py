@@ -5,9 +5,11 @@ weights; a Concat, BatchNormalization, pooling or Resize where the writer quanti
 as in the fp32 graph. Each group is measured by leaving ONLY it in float, everything else INT8,
 through the same writer, calibration ranges (cached: calibrated once) and keep-float base as
 the full INT8 build: its δ1 gain and output-error reduction against the full INT8 model, on a
-small fixed set of held-out images (``export.int8_budget.held_out_set``). Leave-one-in-float,
-not quantize-one-only: it measures what each group costs inside the INT8 model, upstream
-errors included, which is what leaving it in float buys (the fallback's question);
+small fixed set of held-out images (``export.int8_budget.held_out_set``), ranked by the δ1
+distance to FP32 it recovers (``delta1_recovered``: the gain where INT8 loses δ1; a weak FP32
+model can gain δ1 from broken INT8, and then moving back towards FP32 is the repair).
+Leave-one-in-float, not quantize-one-only: it measures what each group costs inside the INT8
+model, upstream errors included, which is what leaving it in float buys (the fallback's question);
 quantize-one-only would measure each group against a float neighbourhood that the deployed
 model does not have.
 
@@ -83,6 +85,17 @@ def _score(path: Path, held: Any, size: tuple[int, int], rgb: np.ndarray, ref: n
     return score
 
 
+RANK_BY = "delta1-recovered, then error drop"
+
+
+def delta1_recovered(fp32: float, int8: float, group_float: float) -> float:
+    """How much of the full INT8 model's δ1 distance from FP32 leaving one group in float
+    takes back: |int8 - fp32| - |group_float - fp32|. Where INT8 loses δ1 this is the δ1
+    gain (up to FP32); where broken INT8 raises δ1 (a weak FP32 model), moving back towards
+    FP32 counts, and a rise past it does not."""
+    return abs(int8 - fp32) - abs(group_float - fp32)
+
+
 def cache_key(fp32_onnx: Path, calib: Any, held: Any, images: int, **settings: Any) -> str:
     """What a sensitivity result depends on, hashed."""
     text = json.dumps({"onnx": file_sha256(fp32_onnx), "calib": calib.sha256,
@@ -107,8 +120,9 @@ def measure_sensitivity(
     float_precision: str = "fp32",
 ) -> dict[str, Any]:
     """fp32, full INT8 and every group left alone in float (``groups``: those, default every
-    group the writer quantizes, ``quantized_groups``; ``limit``: the first N), ranked by δ1
-    gain then output-error reduction; read from / written to the cache in ``out_dir``.
+    group the writer quantizes, ``quantized_groups``; ``limit``: the first N), ranked by the
+    δ1 they recover (``delta1_recovered``) then output-error reduction; read from / written
+    to the cache in ``out_dir``.
     ``producer`` and ``float_precision``: the TensorRT flavour's writer and float layers, as
     ``export.quantize.quantize_int8`` takes them."""
     from densedepth.data.preprocess import rgb_to_input
@@ -119,7 +133,7 @@ def measure_sensitivity(
     chosen_spec = list(groups) if groups is not None else "all"
     settings = {"flavour": flavour, "method": method, "keep_float": list(keep_float),
                 "groups": chosen_spec, "limit": limit, "producer": producer,
-                "float_precision": float_precision}  # fmt: skip
+                "float_precision": float_precision, "rank_by": RANK_BY}  # fmt: skip
     cache = (
         out_dir / f"int8_sensitivity_{cache_key(fp32_onnx, calib, held, images, **settings)}.json"
     )
@@ -148,11 +162,13 @@ def measure_sensitivity(
             rows.append({"node": node, "delta1": s["delta1"], "rel": s["rel"],
                          "abs_err_m": s["abs_err_m"],
                          "delta1_gain": s["delta1"] - full["delta1"],
+                         "delta1_recovered": delta1_recovered(fp32["delta1"], full["delta1"],
+                                                              s["delta1"]),
                          "abs_err_drop_m": full["abs_err_m"] - s["abs_err_m"]})  # fmt: skip
             left = (time.perf_counter() - started) / i * (len(chosen) - i)
-            log(f"group {i}/{len(chosen)} {node}: δ1 {s['delta1']:.4f} "
-                f"(gain {rows[-1]['delta1_gain']:+.4f}); about {left:.0f} s left")  # fmt: skip
-    rows.sort(key=lambda r: (-r["delta1_gain"], -r["abs_err_drop_m"]))
+            log(f"group {i}/{len(chosen)} {node}: δ1 {s['delta1']:.4f} (recovered "
+                f"{rows[-1]['delta1_recovered']:+.4f}); about {left:.0f} s left")  # fmt: skip
+    rows.sort(key=lambda r: (-r["delta1_recovered"], -r["abs_err_drop_m"]))
     result = {
         "fp32": {k: fp32[k] for k in ("delta1", "rel", "by_range")},
         "int8": {k: full[k] for k in ("delta1", "rel", "abs_err_m", "by_range")},
@@ -173,13 +189,16 @@ def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = No
         f"flavour{writer_text(result)}, {result['method']} calibration; fp32 δ1 "
         f"{f32['delta1']:.4f}, full INT8 δ1 {i8['delta1']:.4f} (mean |Δdepth| "
         f"{i8['abs_err_m']:.4f} m). Each row: that group alone left in float, everything "
-        "else INT8.", "",
-        "| rank | group (node) | δ1 | δ1 gain | rel | mean abs err m | err drop m |",
-        "|---|---|---|---|---|---|---|",
+        "else INT8; ranked by the δ1 distance to fp32 it recovers (|int8 - fp32| - "
+        "|row - fp32|: the δ1 gain where INT8 loses δ1), then by the error drop.", "",
+        "| rank | group (node) | δ1 | δ1 recovered | δ1 gain | rel | mean abs err m | "
+        "err drop m |",
+        "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for rank, r in enumerate(result["ranked"][:top], 1):
         cells = (
-            f"{rank} | {r['node']} | {r['delta1']:.4f} | {r['delta1_gain']:+.4f} | "
+            f"{rank} | {r['node']} | {r['delta1']:.4f} | {r['delta1_recovered']:+.4f} | "
+            f"{r['delta1_gain']:+.4f} | "
             f"{r['rel']:.4f} | {r['abs_err_m']:.4f} | {r['abs_err_drop_m']:+.4f}"
         )
         lines.append(f"| {cells} |")
@@ -216,7 +235,7 @@ def range_table(fp32: list[dict[str, Any]], int8: list[dict[str, Any]]) -> list[
 
 
 def bar_plot(result: dict[str, Any], path: Path, top: int = 20) -> Path:
-    """The ``top`` groups' δ1 gain as horizontal bars."""
+    """The ``top`` groups' recovered δ1 (``delta1_recovered``) as horizontal bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,10 +244,10 @@ def bar_plot(result: dict[str, Any], path: Path, top: int = 20) -> Path:
 
     rows = result["ranked"][:top][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5), dpi=110)
-    ax.barh([r["node"] for r in rows], [r["delta1_gain"] for r in rows], color="tab:blue")
+    ax.barh([r["node"] for r in rows], [r["delta1_recovered"] for r in rows], color="tab:blue")
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(5))
-    ax.set_xlabel("δ1 gain when this group alone stays in float")
+    ax.set_xlabel("δ1 distance to fp32 recovered when this group alone stays in float")
     ax.set_title(f"INT8 sensitivity (full INT8 δ1 {result['int8']['delta1']:.4f})")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()

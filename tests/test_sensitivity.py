@@ -17,6 +17,18 @@ from export.build import BuildJob, BuildOptions
 from export.int8_budget import AccuracyBudget
 from export.int8_report import int8_report
 from export.quantize import quantize_int8
+from export.sensitivity import delta1_recovered
+
+
+def test_recovered_delta1_is_the_distance_to_fp32_taken_back() -> None:
+    """Where INT8 loses δ1, a group's recovery is its δ1 gain (up to FP32); where broken INT8
+    raises δ1 above a weak FP32 model's, moving back towards FP32 recovers and rising further
+    does not, so the group that repairs the INT8 model ranks first in both regimes."""
+    assert delta1_recovered(0.50, 0.40, 0.45) == pytest.approx(0.05)  # the gain
+    assert delta1_recovered(0.50, 0.40, 0.55) == pytest.approx(0.05)  # not past FP32
+    assert delta1_recovered(0.32, 0.42, 0.40) == pytest.approx(0.02)  # back towards FP32
+    assert delta1_recovered(0.32, 0.42, 0.44) == pytest.approx(-0.02)  # further from it
+    assert delta1_recovered(0.32, 0.42, 0.42) == 0.0
 
 
 def test_each_group_is_what_the_writer_builds_with_it_in_float(
@@ -24,7 +36,8 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
 ) -> None:
     """The report's δ1 for a group equals an independent build of that keep-float (the
     writer, the same calibration) scored on the same held-out images; the ranking is by δ1
-    gain; a second report reads the cache; the plot and the Markdown are written."""
+    recovered towards FP32; a second report reads the cache; the plot and the Markdown are
+    written."""
     model = tmp_path / "m" / "model_fp32.onnx"
     model.parent.mkdir()
     shutil.copy(trained_tiny["onnx"], model)
@@ -36,8 +49,8 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     assert [r["node"] for r in result["ranked"]] != [] and len(result["ranked"]) == 3
     measured = result["measured_groups"]  # the first 3 the writer quantizes, graph order
     assert len(measured) == 3 and {r["node"] for r in result["ranked"]} == set(measured)
-    gains = [r["delta1_gain"] for r in result["ranked"]]
-    assert gains == sorted(gains, reverse=True)
+    recovered = [r["delta1_recovered"] for r in result["ranked"]]
+    assert recovered == sorted(recovered, reverse=True)
     assert any("about" in line and "s left" in line for line in logged)  # progress, estimate
     # brute force, independently: the writer with that one group in float, scored here
     job = BuildJob(model, model.parent, opts)
@@ -56,6 +69,8 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     assert err > 0 and pick["abs_err_m"] == pytest.approx(err, rel=1e-6)
     assert m["delta1"] == pytest.approx(pick["delta1"], abs=1e-12)
     assert m["delta1"] - result["int8"]["delta1"] == pytest.approx(pick["delta1_gain"])
+    fp32, int8 = result["fp32"]["delta1"], result["int8"]["delta1"]
+    assert pick["delta1_recovered"] == pytest.approx(abs(int8 - fp32) - abs(m["delta1"] - fp32))
     saved = json.loads((tmp_path / "r" / "int8_report.json").read_text())
     assert saved["ranked"] == result["ranked"]
     assert "| 1 | " in (tmp_path / "r" / "int8_report.md").read_text()

@@ -14,7 +14,8 @@ quantize-one-only would measure each group against a float neighbourhood that th
 model does not have.
 
 Results are cached beside the report by (fp32 ONNX hash, calibration set hash, held-out images,
-flavour, method, keep-float base, groups), so a second report reads them again.
+flavour, method, keep-float base, groups), so a second report reads them again; the rows so
+far are saved after every group, so an interrupted report resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from densedepth.util.outputs import (
     reusable_cache,
     scratch_beside,
     write_text_atomic,
+    written_by_us,
 )
 
 Log = Callable[[str], None]
@@ -156,8 +158,13 @@ def measure_sensitivity(
         full = quantized("full", keep_float)
         chosen = list(groups) if groups is not None else quantized_groups(work / "full.onnx")
         chosen = chosen[:limit] if limit > 0 else chosen
-        rows, started = [], time.perf_counter()
+        partial = cache.with_name(f"{cache.stem}.partial.json")
+        before = _measured_before(partial, chosen, log)
+        rows, started, new = [], time.perf_counter(), 0
         for i, node in enumerate(chosen, 1):
+            if node in before:
+                rows.append(before[node])
+                continue
             s = quantized(f"g{i}", [*keep_float, node])
             rows.append({"node": node, "delta1": s["delta1"], "rel": s["rel"],
                          "abs_err_m": s["abs_err_m"],
@@ -165,7 +172,10 @@ def measure_sensitivity(
                          "delta1_recovered": delta1_recovered(fp32["delta1"], full["delta1"],
                                                               s["delta1"]),
                          "abs_err_drop_m": full["abs_err_m"] - s["abs_err_m"]})  # fmt: skip
-            left = (time.perf_counter() - started) / i * (len(chosen) - i)
+            write_text_atomic(partial, json.dumps({"groups": chosen, "rows": rows}) + "\n")
+            record_written(partial)
+            new += 1
+            left = (time.perf_counter() - started) / new * (len(chosen) - i)
             log(f"group {i}/{len(chosen)} {node}: δ1 {s['delta1']:.4f} (recovered "
                 f"{rows[-1]['delta1_recovered']:+.4f}); about {left:.0f} s left")  # fmt: skip
     rows.sort(key=lambda r: (-r["delta1_recovered"], -r["abs_err_drop_m"]))
@@ -177,7 +187,22 @@ def measure_sensitivity(
     }  # fmt: skip
     write_text_atomic(cache, json.dumps(result, indent=2) + "\n")
     record_written(cache)
+    if written_by_us(partial):
+        partial.unlink()
     return result
+
+
+def _measured_before(partial: Path, chosen: list[str], log: Log) -> dict[str, dict[str, Any]]:
+    """The rows an interrupted report of the same key measured (``partial``, written after
+    every group), by node; nothing where there is none or it measured other groups."""
+    if not reusable_cache(partial):
+        return {}
+    saved = json.loads(partial.read_text())
+    if saved.get("groups") != chosen:
+        return {}
+    log(f"sensitivity resumed: {len(saved['rows'])} of {len(chosen)} groups measured before "
+        f"({partial})")  # fmt: skip
+    return {r["node"]: r for r in saved["rows"]}
 
 
 def report_markdown(result: dict[str, Any], top: int = 20, plot: str | None = None) -> str:

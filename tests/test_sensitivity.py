@@ -36,16 +36,28 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
 ) -> None:
     """The report's δ1 for a group equals an independent build of that keep-float (the
     writer, the same calibration) scored on the same held-out images; the ranking is by δ1
-    recovered towards FP32; a second report reads the cache; the plot and the Markdown are
-    written."""
+    recovered towards FP32; a report interrupted after 2 groups resumes with the third only
+    (the group checked is one measured before the interruption); a second report reads the
+    cache; the plot and the Markdown are written."""
     model = tmp_path / "m" / "model_fp32.onnx"
     model.parent.mkdir()
     shutil.copy(trained_tiny["onnx"], model)
     shutil.copy(str(trained_tiny["onnx"]) + ".json", str(model) + ".json")
     opts = BuildOptions(calib_images=16, budget=AccuracyBudget())
+
+    def interrupt(line: str) -> None:
+        if line.startswith("group 2/3"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        int8_report(model, tmp_path / "r", opts, images=4, groups=3, log=interrupt)
+    assert not (tmp_path / "r" / "int8_report.json").exists()
     logged: list[str] = []
     result, files = int8_report(model, tmp_path / "r", opts, images=4, groups=3,
                                 log=logged.append)  # fmt: skip
+    assert any(line.startswith("sensitivity resumed: 2 of 3 groups") for line in logged)
+    assert [line[:9] for line in logged if line.startswith("group ")] == ["group 3/3"]
+    assert not list(model.parent.glob("*.partial.json"))  # gone once the result is cached
     assert [r["node"] for r in result["ranked"]] != [] and len(result["ranked"]) == 3
     measured = result["measured_groups"]  # the first 3 the writer quantizes, graph order
     assert len(measured) == 3 and {r["node"] for r in result["ranked"]} == set(measured)
@@ -55,7 +67,7 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     # brute force, independently: the writer with that one group in float, scored here
     job = BuildJob(model, model.parent, opts)
     held, calib = job.held_out(), job.calibration()
-    pick = result["ranked"][-1]
+    pick = next(r for r in result["ranked"] if r["node"] == measured[0])  # measured before
     alone = tmp_path / "alone.onnx"
     quantize_int8(model, calib, alone, "cpu", "minmax", ["depth-out", pick["node"]])
     runner = load_runner(alone, device="cpu")

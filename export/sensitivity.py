@@ -273,7 +273,8 @@ def bar_plot(result: dict[str, Any], path: Path, top: int = 20) -> Path:
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("δ1 distance to fp32 recovered when this group alone stays in float")
-    ax.set_title(f"INT8 sensitivity (full INT8 δ1 {result['int8']['delta1']:.4f})")
+    ax.set_title(f"INT8 sensitivity (fp32 δ1 {result['fp32']['delta1']:.4f}, full INT8 "
+                 f"{result['int8']['delta1']:.4f})")  # fmt: skip
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     with scratch_beside(path) as work:

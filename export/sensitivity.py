@@ -93,8 +93,8 @@ RANK_BY = "delta1-recovered, then error drop"
 def delta1_recovered(fp32: float, int8: float, group_float: float) -> float:
     """How much of the full INT8 model's δ1 distance from FP32 leaving one group in float
     takes back: |int8 - fp32| - |group_float - fp32|. Where INT8 loses δ1 this is the δ1
-    gain (up to FP32); where broken INT8 raises δ1 (a weak FP32 model), moving back towards
-    FP32 counts, and a rise past it does not."""
+    gain up to FP32 (beyond it, the overshoot counts against); where broken INT8 raises δ1
+    (a weak FP32 model), moving back towards FP32 counts and rising further counts against."""
     return abs(int8 - fp32) - abs(group_float - fp32)
 
 

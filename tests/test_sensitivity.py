@@ -25,7 +25,7 @@ def test_recovered_delta1_is_the_distance_to_fp32_taken_back() -> None:
     raises δ1 above a weak FP32 model's, moving back towards FP32 recovers and rising further
     does not, so the group that repairs the INT8 model ranks first in both regimes."""
     assert delta1_recovered(0.50, 0.40, 0.45) == pytest.approx(0.05)  # the gain
-    assert delta1_recovered(0.50, 0.40, 0.55) == pytest.approx(0.05)  # not past FP32
+    assert delta1_recovered(0.50, 0.40, 0.55) == pytest.approx(0.05)  # overshoot counts against
     assert delta1_recovered(0.32, 0.42, 0.40) == pytest.approx(0.02)  # back towards FP32
     assert delta1_recovered(0.32, 0.42, 0.44) == pytest.approx(-0.02)  # further from it
     assert delta1_recovered(0.32, 0.42, 0.42) == 0.0

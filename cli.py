@@ -1044,7 +1044,7 @@ def int8_report(
         typer.Option("--fp16", help="--flavour tensorrt: FP16 float layers (--int8 --fp16)."),
     ] = False,
 ) -> None:
-    """Per-layer INT8 sensitivity: each Conv group alone left in float, ranked by δ1 gain."""
+    """Per-layer INT8 sensitivity: each Conv group alone left in float, ranked by δ1 recovered."""
     with user_errors():
         from export.build import BuildOptions
         from export.int8_budget import AccuracyBudget

@@ -370,7 +370,7 @@ def run_bench(
     """Bench every model (files, folders, runners); write bench.json, bench.csv, bench.md and
     pareto.png into ``out``; returns the result (environment, options, rows)."""
     from bench.peak import add_peak_shares, measure_peaks
-    from bench.report import write_bench_report
+    from bench.report import label_rows, write_bench_report
 
     opts = opts or BenchOptions()
     out = Path(out)
@@ -397,6 +397,7 @@ def run_bench(
             measured.append(measure_row(candidate, opts, dataset, log))
             advance(1)
     rows = table_order(candidates, measured)
+    label_rows(rows)
     add_ratios(rows)
     if peaks is not None:
         add_peak_shares(rows, peaks)

@@ -93,7 +93,7 @@ def recommend(
                        key=lambda r: r["p50_ms"], default=best)  # fmt: skip
         picks.append({
             "backbone": backbone, "input_size": list(size), "format": best.get("format"),
-            "label": f"{best.get('engine')} {best.get('precision')}", "path": best.get("path"),
+            "label": pick_label(best), "path": best.get("path"),
             "p50_ms": best["p50_ms"], "delta1_drop": best["delta1_drop"],
             "speedup": base["p50_ms"] / best["p50_ms"],
             "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
@@ -101,6 +101,12 @@ def recommend(
             "mj_per_image": best.get("mj_per_image"),
         })  # fmt: skip
     return picks
+
+
+def pick_label(row: dict[str, Any]) -> str:
+    """``engine precision``, and the file where another row shares them (``label_file``)."""
+    named = f" ({row['label_file']})" if row.get("label_file") else ""
+    return f"{row.get('engine')} {row.get('precision')}{named}"
 
 
 def recommendation_line(pick: dict[str, Any]) -> str:

@@ -62,11 +62,28 @@ CSV_COLUMNS = (
 
 
 def row_label(row: dict[str, Any]) -> str:
+    """``base_label``, and the file where another row would share it (``label_rows``)."""
+    named = f" ({row['label_file']})" if row.get("label_file") else ""
+    return base_label(row) + named
+
+
+def base_label(row: dict[str, Any]) -> str:
     """``backbone engine precision`` for a row that ran, else the model it was given as."""
     if row.get("engine"):
         parts = (row.get("backbone") or "?", row["engine"], row.get("precision", ""))
         return " ".join(p for p in parts if p)
     return row["model"]
+
+
+def label_rows(rows: list[dict[str, Any]]) -> None:
+    """Where rows at one input size would share a ``base_label`` (a full INT8 build beside
+    its fallback, say), give each its ``label_file`` (``d121/model_int8.onnx``), which
+    ``row_label`` and the recommendation add."""
+    keys = [(base_label(r), size_text(r)) for r in rows]
+    for row, key in zip(rows, keys, strict=True):
+        path = Path(row.get("path") or row.get("model") or "")
+        if keys.count(key) > 1 and path.name:
+            row["label_file"] = f"{path.parent.name}/{path.name}"
 
 
 def batch_text(row: dict[str, Any]) -> str:

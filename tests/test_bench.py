@@ -511,6 +511,37 @@ def test_a_float_onnx_builds_its_formats_and_never_gets_torch_rows(
     assert rows[0]["path"] == str(trained_tiny["onnx"])  # the source itself is the fp32 row
 
 
+def test_rows_that_would_share_a_label_name_their_files(trained_tiny: dict, tmp_path: Path) -> None:
+    """Two files of one backbone, engine and precision (a full INT8 build and its fallback,
+    say) get labels that tell them apart, in every table and the recommendation; a row whose
+    label is its own keeps it unchanged."""
+    import shutil
+
+    from bench.recommend import recommendation_line
+
+    copies = []
+    for name in ("full", "fallback"):
+        (tmp_path / name).mkdir()
+        copies.append(Path(shutil.copy(trained_tiny["onnx"], tmp_path / name / "model.onnx")))
+    opts = BenchOptions(**FAST, threads=1, device="cpu", data_kwargs=TEST_SET, limit=2)
+    result = run_bench(copies, tmp_path / "out", opts)
+    labels = [row_label(r) for r in result["rows"]]
+    assert labels == [
+        f"densenet121 onnxruntime fp32 ({n}/model.onnx)" for n in ("full", "fallback")
+    ]
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert all(f"| {label} |" in md for label in labels)
+    with open(tmp_path / "out" / "bench.csv", newline="") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == labels
+    (pick,) = result["recommended"]
+    assert pick["label"].startswith("onnxruntime fp32 (") and pick["label"] in recommendation_line(
+        pick
+    )
+    alone = run_bench(copies[:1], tmp_path / "one", opts)["rows"]
+    assert [row_label(r) for r in alone] == ["densenet121 onnxruntime fp32"]
+    assert "label_file" not in alone[0]
+
+
 # --- energy -----------------------------------------------------------------------------------
 
 

@@ -103,10 +103,15 @@ def recommend(
     return picks
 
 
+def file_note(row: dict[str, Any]) -> str:
+    """`` (d121/model_int8.onnx)`` where another row would share this one's label
+    (``bench.report.label_rows``), else ""."""
+    return f" ({row['label_file']})" if row.get("label_file") else ""
+
+
 def pick_label(row: dict[str, Any]) -> str:
-    """``engine precision``, and the file where another row shares them (``label_file``)."""
-    named = f" ({row['label_file']})" if row.get("label_file") else ""
-    return f"{row.get('engine')} {row.get('precision')}{named}"
+    """``engine precision``, and the file where another row shares them."""
+    return f"{row.get('engine')} {row.get('precision')}{file_note(row)}"
 
 
 def recommendation_line(pick: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.latency import TIMING
 from bench.peak import peaks_line
-from bench.recommend import recommendation_line
+from bench.recommend import file_note, recommendation_line
 from densedepth.metrics import METRIC_KEYS
 from densedepth.util.outputs import write_text_atomic
 from densedepth.viz import save_figure
@@ -63,8 +63,7 @@ CSV_COLUMNS = (
 
 def row_label(row: dict[str, Any]) -> str:
     """``base_label``, and the file where another row would share it (``label_rows``)."""
-    named = f" ({row['label_file']})" if row.get("label_file") else ""
-    return base_label(row) + named
+    return base_label(row) + file_note(row)
 
 
 def base_label(row: dict[str, Any]) -> str:

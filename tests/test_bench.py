@@ -534,9 +534,8 @@ def test_rows_that_would_share_a_label_name_their_files(trained_tiny: dict, tmp_
     with open(tmp_path / "out" / "bench.csv", newline="") as f:
         assert [r["label"] for r in csv.DictReader(f)] == labels
     (pick,) = result["recommended"]
-    assert pick["label"].startswith("onnxruntime fp32 (") and pick["label"] in recommendation_line(
-        pick
-    )
+    assert pick["label"].startswith("onnxruntime fp32 (")
+    assert pick["label"] in recommendation_line(pick)
     alone = run_bench(copies[:1], tmp_path / "one", opts)["rows"]
     assert [row_label(r) for r in alone] == ["densenet121 onnxruntime fp32"]
     assert "label_file" not in alone[0]

@@ -306,6 +306,7 @@ class BuildJob:
         self.source, self.out_dir, self.opts = Path(source), Path(out_dir), opts
         self.log, self.warn, self.size = log, warn, size
         self._made: dict[str, Any] = {} if opts.calib is None else {"calib": opts.calib}
+        self._fp32_scores: dict[str, Any] = {}  # every budget judges against one fp32 run
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:
         """``make()`` the first time; later calls return its value or raise its error again."""
@@ -383,7 +384,8 @@ class BuildJob:
         if fmt.builder != "export.build:build_onnx_fp32" or fp32 == self.source:
             self.log(saved_line(record))  # (an fp32 ONNX exported here was announced then)
         if calib is not None and self.opts.budget is not None:
-            result = measure_budget(fp32, record, self.held_out(), self.opts.budget)
+            result = measure_budget(fp32, record, self.held_out(), self.opts.budget,
+                                    self._fp32_scores)  # fmt: skip
             if result["verdict"] == "missed" and self.opts.budget.fallback:
                 record, result = self._fall_back(fmt, record, result, calib)
             if result["verdict"] != "missed":  # (a miss is the error's line)
@@ -406,13 +408,14 @@ class BuildJob:
             return record, {**missed, "fallback": "not offered for this format"}
         self.log(f"{budget_line(missed)}; searching for the groups to leave in float")
         found = find_fallback(self.fp32(), calib, self.held_out(), self.opts.budget, settings,
-                              self.out_dir, self.log)  # fmt: skip
+                              self.out_dir, self.log, self._fp32_scores)  # fmt: skip
         stem = self.fp32().stem.removesuffix("_fp32")
         again = replace(self.opts, stem=stem, calib=calib, keep_float=tuple(found["keep_float"]))
         with replacing(True):  # the file this run just wrote, replaced by its fallback
             record = build(fmt, self.fp32(), self.out_dir, again)
         self.log(saved_line(record))
-        result = measure_budget(self.fp32(), record, self.held_out(), self.opts.budget)
+        result = measure_budget(self.fp32(), record, self.held_out(), self.opts.budget,
+                                self._fp32_scores)  # fmt: skip
         summary = {k: found[k] for k in ("count", "of", "keep_float", "tries")}
         return record, {**result, "fallback": summary, "full_int8": {
             k: missed[k] for k in ("int8", "delta1_drop", "rel_rise")}}  # fmt: skip

@@ -72,11 +72,13 @@ def find_fallback(
     settings: dict[str, Any],
     cache_dir: Path,
     log: Log = lambda s: None,
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The groups to leave in float (see the module docstring); one clear line when even all
-    of them in float miss the budget."""
+    of them in float miss the budget. ``reference``: the fp32 scores already measured on
+    ``held`` (``measure_budget``'s dict), filled here when empty."""
     base = settings["keep_float"]
-    reference: dict[str, Any] = {}
+    reference = {} if reference is None else reference
     tries: list[dict[str, Any]] = []
     with scratch_beside(cache_dir / "int8_fallback") as work:
 

@@ -90,18 +90,28 @@ def white_frames(folder: Path) -> Path:
 
 
 def test_the_fallback_meets_the_budget_with_fewer_than_all_groups_in_float(
-    trained_tiny: dict, tmp_path: Path
+    trained_tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The white-calibrated INT8 model misses; the fallback bisects the writer's quantized
     groups and meets the budget with fewer than all of them in float; the file written is
     scored again independently here; its sidecar lists what it kept, and --keep-float-from
-    rebuilds the same model (same δ1) without searching."""
+    rebuilds the same model (same δ1) without searching. The fp32 model is scored once for
+    the whole build: the full INT8, every try and the rebuilt file are judged against it."""
+    import export.int8_budget as int8_budget
+
+    scored: list[Path] = []
+    predictor = int8_budget.cpu_predictor
+    monkeypatch.setattr(int8_budget, "cpu_predictor", lambda p: scored.append(p) or predictor(p))
     onnx = staged_onnx(trained_tiny, tmp_path / "m")
     args = ["build-engine", str(onnx), "--int8", "--calib", str(white_frames(tmp_path / "w")),
             "--calib-images", "4", "--val-images", "8", "--max-rel-rise", "0.05"]  # fmt: skip
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "fallback try 1:" in result.output and "quantized groups in float" in result.output
+    budget = read_sidecar(tmp_path / "m" / "model_int8.onnx")["int8_budget"]
+    tries = len(budget["fallback"]["tries"])
+    assert scored.count(onnx) == 1 and len(scored) == 1 + 1 + tries + 1  # fp32, full, tries, kept
+    monkeypatch.undo()
     int8 = tmp_path / "m" / "model_int8.onnx"
     fallback = check_fallback_result(onnx, int8, args)
     assert read_sidecar(int8)["keep_float"] == fallback["keep_float"]

@@ -20,6 +20,7 @@ from densedepth.data.readers import open_dataset
 from densedepth.depth import depth_to_target
 from densedepth.loss import DepthLoss
 from densedepth.model import DenseDepth
+from densedepth.variant import preset
 from train.config import TrainConfig
 from train.dataset import TorchDepthDataset
 from train.distributed import EpochSampler
@@ -370,10 +371,13 @@ class Exploit:
         return (os.system, (f"touch {Path(__file__).parent / 'pwned'}",))
 
 
-def test_resume_with_the_other_backbone_is_refused(tmp_path: Path) -> None:
+def test_resume_with_the_other_backbone_or_variant_is_refused(tmp_path: Path) -> None:
     fit(tiny_config(tmp_path, max_steps=1))
     with pytest.raises(TrainingError, match="is a densenet121 run but --backbone densenet169"):
         fit(tiny_config(tmp_path, backbone="densenet169", max_steps=2), resume=True)
+    dla = preset("dla").to_dict()  # the same weights' shapes, another network
+    with pytest.raises(TrainingError, match=r"model variant differs: checkpoint default \(align"):
+        fit(tiny_config(tmp_path, variant=dla, max_steps=2), resume=True)
     with pytest.raises(TrainingError, match="pass --resume to continue it"):
         fit(tiny_config(tmp_path, max_steps=2))
 

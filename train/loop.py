@@ -559,6 +559,8 @@ def _resume(
          lambda v: f"{float(v):g}", lambda a, b: float(a) == float(b)),
         ("learning rate", "--lr", old.get("lr"), cfg.lr, lambda v: f"{float(v):g}",
          lambda a, b: float(a) == float(b)),
+        ("model variant", "--variant", old.get("variant"), cfg.variant, variant_text,
+         lambda a, b: ModelVariant.from_dict(a) == ModelVariant.from_dict(b)),
     ]  # fmt: skip
     differ = [
         f"{what} differs: checkpoint {show(theirs)}, {flag} {show(given)}"
@@ -578,6 +580,12 @@ def _resume(
     best_path = path.with_name("best.pt")
     best = load_checkpoint(best_path).get("metrics", {}) if best_path.exists() else {}
     return state, best
+
+
+def variant_text(v: dict[str, Any] | None) -> str:
+    """``dla (half_pixel resize)``: a recorded variant as a resume error names it."""
+    variant = ModelVariant.from_dict(v)
+    return f"{variant.preset} ({variant.resize} resize)"
 
 
 def _prepare_out(out: Path, resume: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from densedepth.util.errors import ExportError
 from densedepth.util.onnx_io import read_metadata
-from densedepth.util.outputs import scratch_beside
+from densedepth.util.outputs import discard_scratch_build, scratch_beside
 from export.int8_budget import (
     AccuracyBudget,
     HeldOut,
@@ -86,6 +86,7 @@ def find_fallback(
             path = rebuild(fp32_onnx, calib, settings, [*base, *keep], work / f"try{len(tries)}",
                            cache_dir)  # fmt: skip
             r = measure_budget(fp32_onnx, {"path": str(path)}, held, budget, reference)
+            discard_scratch_build(path)
             worst = r["worst_range"]
             tries.append({"groups_in_float": len(keep), "verdict": r["verdict"],
                           "delta1_drop": r["delta1_drop"], "rel_rise": r["rel_rise"],

@@ -32,6 +32,7 @@ import numpy as np
 from densedepth.util.files import file_sha256
 from densedepth.util.onnx_io import read_metadata
 from densedepth.util.outputs import (
+    discard_scratch_build,
     record_written,
     reusable_cache,
     scratch_beside,
@@ -153,7 +154,10 @@ def measure_sensitivity(
             quantize_int8(fp32_onnx, calib, path, flavour, method, keep, cache_dir=out_dir,
                           producer=producer, float_precision=float_precision,
                           parity=False)  # fmt: skip
-            return _score(path, held, size, rgb, fp32["depth"], images)
+            scores = _score(path, held, size, rgb, fp32["depth"], images)
+            if name != "full":  # (the full build names the groups below)
+                discard_scratch_build(path)
+            return scores
 
         full = quantized("full", keep_float)
         chosen = list(groups) if groups is not None else quantized_groups(work / "full.onnx")

@@ -96,12 +96,20 @@ def test_the_fallback_meets_the_budget_with_fewer_than_all_groups_in_float(
     groups and meets the budget with fewer than all of them in float; the file written is
     scored again independently here; its sidecar lists what it kept, and --keep-float-from
     rebuilds the same model (same δ1) without searching. The fp32 model is scored once for
-    the whole build: the full INT8, every try and the rebuilt file are judged against it."""
+    the whole build: the full INT8, every try and the rebuilt file are judged against it; a
+    try's file is gone before the next is written."""
     import export.int8_budget as int8_budget
 
     scored: list[Path] = []
+    held: list[int] = []  # the scratch builds present when each file is scored
     predictor = int8_budget.cpu_predictor
-    monkeypatch.setattr(int8_budget, "cpu_predictor", lambda p: scored.append(p) or predictor(p))
+
+    def scoring(path: Path) -> object:
+        scored.append(path)
+        held.append(len(list((tmp_path / "m").glob(".dd-tmp-*/*.onnx"))))
+        return predictor(path)
+
+    monkeypatch.setattr(int8_budget, "cpu_predictor", scoring)
     onnx = staged_onnx(trained_tiny, tmp_path / "m")
     args = ["build-engine", str(onnx), "--int8", "--calib", str(white_frames(tmp_path / "w")),
             "--calib-images", "4", "--val-images", "8", "--max-rel-rise", "0.05"]  # fmt: skip
@@ -111,6 +119,7 @@ def test_the_fallback_meets_the_budget_with_fewer_than_all_groups_in_float(
     budget = read_sidecar(tmp_path / "m" / "model_int8.onnx")["int8_budget"]
     tries = len(budget["fallback"]["tries"])
     assert scored.count(onnx) == 1 and len(scored) == 1 + 1 + tries + 1  # fp32, full, tries, kept
+    assert max(held) == 1  # each try removed once judged, not kept until the search ends
     monkeypatch.undo()
     int8 = tmp_path / "m" / "model_int8.onnx"
     fallback = check_fallback_result(onnx, int8, args)

@@ -38,7 +38,8 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
     writer, the same calibration) scored on the same held-out images; the ranking is by δ1
     recovered towards FP32; a report interrupted after 2 groups resumes with the third only
     (the group checked is one measured before the interruption); a second report reads the
-    cache; the plot and the Markdown are written."""
+    cache; the plot and the Markdown are written; each group's scratch build is removed once
+    scored."""
     model = tmp_path / "m" / "model_fp32.onnx"
     model.parent.mkdir()
     shutil.copy(trained_tiny["onnx"], model)
@@ -53,8 +54,14 @@ def test_each_group_is_what_the_writer_builds_with_it_in_float(
         int8_report(model, tmp_path / "r", opts, images=4, groups=3, log=interrupt)
     assert not (tmp_path / "r" / "int8_report.json").exists()
     logged: list[str] = []
-    result, files = int8_report(model, tmp_path / "r", opts, images=4, groups=3,
-                                log=logged.append)  # fmt: skip
+    scratch: list[int] = []  # the builds in the scratch folder as each group is logged
+
+    def log(line: str) -> None:
+        logged.append(line)
+        scratch.append(len(list(model.parent.glob(".dd-tmp-*/*.onnx"))))
+
+    result, files = int8_report(model, tmp_path / "r", opts, images=4, groups=3, log=log)
+    assert max(scratch) == 1  # the full build only: each group's is removed once scored
     assert any(line.startswith("sensitivity resumed: 2 of 3 groups") for line in logged)
     assert [line[:9] for line in logged if line.startswith("group ")] == ["group 3/3"]
     assert not list(model.parent.glob("*.partial.json"))  # gone once the result is cached

@@ -170,6 +170,14 @@ def scratch_beside(path: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def discard_scratch_build(path: Path) -> None:
+    """Remove one build a search wrote in its scratch folder, once judged: the file, its
+    ``.json`` sidecar and an OpenVINO ``.bin``. A search keeping every try would hold 85 MB a
+    try for D169 at 480x640 (16 GB for a 187-group sensitivity report) until it ends."""
+    for p in (path, Path(f"{path}.json"), path.with_suffix(".bin")):
+        p.unlink(missing_ok=True)
+
+
 def _check_target(path: Path) -> None:
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; give a file name")

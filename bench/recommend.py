@@ -96,7 +96,7 @@ def recommend(
             "label": pick_label(best), "path": best.get("path"),
             "p50_ms": best["p50_ms"], "delta1_drop": best["delta1_drop"],
             "speedup": base["p50_ms"] / best["p50_ms"],
-            "against": f"{base.get('engine')} {base.get('precision')}", "max_drop": max_drop,
+            "against": pick_label(base), "max_drop": max_drop,
             "max_power": max_power, "power_w": best.get("power_w"),
             "mj_per_image": best.get("mj_per_image"),
         })  # fmt: skip

@@ -534,8 +534,10 @@ def test_rows_that_would_share_a_label_name_their_files(trained_tiny: dict, tmp_
     with open(tmp_path / "out" / "bench.csv", newline="") as f:
         assert [r["label"] for r in csv.DictReader(f)] == labels
     (pick,) = result["recommended"]
-    assert pick["label"].startswith("onnxruntime fp32 (")
+    both = {f"onnxruntime fp32 ({n}/model.onnx)" for n in ("full", "fallback")}
+    assert pick["label"] in both and pick["against"] in both  # (the slower is the baseline)
     assert pick["label"] in recommendation_line(pick)
+    assert f"x {pick['against']}, " in recommendation_line(pick)
     alone = run_bench(copies[:1], tmp_path / "one", opts)["rows"]
     assert [row_label(r) for r in alone] == ["densenet121 onnxruntime fp32"]
     assert "label_file" not in alone[0]
